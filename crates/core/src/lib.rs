@@ -1,1 +1,15 @@
-//! placeholder
+//! kvs-core: the domain of kvs-signaling, free of HTTP and SQL.
+//!
+//! Data flows one way (architecture.md §3): the wire layer parses requests into the validated
+//! identifiers of [`ids`], calls [`service::ChannelService`], which keeps channels in a
+//! [`store::Store`]. Time comes from a [`clock::Clock`] so lifecycle rules are testable.
+
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod pagination;
+pub mod service;
+pub mod store;
+
+pub use error::ServiceError;

@@ -1,0 +1,159 @@
+//! The channel as the service sees it, and its status lifecycle (kvs-spec.md §9.2).
+//!
+//! Transitional statuses are stored with the moment they end (`status_until_millis`); the status
+//! in force is computed from the clock on every read. That makes the asynchronous lifecycle
+//! exact across restarts and needs no background task: a CREATING channel whose deadline has
+//! passed *is* ACTIVE, and a DELETING one is gone.
+
+use std::collections::BTreeMap;
+
+use crate::ids::{ChannelName, MessageTtl, Namespace, ResourceArn, Version};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChannelType {
+    SingleMaster,
+    FullMesh,
+}
+
+impl ChannelType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SingleMaster => "SINGLE_MASTER",
+            Self::FullMesh => "FULL_MESH",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "SINGLE_MASTER" => Some(Self::SingleMaster),
+            "FULL_MESH" => Some(Self::FullMesh),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChannelStatus {
+    Creating,
+    Active,
+    Updating,
+    Deleting,
+}
+
+impl ChannelStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "CREATING",
+            Self::Active => "ACTIVE",
+            Self::Updating => "UPDATING",
+            Self::Deleting => "DELETING",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "CREATING" => Some(Self::Creating),
+            "ACTIVE" => Some(Self::Active),
+            "UPDATING" => Some(Self::Updating),
+            "DELETING" => Some(Self::Deleting),
+            _ => None,
+        }
+    }
+}
+
+/// Tags keep the caller's keys and values as validated strings; at most 50 per channel.
+pub type Tags = BTreeMap<String, String>;
+
+/// The most tags a channel may carry (kvs-spec.md §9.3).
+pub const MAX_TAGS: usize = 50;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub ns: Namespace,
+    pub name: ChannelName,
+    pub arn: ResourceArn,
+    pub channel_type: ChannelType,
+    /// The stored status; see [`Channel::status_at`] for the one in force.
+    pub status: ChannelStatus,
+    /// When a transitional status ends (epoch millis). Ignored for ACTIVE.
+    pub status_until_millis: u64,
+    pub created_millis: u64,
+    pub ttl: MessageTtl,
+    pub version: Version,
+    pub tags: Tags,
+    /// Bumped on every stored change (tags included); the store's compare-and-swap key.
+    /// `version` is the client-visible token and only rotates on UpdateSignalingChannel.
+    pub revision: u64,
+}
+
+impl Channel {
+    /// The status in force at `now`, or `None` when the channel has finished deleting.
+    pub fn status_at(&self, now_millis: u64) -> Option<ChannelStatus> {
+        let done = now_millis >= self.status_until_millis;
+        match (self.status, done) {
+            (ChannelStatus::Deleting, true) => None,
+            (ChannelStatus::Creating | ChannelStatus::Updating, true) => {
+                Some(ChannelStatus::Active)
+            }
+            (s, _) => Some(s),
+        }
+    }
+
+    /// True once the channel no longer exists for clients.
+    pub fn is_gone(&self, now_millis: u64) -> bool {
+        self.status_at(now_millis).is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{AccountId, Region};
+
+    fn channel(status: ChannelStatus, until: u64) -> Channel {
+        let ns = Namespace::new(
+            AccountId::parse("000000000000").unwrap(),
+            Region::parse("us-east-1").unwrap(),
+        );
+        let name = ChannelName::parse("n", "c").unwrap();
+        Channel {
+            arn: ResourceArn::channel(&ns, &name, 1),
+            ns,
+            name,
+            channel_type: ChannelType::SingleMaster,
+            status,
+            status_until_millis: until,
+            created_millis: 1,
+            ttl: MessageTtl::DEFAULT,
+            version: Version::generate(),
+            tags: Tags::new(),
+            revision: 1,
+        }
+    }
+
+    #[test]
+    fn transitional_statuses_end_at_their_deadline() {
+        let c = channel(ChannelStatus::Creating, 100);
+        assert_eq!(c.status_at(99), Some(ChannelStatus::Creating));
+        assert_eq!(c.status_at(100), Some(ChannelStatus::Active));
+        let u = channel(ChannelStatus::Updating, 100);
+        assert_eq!(u.status_at(50), Some(ChannelStatus::Updating));
+        assert_eq!(u.status_at(150), Some(ChannelStatus::Active));
+        let d = channel(ChannelStatus::Deleting, 100);
+        assert_eq!(d.status_at(99), Some(ChannelStatus::Deleting));
+        assert!(d.is_gone(100));
+        let a = channel(ChannelStatus::Active, 0);
+        assert_eq!(a.status_at(u64::MAX), Some(ChannelStatus::Active));
+    }
+
+    #[test]
+    fn enums_round_trip() {
+        for s in ["CREATING", "ACTIVE", "UPDATING", "DELETING"] {
+            assert_eq!(ChannelStatus::parse(s).unwrap().as_str(), s);
+        }
+        for s in ["SINGLE_MASTER", "FULL_MESH"] {
+            assert_eq!(ChannelType::parse(s).unwrap().as_str(), s);
+        }
+        assert!(ChannelType::parse("single_master").is_none());
+    }
+}

@@ -1,0 +1,452 @@
+//! ChannelService: the signaling-channel control plane's rules (kvs-spec.md §9), independent of
+//! any wire format. Callers pass validated identifiers and a [`Namespace`]; lookups never cross
+//! namespaces, so a channel of another account or region is simply not found.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::error::ServiceError;
+use crate::ids::{ChannelName, MessageTtl, Namespace, ResourceArn, TagKey, TagValue, Version};
+use crate::model::{Channel, ChannelStatus, ChannelType, Tags, MAX_TAGS};
+use crate::pagination;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// How long CREATING / UPDATING / DELETING last (architecture.md §2 "Lifecycle").
+    pub lifecycle_delay: Duration,
+    /// Channels per account and region (kvs-spec.md §8.1).
+    pub max_channels: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            lifecycle_delay: Duration::ZERO,
+            max_channels: 10_000,
+        }
+    }
+}
+
+/// How a request names a channel.
+#[derive(Debug, Clone)]
+pub enum ChannelRef {
+    Name(ChannelName),
+    Arn(ResourceArn),
+}
+
+pub struct CreateChannel {
+    pub name: ChannelName,
+    pub channel_type: ChannelType,
+    pub ttl: MessageTtl,
+    pub tags: Vec<(TagKey, TagValue)>,
+}
+
+/// A channel together with the status in force when it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelView {
+    pub channel: Channel,
+    pub status: ChannelStatus,
+}
+
+#[derive(Debug)]
+pub struct ListPage {
+    pub channels: Vec<ChannelView>,
+    pub next_token: Option<String>,
+}
+
+/// Retries of a read-modify-write that lost a race on the revision (tags and version changes
+/// by other callers); each retry re-checks the caller's preconditions.
+const CAS_ATTEMPTS: usize = 64;
+
+pub struct ChannelService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: ServiceConfig,
+}
+
+impl ChannelService {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: ServiceConfig) -> Self {
+        Self {
+            store,
+            clock,
+            config,
+        }
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_millis()
+    }
+
+    fn delay_millis(&self) -> u64 {
+        u64::try_from(self.config.lifecycle_delay.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Reads a channel by name; a channel that finished deleting is purged and reported absent.
+    fn load(
+        &self,
+        ns: &Namespace,
+        name: &ChannelName,
+    ) -> Result<Option<ChannelView>, ServiceError> {
+        let Some(channel) = self.store.get(ns, name)? else {
+            return Ok(None);
+        };
+        Ok(self.view(channel))
+    }
+
+    fn view(&self, channel: Channel) -> Option<ChannelView> {
+        match channel.status_at(self.now()) {
+            Some(status) => Some(ChannelView { channel, status }),
+            None => {
+                self.purge(&channel);
+                None
+            }
+        }
+    }
+
+    fn purge(&self, channel: &Channel) {
+        // Losing this race is fine: someone else purged or replaced it.
+        let _ = self
+            .store
+            .remove(&channel.ns, &channel.name, channel.revision);
+    }
+
+    fn resolve(&self, ns: &Namespace, r: &ChannelRef) -> Result<ChannelView, ServiceError> {
+        let found = match r {
+            ChannelRef::Name(name) => self.load(ns, name)?,
+            ChannelRef::Arn(arn) => self.load_arn(ns, arn)?,
+        };
+        found.ok_or_else(ServiceError::channel_not_found)
+    }
+
+    fn load_arn(
+        &self,
+        ns: &Namespace,
+        arn: &ResourceArn,
+    ) -> Result<Option<ChannelView>, ServiceError> {
+        if arn.resource_type != "channel"
+            || arn.account != ns.account.as_str()
+            || arn.region != ns.region.as_str()
+        {
+            return Ok(None);
+        }
+        let Ok(name) = ChannelName::parse("ChannelARN", &arn.name) else {
+            return Ok(None);
+        };
+        Ok(self
+            .load(ns, &name)?
+            .filter(|v| v.channel.arn.as_str() == arn.as_str()))
+    }
+
+    pub fn create(&self, ns: &Namespace, req: CreateChannel) -> Result<Channel, ServiceError> {
+        if req.channel_type != ChannelType::SingleMaster {
+            return Err(ServiceError::invalid(
+                "Currently, SINGLE_MASTER is the only supported channel type.",
+            ));
+        }
+        let mut tags = Tags::new();
+        for (k, v) in req.tags {
+            tags.insert(k.to_string(), v.to_string());
+        }
+        if tags.len() > MAX_TAGS {
+            return Err(too_many_tags());
+        }
+        let now = self.now();
+        let delay = self.delay_millis();
+        let channel = Channel {
+            arn: ResourceArn::channel(ns, &req.name, now),
+            ns: ns.clone(),
+            name: req.name,
+            channel_type: req.channel_type,
+            status: if delay == 0 {
+                ChannelStatus::Active
+            } else {
+                ChannelStatus::Creating
+            },
+            status_until_millis: now.saturating_add(delay),
+            created_millis: now,
+            ttl: req.ttl,
+            version: Version::generate(),
+            tags,
+            revision: 1,
+        };
+        // A name still held by a channel that has finished deleting is free: purge it first.
+        if self.load(ns, &channel.name)?.is_some() {
+            return Err(name_in_use(&channel.name));
+        }
+        match self.store.insert(&channel, self.config.max_channels) {
+            Ok(()) => Ok(channel),
+            Err(StoreError::AlreadyExists) => Err(name_in_use(&channel.name)),
+            Err(StoreError::LimitExceeded) => {
+                // Channels that finished deleting still occupy rows until purged.
+                if self.purge_namespace(ns)? > 0 {
+                    match self.store.insert(&channel, self.config.max_channels) {
+                        Ok(()) => return Ok(channel),
+                        Err(StoreError::AlreadyExists) => return Err(name_in_use(&channel.name)),
+                        Err(StoreError::LimitExceeded) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(ServiceError::AccountChannelLimitExceeded(format!(
+                    "You have reached the maximum limit of active signaling channels ({}) for \
+                     this account.",
+                    self.config.max_channels
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn purge_namespace(&self, ns: &Namespace) -> Result<usize, ServiceError> {
+        let now = self.now();
+        let gone: Vec<Channel> = self
+            .store
+            .all()?
+            .into_iter()
+            .filter(|c| c.ns == *ns && c.is_gone(now))
+            .collect();
+        for c in &gone {
+            self.purge(c);
+        }
+        Ok(gone.len())
+    }
+
+    pub fn describe(&self, ns: &Namespace, r: &ChannelRef) -> Result<ChannelView, ServiceError> {
+        self.resolve(ns, r)
+    }
+
+    /// Looks a channel up by ARN, whatever its status.
+    pub fn get_by_arn(
+        &self,
+        ns: &Namespace,
+        arn: &ResourceArn,
+    ) -> Result<ChannelView, ServiceError> {
+        self.load_arn(ns, arn)?
+            .ok_or_else(ServiceError::channel_not_found)
+    }
+
+    /// Looks a channel up by ARN and requires it to be ACTIVE (GetSignalingChannelEndpoint and
+    /// the data plane use this).
+    pub fn active_by_arn(
+        &self,
+        ns: &Namespace,
+        arn: &ResourceArn,
+    ) -> Result<ChannelView, ServiceError> {
+        let view = self.get_by_arn(ns, arn)?;
+        if view.status != ChannelStatus::Active {
+            return Err(not_active(&view));
+        }
+        Ok(view)
+    }
+
+    pub fn list(
+        &self,
+        ns: &Namespace,
+        prefix: Option<&ChannelName>,
+        max_results: usize,
+        next_token: Option<&str>,
+    ) -> Result<ListPage, ServiceError> {
+        let mut after = match next_token {
+            Some(t) if !t.is_empty() => Some(pagination::decode(t)?),
+            _ => None,
+        };
+        let prefix = prefix.map(|p| p.as_str());
+        let mut out = Vec::with_capacity(max_results.min(1024));
+        // Ask for one more than needed to learn whether another page exists; skip (and purge)
+        // channels that finished deleting.
+        loop {
+            let want = max_results - out.len() + 1;
+            let batch = self.store.list(ns, prefix, after.as_ref(), want)?;
+            let exhausted = batch.len() < want;
+            for c in batch {
+                after = Some(c.name.clone());
+                if let Some(v) = self.view(c) {
+                    if out.len() == max_results {
+                        let last = out
+                            .last()
+                            .map(|v: &ChannelView| v.channel.name.clone())
+                            .ok_or_else(|| ServiceError::invalid("MaxResults must be positive"))?;
+                        return Ok(ListPage {
+                            channels: out,
+                            next_token: Some(pagination::encode(&last)),
+                        });
+                    }
+                    out.push(v);
+                }
+            }
+            if exhausted {
+                return Ok(ListPage {
+                    channels: out,
+                    next_token: None,
+                });
+            }
+        }
+    }
+
+    pub fn update(
+        &self,
+        ns: &Namespace,
+        arn: &ResourceArn,
+        current: &Version,
+        ttl: Option<MessageTtl>,
+    ) -> Result<Channel, ServiceError> {
+        self.mutate(ns, arn, |view, now, delay| {
+            if view.status != ChannelStatus::Active {
+                return Err(not_active(view));
+            }
+            if view.channel.version != *current {
+                return Err(version_mismatch());
+            }
+            let mut next = view.channel.clone();
+            next.version = Version::generate();
+            if let Some(ttl) = ttl {
+                next.ttl = ttl;
+            }
+            if delay > 0 {
+                next.status = ChannelStatus::Updating;
+                next.status_until_millis = now.saturating_add(delay);
+            } else {
+                next.status = ChannelStatus::Active;
+            }
+            Ok(Some(next))
+        })
+        .and_then(|c| c.ok_or_else(ServiceError::channel_not_found))
+    }
+
+    /// Deletes (or starts deleting) a channel. Returns the channel as it was.
+    pub fn delete(
+        &self,
+        ns: &Namespace,
+        arn: &ResourceArn,
+        current: Option<&Version>,
+    ) -> Result<Channel, ServiceError> {
+        let mut before = None;
+        self.mutate(ns, arn, |view, now, delay| {
+            if view.status != ChannelStatus::Active {
+                return Err(not_active(view));
+            }
+            if current.is_some_and(|v| *v != view.channel.version) {
+                return Err(version_mismatch());
+            }
+            before = Some(view.channel.clone());
+            if delay == 0 {
+                return Ok(None);
+            }
+            let mut next = view.channel.clone();
+            next.status = ChannelStatus::Deleting;
+            next.status_until_millis = now.saturating_add(delay);
+            Ok(Some(next))
+        })?;
+        before.ok_or_else(ServiceError::channel_not_found)
+    }
+
+    pub fn tag(
+        &self,
+        ns: &Namespace,
+        arn: &ResourceArn,
+        tags: Vec<(TagKey, TagValue)>,
+    ) -> Result<(), ServiceError> {
+        self.mutate(ns, arn, |view, _, _| {
+            let mut next = view.channel.clone();
+            for (k, v) in &tags {
+                next.tags.insert(k.to_string(), v.to_string());
+            }
+            if next.tags.len() > MAX_TAGS {
+                return Err(too_many_tags());
+            }
+            Ok(Some(next))
+        })
+        .map(|_| ())
+    }
+
+    pub fn untag(
+        &self,
+        ns: &Namespace,
+        arn: &ResourceArn,
+        keys: &[TagKey],
+    ) -> Result<(), ServiceError> {
+        self.mutate(ns, arn, |view, _, _| {
+            let mut next = view.channel.clone();
+            for k in keys {
+                next.tags.remove(k.as_str());
+            }
+            Ok(Some(next))
+        })
+        .map(|_| ())
+    }
+
+    pub fn list_tags(&self, ns: &Namespace, arn: &ResourceArn) -> Result<Tags, ServiceError> {
+        Ok(self.get_by_arn(ns, arn)?.channel.tags)
+    }
+
+    /// Read-modify-write with compare-and-swap on the revision. `f` sees the current channel
+    /// and returns its replacement, or `None` to remove it; its checks are re-run on every
+    /// retry, so a concurrent UpdateSignalingChannel with the same CurrentVersion loses with
+    /// VersionMismatchException rather than overwriting.
+    fn mutate<F>(
+        &self,
+        ns: &Namespace,
+        arn: &ResourceArn,
+        mut f: F,
+    ) -> Result<Option<Channel>, ServiceError>
+    where
+        F: FnMut(&ChannelView, u64, u64) -> Result<Option<Channel>, ServiceError>,
+    {
+        for _ in 0..CAS_ATTEMPTS {
+            let view = self.get_by_arn(ns, arn)?;
+            let expected = view.channel.revision;
+            let now = self.now();
+            let result = match f(&view, now, self.delay_millis())? {
+                Some(mut next) => {
+                    next.revision = expected + 1;
+                    self.store.replace(&next, expected).map(|()| Some(next))
+                }
+                None => self
+                    .store
+                    .remove(ns, &view.channel.name, expected)
+                    .map(|()| None),
+            };
+            match result {
+                Ok(c) => return Ok(c),
+                Err(StoreError::VersionConflict | StoreError::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::ClientLimitExceeded(
+            "Too many concurrent changes to this channel; try again.".into(),
+        ))
+    }
+}
+
+fn name_in_use(name: &ChannelName) -> ServiceError {
+    ServiceError::ResourceInUse(format!("The signaling channel {name} already exists."))
+}
+
+fn too_many_tags() -> ServiceError {
+    ServiceError::TagsPerResourceExceededLimit(format!(
+        "A resource can have at most {MAX_TAGS} tags."
+    ))
+}
+
+fn version_mismatch() -> ServiceError {
+    ServiceError::VersionMismatch(
+        "The specified version does not match the latest version of the channel.".into(),
+    )
+}
+
+fn not_active(view: &ChannelView) -> ServiceError {
+    ServiceError::ResourceInUse(format!(
+        "The signaling channel {} is not in the ACTIVE state (it is {}).",
+        view.channel.name,
+        view.status.as_str()
+    ))
+}
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

@@ -1,0 +1,358 @@
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::ids::{AccountId, Region};
+use crate::store::MemoryStore;
+
+struct Fixture {
+    svc: Arc<ChannelService>,
+    clock: Arc<ManualClock>,
+    ns: Namespace,
+}
+
+fn fixture(delay: Duration, max_channels: usize) -> Fixture {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_123));
+    let svc = Arc::new(ChannelService::new(
+        Arc::new(MemoryStore::new()),
+        clock.clone(),
+        ServiceConfig {
+            lifecycle_delay: delay,
+            max_channels,
+        },
+    ));
+    let ns = Namespace::new(
+        AccountId::parse("111122223333").unwrap(),
+        Region::parse("us-east-1").unwrap(),
+    );
+    Fixture { svc, clock, ns }
+}
+
+fn name(s: &str) -> ChannelName {
+    ChannelName::parse("ChannelName", s).unwrap()
+}
+
+fn create(f: &Fixture, n: &str) -> Channel {
+    f.svc
+        .create(
+            &f.ns,
+            CreateChannel {
+                name: name(n),
+                channel_type: ChannelType::SingleMaster,
+                ttl: MessageTtl::DEFAULT,
+                tags: vec![],
+            },
+        )
+        .unwrap()
+}
+
+#[test]
+fn create_sets_aws_identity_and_defaults() {
+    let f = fixture(Duration::ZERO, 10);
+    let c = create(&f, "demo");
+    assert_eq!(
+        c.arn.as_str(),
+        "arn:aws:kinesisvideo:us-east-1:111122223333:channel/demo/1700000000123"
+    );
+    assert_eq!(c.version.as_str().len(), 20);
+    let v = f
+        .svc
+        .describe(&f.ns, &ChannelRef::Name(name("demo")))
+        .unwrap();
+    assert_eq!(v.status, ChannelStatus::Active);
+    assert_eq!(v.channel.ttl, MessageTtl::DEFAULT);
+    let by_arn = f
+        .svc
+        .describe(&f.ns, &ChannelRef::Arn(c.arn.clone()))
+        .unwrap();
+    assert_eq!(by_arn, v);
+}
+
+#[test]
+fn duplicate_names_and_full_mesh_are_refused() {
+    let f = fixture(Duration::ZERO, 10);
+    create(&f, "dup");
+    let err = f
+        .svc
+        .create(
+            &f.ns,
+            CreateChannel {
+                name: name("dup"),
+                channel_type: ChannelType::SingleMaster,
+                ttl: MessageTtl::DEFAULT,
+                tags: vec![],
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "ResourceInUseException");
+    let err = f
+        .svc
+        .create(
+            &f.ns,
+            CreateChannel {
+                name: name("mesh"),
+                channel_type: ChannelType::FullMesh,
+                ttl: MessageTtl::DEFAULT,
+                tags: vec![],
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "InvalidArgumentException");
+}
+
+#[test]
+fn arns_of_other_namespaces_and_old_incarnations_are_not_found() {
+    let f = fixture(Duration::ZERO, 10);
+    let c = create(&f, "x");
+    let other = Namespace::new(
+        AccountId::parse("999999999999").unwrap(),
+        Region::parse("us-east-1").unwrap(),
+    );
+    let err = f
+        .svc
+        .describe(&other, &ChannelRef::Arn(c.arn.clone()))
+        .unwrap_err();
+    assert_eq!(err.code(), "ResourceNotFoundException");
+    f.svc.delete(&f.ns, &c.arn, None).unwrap();
+    f.clock.advance(Duration::from_millis(5));
+    let again = create(&f, "x");
+    assert_ne!(again.arn, c.arn);
+    let err = f.svc.describe(&f.ns, &ChannelRef::Arn(c.arn)).unwrap_err();
+    assert_eq!(err.code(), "ResourceNotFoundException");
+}
+
+#[test]
+fn update_rotates_version_and_checks_current_version() {
+    let f = fixture(Duration::ZERO, 10);
+    let c = create(&f, "u");
+    let ttl5 = MessageTtl::parse("t", 5).unwrap();
+    let stale = Version::generate();
+    let err = f.svc.update(&f.ns, &c.arn, &stale, Some(ttl5)).unwrap_err();
+    assert_eq!(err.code(), "VersionMismatchException");
+    let unchanged = f.svc.get_by_arn(&f.ns, &c.arn).unwrap();
+    assert_eq!(unchanged.channel.version, c.version);
+    assert_eq!(unchanged.channel.ttl, MessageTtl::DEFAULT);
+
+    let next = f.svc.update(&f.ns, &c.arn, &c.version, Some(ttl5)).unwrap();
+    assert_ne!(next.version, c.version);
+    let now = f.svc.get_by_arn(&f.ns, &c.arn).unwrap();
+    assert_eq!(now.channel.ttl, ttl5);
+    assert_eq!(now.status, ChannelStatus::Active);
+    // The old version is now stale.
+    let err = f.svc.update(&f.ns, &c.arn, &c.version, None).unwrap_err();
+    assert_eq!(err.code(), "VersionMismatchException");
+}
+
+#[test]
+fn concurrent_updates_with_one_version_have_one_winner() {
+    let f = fixture(Duration::ZERO, 10);
+    let c = create(&f, "race");
+    let handles: Vec<_> = (0..16)
+        .map(|i| {
+            let svc = Arc::clone(&f.svc);
+            let (ns, arn, v) = (f.ns.clone(), c.arn.clone(), c.version.clone());
+            std::thread::spawn(move || {
+                let ttl = MessageTtl::parse("t", 10 + i).unwrap();
+                svc.update(&ns, &arn, &v, Some(ttl))
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(r.code(), "VersionMismatchException");
+    }
+}
+
+#[test]
+fn lifecycle_with_delay_is_observable() {
+    let f = fixture(Duration::from_secs(2), 10);
+    let c = create(&f, "slow");
+    let status = |f: &Fixture| f.svc.get_by_arn(&f.ns, &c.arn).map(|v| v.status);
+    assert_eq!(status(&f).unwrap(), ChannelStatus::Creating);
+    let err = f.svc.update(&f.ns, &c.arn, &c.version, None).unwrap_err();
+    assert_eq!(err.code(), "ResourceInUseException");
+    assert_eq!(
+        f.svc.delete(&f.ns, &c.arn, None).unwrap_err().code(),
+        "ResourceInUseException"
+    );
+    assert_eq!(
+        f.svc.active_by_arn(&f.ns, &c.arn).unwrap_err().code(),
+        "ResourceInUseException"
+    );
+    f.clock.advance(Duration::from_secs(2));
+    assert_eq!(status(&f).unwrap(), ChannelStatus::Active);
+
+    let next = f.svc.update(&f.ns, &c.arn, &c.version, None).unwrap();
+    assert_eq!(status(&f).unwrap(), ChannelStatus::Updating);
+    f.clock.advance(Duration::from_secs(2));
+    assert_eq!(status(&f).unwrap(), ChannelStatus::Active);
+
+    f.svc.delete(&f.ns, &c.arn, Some(&next.version)).unwrap();
+    assert_eq!(status(&f).unwrap(), ChannelStatus::Deleting);
+    // The name is still held while deleting.
+    let again = f.svc.create(
+        &f.ns,
+        CreateChannel {
+            name: name("slow"),
+            channel_type: ChannelType::SingleMaster,
+            ttl: MessageTtl::DEFAULT,
+            tags: vec![],
+        },
+    );
+    assert_eq!(again.unwrap_err().code(), "ResourceInUseException");
+    f.clock.advance(Duration::from_secs(2));
+    assert_eq!(status(&f).unwrap_err().code(), "ResourceNotFoundException");
+    create(&f, "slow");
+}
+
+#[test]
+fn delete_checks_version_when_given() {
+    let f = fixture(Duration::ZERO, 10);
+    let c = create(&f, "d");
+    let err = f
+        .svc
+        .delete(&f.ns, &c.arn, Some(&Version::generate()))
+        .unwrap_err();
+    assert_eq!(err.code(), "VersionMismatchException");
+    f.svc.delete(&f.ns, &c.arn, Some(&c.version)).unwrap();
+    assert_eq!(
+        f.svc.get_by_arn(&f.ns, &c.arn).unwrap_err().code(),
+        "ResourceNotFoundException"
+    );
+}
+
+#[test]
+fn account_limit_counts_live_channels_only() {
+    let f = fixture(Duration::from_secs(1), 2);
+    let a = create(&f, "a");
+    create(&f, "b");
+    let err = f.svc.create(
+        &f.ns,
+        CreateChannel {
+            name: name("c"),
+            channel_type: ChannelType::SingleMaster,
+            ttl: MessageTtl::DEFAULT,
+            tags: vec![],
+        },
+    );
+    assert_eq!(
+        err.unwrap_err().code(),
+        "AccountChannelLimitExceededException"
+    );
+    f.clock.advance(Duration::from_secs(1));
+    f.svc.delete(&f.ns, &a.arn, None).unwrap();
+    f.clock.advance(Duration::from_secs(1));
+    create(&f, "c");
+}
+
+#[test]
+fn list_pages_survive_creates_and_deletes() {
+    let f = fixture(Duration::ZERO, 1000);
+    let mut arns = std::collections::BTreeMap::new();
+    for i in 0..50 {
+        let n = format!("ch{i:03}");
+        arns.insert(n.clone(), create(&f, &n).arn);
+    }
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut round = 0;
+    loop {
+        let page = f.svc.list(&f.ns, None, 7, token.as_deref()).unwrap();
+        assert!(page.channels.len() <= 7);
+        seen.extend(page.channels.iter().map(|v| v.channel.name.to_string()));
+        // Between pages: delete one channel not yet seen and create new ones.
+        round += 1;
+        let victim = format!("ch{:03}", 49 - round);
+        if !seen.contains(&victim) {
+            if let Some(arn) = arns.remove(&victim) {
+                f.svc.delete(&f.ns, &arn, None).unwrap();
+            }
+        }
+        create(&f, &format!("new{round:03}"));
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "no duplicates, in order");
+    for n in arns.keys() {
+        assert!(seen.contains(n), "{n} survived and must be listed");
+    }
+}
+
+#[test]
+fn list_filters_by_prefix_and_rejects_bad_tokens() {
+    let f = fixture(Duration::ZERO, 100);
+    for n in ["cam-1", "cam-2", "door", "cam_3"] {
+        create(&f, n);
+    }
+    let p = name("cam-");
+    let page = f.svc.list(&f.ns, Some(&p), 500, None).unwrap();
+    let names: Vec<_> = page
+        .channels
+        .iter()
+        .map(|v| v.channel.name.to_string())
+        .collect();
+    assert_eq!(names, ["cam-1", "cam-2"]);
+    assert!(page.next_token.is_none());
+    let exact = f.svc.list(&f.ns, None, 4, None).unwrap();
+    assert_eq!(exact.channels.len(), 4);
+    assert!(exact.next_token.is_none(), "no token when nothing follows");
+    assert_eq!(
+        f.svc
+            .list(&f.ns, None, 5, Some("bogus!"))
+            .unwrap_err()
+            .code(),
+        "InvalidArgumentException"
+    );
+}
+
+#[test]
+fn tags_merge_replace_and_cap_at_fifty() {
+    let f = fixture(Duration::ZERO, 10);
+    let c = create(&f, "t");
+    let tag = |k: &str, v: &str| {
+        (
+            TagKey::parse("Key", k).unwrap(),
+            TagValue::parse("Value", v).unwrap(),
+        )
+    };
+    f.svc
+        .tag(&f.ns, &c.arn, vec![tag("a", "1"), tag("b", "2")])
+        .unwrap();
+    f.svc.tag(&f.ns, &c.arn, vec![tag("a", "3")]).unwrap();
+    let tags = f.svc.list_tags(&f.ns, &c.arn).unwrap();
+    assert_eq!(tags.get("a").map(String::as_str), Some("3"));
+    assert_eq!(tags.len(), 2);
+    f.svc
+        .untag(
+            &f.ns,
+            &c.arn,
+            &[
+                TagKey::parse("k", "b").unwrap(),
+                TagKey::parse("k", "zz").unwrap(),
+            ],
+        )
+        .unwrap();
+    assert_eq!(f.svc.list_tags(&f.ns, &c.arn).unwrap().len(), 1);
+    let many: Vec<_> = (0..49).map(|i| tag(&format!("k{i}"), "v")).collect();
+    f.svc.tag(&f.ns, &c.arn, many).unwrap();
+    let err = f
+        .svc
+        .tag(&f.ns, &c.arn, vec![tag("one-too-many", "v")])
+        .unwrap_err();
+    assert_eq!(err.code(), "TagsPerResourceExceededLimitException");
+    assert_eq!(f.svc.list_tags(&f.ns, &c.arn).unwrap().len(), 50);
+    // Tagging does not rotate the channel's Version.
+    assert_eq!(
+        f.svc.get_by_arn(&f.ns, &c.arn).unwrap().channel.version,
+        c.version
+    );
+}
