@@ -1,0 +1,91 @@
+//! JSON request bodies: an empty body is `{}` (kvs-spec.md §1), anything that is not a JSON
+//! object of the expected member types is InvalidArgumentException naming the member.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::ApiError;
+
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("The request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid("The request body must be a JSON object."));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::invalid(format!(
+            "1 validation error detected: Value at '{path}' failed to satisfy constraint: {}",
+            e.into_inner()
+        ))
+    })
+}
+
+/// Serialises an operation's output. Serialising our own structs cannot fail in practice; if it
+/// ever did it is an internal failure, not a panic.
+pub fn to_body<T: Serialize>(value: &T) -> Result<String, ApiError> {
+    serde_json::to_string(value).map_err(|e| {
+        tracing::error!(error = %e, "serialising a response failed");
+        ApiError::internal()
+    })
+}
+
+/// A required member that was absent (or JSON null).
+pub fn required<T>(value: Option<T>, member: &str) -> Result<T, ApiError> {
+    value.ok_or_else(|| {
+        ApiError::invalid(format!(
+            "1 validation error detected: Value null at '{member}' failed to satisfy constraint: \
+             Member must not be null"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(rename_all = "PascalCase")]
+    struct In {
+        name: Option<String>,
+        n: Option<i64>,
+    }
+
+    #[test]
+    fn empty_body_is_empty_object() {
+        let v: In = parse_body(b"").unwrap();
+        assert!(v.name.is_none());
+        let v: In = parse_body(b"  \n").unwrap();
+        assert!(v.n.is_none());
+    }
+
+    #[test]
+    fn bad_json_and_types_are_invalid_argument() {
+        for body in [
+            &b"{"[..],
+            b"[]",
+            b"null",
+            b"\"x\"",
+            b"{\"Name\": 5}",
+            b"{\"N\": \"5\"}",
+            b"{\"N\": 1.5}",
+        ] {
+            let e = parse_body::<In>(body).unwrap_err();
+            assert_eq!(e.code, "InvalidArgumentException", "{body:?}");
+        }
+        let e = parse_body::<In>(b"{\"N\": \"x\"}").unwrap_err();
+        assert!(e.message.contains("'N'"), "{}", e.message);
+    }
+
+    #[test]
+    fn required_names_the_member() {
+        let e = required::<i32>(None, "ChannelARN").unwrap_err();
+        assert!(e.message.contains("ChannelARN"));
+    }
+}

@@ -1,0 +1,260 @@
+//! Configuration from flags, `KVS_*` environment variables and an optional TOML file
+//! (architecture.md §2). Precedence: flag, then environment, then file, then default.
+//!
+//! The file uses the flags' names in snake_case (`lifecycle_delay = "2s"`). It is merged by
+//! turning its entries into flags for every option the command line and environment left at its
+//! default, so the file goes through exactly the same parsers and checks as flags do.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kvs-signaling",
+    version,
+    about = "AWS-compatible Kinesis Video Streams signaling channels"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// Embedded SQLite in --data-dir (durable).
+    Sqlite,
+    /// Nothing on disk; everything is lost when the process ends.
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (write durations with a unit: 500ms, 2s, 10m)"))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// TOML file with any of these options in snake_case; flags and environment win over it.
+    #[arg(long, env = "KVS_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// HTTP + WebSocket listen address; port 0 picks a free port.
+    #[arg(long, env = "KVS_LISTEN", default_value = "127.0.0.1:4580")]
+    pub listen: String,
+
+    /// Where the embedded store lives.
+    #[arg(long, env = "KVS_DATA_DIR", default_value = "./kvs-data")]
+    pub data_dir: PathBuf,
+
+    /// Store backend.
+    #[arg(long, env = "KVS_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
+    pub store: StoreKind,
+
+    /// Region for requests that carry no SigV4 scope (open mode).
+    #[arg(long, env = "KVS_REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    /// Account id for every request in open mode.
+    #[arg(long, env = "KVS_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+
+    /// TOML file of [[credentials]] (access_key_id, secret_access_key, account_id); turns on
+    /// SigV4 verification of every request.
+    #[arg(long, env = "KVS_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
+
+    /// Allow open mode (no --credentials) on a non-loopback address.
+    #[arg(long, env = "KVS_ALLOW_OPEN_NON_LOOPBACK")]
+    pub allow_open_non_loopback: bool,
+
+    /// How long CREATING / UPDATING / DELETING last (0s: complete before the response).
+    #[arg(long, env = "KVS_LIFECYCLE_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub lifecycle_delay: Duration,
+
+    /// Signaling channels per account and region (AccountChannelLimitExceededException).
+    #[arg(long, env = "KVS_MAX_CHANNELS", default_value_t = 10_000)]
+    pub max_channels: usize,
+
+    /// Base URL handed out by GetSignalingChannelEndpoint instead of the request's Host, e.g.
+    /// https://kvs.example.com.
+    #[arg(long, env = "KVS_PUBLIC_ENDPOINT")]
+    pub public_endpoint: Option<String>,
+
+    /// Log format on stderr.
+    #[arg(long, env = "KVS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// How long graceful shutdown waits for requests in flight.
+    #[arg(long, env = "KVS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Option ids that the config file may set (every option but `config` itself).
+const FILE_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "store",
+    "region",
+    "account_id",
+    "credentials",
+    "allow_open_non_loopback",
+    "lifecycle_delay",
+    "max_channels",
+    "public_endpoint",
+    "log_format",
+    "shutdown_timeout",
+];
+
+impl ServeConfig {
+    pub fn listen_addr_is_loopback(addrs: &[SocketAddr]) -> bool {
+        !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+    }
+}
+
+/// Parses the process arguments (and environment, and config file).
+pub fn parse() -> anyhow::Result<Cli> {
+    parse_from(
+        std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+    )
+}
+
+pub fn parse_from(args: Vec<String>) -> anyhow::Result<Cli> {
+    let matches = Cli::command().try_get_matches_from(args.clone())?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let Command::Serve(serve) = &cli.command;
+    let Some(path) = &serve.config else {
+        return Ok(cli);
+    };
+    let sub = matches
+        .subcommand_matches("serve")
+        .context("serve arguments")?;
+    let extra = file_args(path, sub)?;
+    if extra.is_empty() {
+        return Ok(cli);
+    }
+    let mut all = args;
+    all.extend(extra);
+    let matches = Cli::command().try_get_matches_from(all)?;
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+fn file_args(path: &PathBuf, sub: &ArgMatches) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let Some(id) = FILE_KEYS.iter().find(|k| **k == key) else {
+            bail!("config file {}: unknown option {key:?}", path.display());
+        };
+        let explicit = matches!(
+            sub.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
+        if explicit {
+            continue;
+        }
+        let flag = format!("--{}", id.replace('_', "-"));
+        match value {
+            toml::Value::Boolean(true) => out.push(flag),
+            toml::Value::Boolean(false) => {}
+            toml::Value::String(s) => out.extend([flag, s]),
+            toml::Value::Integer(i) => out.extend([flag, i.to_string()]),
+            other => bail!(
+                "config file {}: option {key:?} must be a string, integer or boolean, not {}",
+                path.display(),
+                other.type_str()
+            ),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeConfig {
+        let mut v = vec!["kvs-signaling".to_string(), "serve".to_string()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        let Command::Serve(s) = parse_from(v).unwrap().command;
+        s
+    }
+
+    #[test]
+    fn defaults_match_the_cli_contract() {
+        let s = serve(&[]);
+        assert_eq!(s.listen, "127.0.0.1:4580");
+        assert_eq!(s.data_dir, PathBuf::from("./kvs-data"));
+        assert_eq!(s.store, StoreKind::Sqlite);
+        assert_eq!(s.region, "us-east-1");
+        assert_eq!(s.lifecycle_delay, Duration::ZERO);
+        assert_eq!(s.max_channels, 10_000);
+    }
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(
+            serve(&["--lifecycle-delay", "500ms"]).lifecycle_delay,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            serve(&["--lifecycle-delay", "2s"]).lifecycle_delay,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            serve(&["--lifecycle-delay", "10m"]).lifecycle_delay,
+            Duration::from_secs(600)
+        );
+        let bad = parse_from(vec![
+            "k".into(),
+            "serve".into(),
+            "--lifecycle-delay".into(),
+            "abc".into(),
+        ]);
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn config_file_fills_what_flags_leave_unset() {
+        let dir = std::env::temp_dir().join(format!("kvs-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kvs.toml");
+        std::fs::write(
+            &path,
+            "lifecycle_delay = \"3s\"\nmax_channels = 7\nregion = \"eu-west-1\"\nstore = \"memory\"\n",
+        )
+        .unwrap();
+        let p = path.to_string_lossy().to_string();
+        let s = serve(&["--config", &p, "--region", "ap-south-1"]);
+        assert_eq!(s.lifecycle_delay, Duration::from_secs(3));
+        assert_eq!(s.max_channels, 7);
+        assert_eq!(s.store, StoreKind::Memory);
+        assert_eq!(s.region, "ap-south-1", "the flag wins over the file");
+        std::fs::write(&path, "no_such_option = 1\n").unwrap();
+        let v = vec!["k".into(), "serve".into(), "--config".into(), p];
+        assert!(parse_from(v).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,40 @@
+//! The kinesisvideo control plane (kvs-spec.md §2): which path is which operation, and the
+//! handlers that turn wire DTOs into validated core calls and back.
+
+pub mod dto;
+mod handlers;
+mod validate;
+
+pub use handlers::handle;
+
+/// The control-plane operations this server implements, by their restJson1 path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    CreateSignalingChannel,
+    DescribeSignalingChannel,
+    ListSignalingChannels,
+    UpdateSignalingChannel,
+    DeleteSignalingChannel,
+    GetSignalingChannelEndpoint,
+    TagResource,
+    UntagResource,
+    ListTagsForResource,
+}
+
+impl Operation {
+    /// Note the three tag operations are capitalised (kvs-spec.md §2).
+    pub fn from_path(path: &str) -> Option<Self> {
+        Some(match path {
+            "/createSignalingChannel" => Self::CreateSignalingChannel,
+            "/describeSignalingChannel" => Self::DescribeSignalingChannel,
+            "/listSignalingChannels" => Self::ListSignalingChannels,
+            "/updateSignalingChannel" => Self::UpdateSignalingChannel,
+            "/deleteSignalingChannel" => Self::DeleteSignalingChannel,
+            "/getSignalingChannelEndpoint" => Self::GetSignalingChannelEndpoint,
+            "/TagResource" => Self::TagResource,
+            "/UntagResource" => Self::UntagResource,
+            "/ListTagsForResource" => Self::ListTagsForResource,
+            _ => return None,
+        })
+    }
+}

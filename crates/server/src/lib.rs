@@ -1,0 +1,14 @@
+//! kvs-signaling server: the wire layer and the binary's plumbing.
+//!
+//! `aws/` speaks AWS restJson1 (errors, SigV4 authentication, JSON bodies), `control/` maps the
+//! kinesisvideo control-plane operations onto `kvs_core::service`, `config` turns flags, `KVS_*`
+//! variables and a TOML file into one [`config::ServeConfig`], and `server` binds, serves and
+//! shuts down gracefully. The wire layer knows no SQL; the core knows no HTTP.
+
+pub mod aws;
+pub mod config;
+pub mod control;
+pub mod credentials;
+pub mod endpoints;
+pub mod server;
+pub mod state;
