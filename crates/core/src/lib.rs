@@ -10,6 +10,7 @@ pub mod ids;
 pub mod model;
 pub mod pagination;
 pub mod service;
+pub mod signaling;
 pub mod store;
 
 pub use error::ServiceError;
