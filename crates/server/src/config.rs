@@ -101,9 +101,58 @@ pub struct ServeConfig {
     #[arg(long, env = "KVS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// How long graceful shutdown waits for requests in flight.
+    /// How long graceful shutdown waits for requests and signaling connections to finish
+    /// (connections get GO_AWAY first).
     #[arg(long, env = "KVS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Concurrent viewers per channel (ClientLimitExceededException beyond).
+    #[arg(long, env = "KVS_MAX_VIEWERS", default_value_t = 10)]
+    pub max_viewers: usize,
+
+    /// Messages held per channel for recipients that are not connected; the oldest is dropped
+    /// beyond this.
+    #[arg(long, env = "KVS_MAX_HELD_MESSAGES", default_value_t = 1000)]
+    pub max_held_messages: usize,
+
+    /// Per-connection message rate limits of AWS (offers and answers 5/s, ICE candidates 20/s).
+    #[arg(long, env = "KVS_MESSAGE_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub message_rate_limits: bool,
+
+    /// Close a signaling connection after this long without a frame from the client.
+    #[arg(long, env = "KVS_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Close a signaling connection after this long, whatever it is doing.
+    #[arg(long, env = "KVS_MAX_CONNECTION_DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub max_connection_duration: Duration,
+
+    /// After GO_AWAY (channel deleted), close the connection after this long.
+    #[arg(long, env = "KVS_GO_AWAY_GRACE", default_value = "60s", value_parser = parse_duration)]
+    pub go_away_grace: Duration,
+
+    /// Shared secret for TURN REST credentials (coturn's static-auth-secret). Random per start
+    /// when neither this nor --turn-secret-file is given.
+    #[arg(long, env = "KVS_TURN_SECRET")]
+    pub turn_secret: Option<String>,
+
+    /// File holding the TURN shared secret; re-read every second, and on change connected
+    /// clients get RECONNECT_ICE_SERVER.
+    #[arg(long, env = "KVS_TURN_SECRET_FILE")]
+    pub turn_secret_file: Option<PathBuf>,
+
+    /// TURN URI handed out by GetIceServerConfig (repeatable; comma-separated in the
+    /// environment). Default: turn:HOST:3478 over UDP and TCP, HOST being how the client reached us.
+    #[arg(long = "turn-uri", env = "KVS_TURN_URIS", value_delimiter = ',')]
+    pub turn_uris: Vec<String>,
+
+    /// Lifetime of TURN credentials (GetIceServerConfig's Ttl); at least 31s.
+    #[arg(long, env = "KVS_ICE_TTL", default_value = "300s", value_parser = parse_duration)]
+    pub ice_ttl: Duration,
+
+    /// How long SendAlexaOfferToMaster waits for the master's answer.
+    #[arg(long, env = "KVS_ALEXA_ANSWER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub alexa_answer_timeout: Duration,
 }
 
 /// Option ids that the config file may set (every option but `config` itself).
@@ -120,6 +169,17 @@ const FILE_KEYS: &[&str] = &[
     "public_endpoint",
     "log_format",
     "shutdown_timeout",
+    "max_viewers",
+    "max_held_messages",
+    "message_rate_limits",
+    "idle_timeout",
+    "max_connection_duration",
+    "go_away_grace",
+    "turn_secret",
+    "turn_secret_file",
+    "turn_uris",
+    "ice_ttl",
+    "alexa_answer_timeout",
 ];
 
 impl ServeConfig {
@@ -174,10 +234,28 @@ fn file_args(path: &PathBuf, sub: &ArgMatches) -> anyhow::Result<Vec<String>> {
         if explicit {
             continue;
         }
-        let flag = format!("--{}", id.replace('_', "-"));
+        let flag = match *id {
+            "turn_uris" => "--turn-uri".to_owned(),
+            _ => format!("--{}", id.replace('_', "-")),
+        };
         match value {
+            // `message_rate_limits` takes a value; the others are plain switches.
+            toml::Value::Boolean(b) if *id == "message_rate_limits" => {
+                out.extend([flag, b.to_string()])
+            }
             toml::Value::Boolean(true) => out.push(flag),
             toml::Value::Boolean(false) => {}
+            toml::Value::Array(items) => {
+                for item in items {
+                    let toml::Value::String(s) = item else {
+                        bail!(
+                            "config file {}: {key:?} must be a list of strings",
+                            path.display()
+                        );
+                    };
+                    out.extend([flag.clone(), s]);
+                }
+            }
             toml::Value::String(s) => out.extend([flag, s]),
             toml::Value::Integer(i) => out.extend([flag, i.to_string()]),
             other => bail!(

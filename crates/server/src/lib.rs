@@ -1,7 +1,8 @@
 //! kvs-signaling server: the wire layer and the binary's plumbing.
 //!
 //! `aws/` speaks AWS restJson1 (errors, SigV4 authentication, JSON bodies), `control/` maps the
-//! kinesisvideo control-plane operations onto `kvs_core::service`, `config` turns flags, `KVS_*`
+//! kinesisvideo control-plane operations onto `kvs_core::service`, `signaling/` is the HTTPS data
+//! plane and `ws/` the signaling WebSocket, both over `kvs_core::signaling::Hub`; `config` turns flags, `KVS_*`
 //! variables and a TOML file into one [`config::ServeConfig`], and `server` binds, serves and
 //! shuts down gracefully. The wire layer knows no SQL; the core knows no HTTP.
 
@@ -10,5 +11,8 @@ pub mod config;
 pub mod control;
 pub mod credentials;
 pub mod endpoints;
+pub mod metrics;
 pub mod server;
+pub mod signaling;
 pub mod state;
+pub mod ws;

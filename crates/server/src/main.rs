@@ -8,11 +8,15 @@ use anyhow::{bail, Context};
 use kvs_core::clock::SystemClock;
 use kvs_core::ids::{AccountId, Region};
 use kvs_core::service::{ChannelService, ServiceConfig};
+use kvs_core::signaling::rate::RateLimits;
+use kvs_core::signaling::{Hub, HubConfig, Outbound, ServerMessage};
 use kvs_core::store::{MemoryStore, SqliteStore, Store};
 use kvs_signaling::aws::auth::Authenticator;
 use kvs_signaling::config::{self, Command, LogFormat, ServeConfig, StoreKind};
 use kvs_signaling::endpoints::EndpointBase;
+use kvs_signaling::signaling::ice::IceCredentials;
 use kvs_signaling::state::AppState;
+use kvs_signaling::ws::SessionConfig;
 use kvs_signaling::{credentials, server};
 
 fn main() -> std::process::ExitCode {
@@ -97,14 +101,32 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
                 .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
         ),
     };
+    let clock = Arc::new(SystemClock);
     let service = Arc::new(ChannelService::new(
         store,
-        Arc::new(SystemClock),
+        clock.clone(),
         ServiceConfig {
             lifecycle_delay: cfg.lifecycle_delay,
             max_channels: cfg.max_channels,
         },
     ));
+    let hub = Arc::new(Hub::new(
+        clock,
+        HubConfig {
+            max_viewers: cfg.max_viewers,
+            max_held_per_channel: cfg.max_held_messages,
+            go_away_grace: cfg.go_away_grace,
+        },
+    ));
+    if cfg.ice_ttl < std::time::Duration::from_secs(31) || cfg.ice_ttl.as_secs() > 86_400 {
+        bail!("--ice-ttl must be between 31s and 24h (the KVS C SDK refreshes 30 s before expiry)");
+    }
+    let secret = match (&cfg.turn_secret_file, &cfg.turn_secret) {
+        (Some(path), _) => read_secret(path)?,
+        (None, Some(s)) => s.clone(),
+        (None, None) => random_secret(),
+    };
+    let ice = IceCredentials::new(secret, cfg.ice_ttl.as_secs() as u32);
     let open = creds.is_none();
     let listener = tokio::net::TcpListener::bind(&addrs[..])
         .await
@@ -112,10 +134,27 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let state = Arc::new(AppState {
         service,
+        hub,
         auth: Authenticator::new(creds, account, region),
         public_endpoint,
         local_authority: local.to_string(),
+        session: SessionConfig {
+            idle_timeout: cfg.idle_timeout,
+            max_duration: cfg.max_connection_duration,
+            rate_limits: if cfg.message_rate_limits {
+                RateLimits::AWS
+            } else {
+                RateLimits::UNLIMITED
+            },
+            outbox_capacity: cfg.max_held_messages.max(256) + 64,
+        },
+        ice,
+        turn_uris: cfg.turn_uris.clone(),
+        alexa_answer_timeout: cfg.alexa_answer_timeout,
     });
+    if let Some(path) = cfg.turn_secret_file.clone() {
+        tokio::spawn(watch_secret_file(path, Arc::clone(&state)));
+    }
     tracing::info!(
         store = ?cfg.store,
         data_dir = %cfg.data_dir.display(),
@@ -133,4 +172,44 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --turn-secret-file {}", path.display()))?;
+    let s = s.trim().to_owned();
+    if s.is_empty() {
+        bail!("--turn-secret-file {} is empty", path.display());
+    }
+    Ok(s)
+}
+
+fn random_secret() -> String {
+    use rand::distr::Alphanumeric;
+    use rand::RngExt;
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect()
+}
+
+/// Re-reads the TURN secret file every second; a new secret makes every connected client fetch
+/// new ICE credentials (RECONNECT_ICE_SERVER, kvs-spec.md §6.4).
+async fn watch_secret_file(path: std::path::PathBuf, state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Ok(secret) = read_secret(&path) else {
+            continue;
+        };
+        if state.ice.rotate(secret) {
+            let frame = Outbound::Text(ServerMessage::reconnect_ice_server().to_json());
+            let n = state.hub.broadcast(&frame);
+            tracing::info!(
+                connections = n,
+                "TURN secret rotated; sent RECONNECT_ICE_SERVER"
+            );
+        }
+    }
 }

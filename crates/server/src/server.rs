@@ -5,6 +5,7 @@
 //! request the same way before looking at which operation it is.
 
 use std::future::{Future, IntoFuture};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
@@ -20,6 +21,7 @@ use crate::aws::error::ApiError;
 use crate::aws::request_id;
 use crate::control::{self, Operation};
 use crate::endpoints::EndpointBase;
+use crate::signaling;
 use crate::state::SharedState;
 
 /// Largest request body accepted; control-plane bodies are a few KiB at most.
@@ -28,6 +30,7 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
@@ -40,15 +43,29 @@ async fn health() -> impl IntoResponse {
     )
 }
 
-/// Serves until `shutdown` completes, then stops accepting and waits up to `drain` for requests
-/// in flight.
+async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(&state.hub.metrics().snapshot()),
+    )
+}
+
+/// Serves until `shutdown` completes, then stops accepting, sends GO_AWAY to every signaling
+/// connection and waits up to `drain` for requests and connections to finish.
 pub async fn run(
     listener: TcpListener,
     state: SharedState,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> anyhow::Result<()> {
-    let app = router(state);
+    let app = router(Arc::clone(&state));
+    let sweeper = tokio::spawn(sweep_held_messages(Arc::clone(&state)));
+    let hub = Arc::clone(&state.hub);
+    let shutdown = async move {
+        shutdown.await;
+        let n = hub.broadcast(&kvs_core::signaling::Outbound::GoAway { grace: drain });
+        tracing::info!(connections = n, "sent GO_AWAY to signaling connections");
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
@@ -59,12 +76,29 @@ pub async fn run(
         r = &mut server => return r.map_err(Into::into),
         _ = rx => {}
     }
-    match tokio::time::timeout(drain, server).await {
+    let deadline = tokio::time::Instant::now() + drain;
+    let result = match tokio::time::timeout_at(deadline, server).await {
         Ok(r) => r.map_err(Into::into),
         Err(_) => {
             tracing::warn!("requests still in flight after {drain:?}; stopping anyway");
             Ok(())
         }
+    };
+    // Upgraded WebSockets are not tracked by the HTTP server: wait for them to close.
+    while state.hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sweeper.abort();
+    result
+}
+
+/// Expires held messages once a second, so metrics and memory reflect TTLs even on channels
+/// nobody connects to again.
+async fn sweep_held_messages(state: SharedState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        state.hub.sweep();
     }
 }
 
@@ -75,11 +109,35 @@ async fn dispatch(State(state): State<SharedState>, req: Request) -> Response {
     }
 }
 
+enum Route {
+    Control(Operation),
+    Signaling(signaling::Operation),
+}
+
+fn is_websocket(parts: &axum::http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        || parts
+            .uri
+            .query()
+            .is_some_and(|q| q.contains("X-Amz-ChannelARN="))
+}
+
 async fn dispatch_inner(state: SharedState, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
-    let op = match (&parts.method, Operation::from_path(&path)) {
-        (&Method::POST, Some(op)) => op,
+    if parts.method == Method::GET && is_websocket(&parts) {
+        return Ok(crate::ws::connect(state, parts).await);
+    }
+    let route = match (&parts.method, Operation::from_path(&path)) {
+        (&Method::POST, Some(op)) => Route::Control(op),
+        (&Method::POST, None) => match signaling::Operation::from_path(&path) {
+            Some(op) => Route::Signaling(op),
+            None => return Err(ApiError::unknown_operation(parts.method.as_str(), &path)),
+        },
         _ => return Err(ApiError::unknown_operation(parts.method.as_str(), &path)),
     };
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
@@ -91,20 +149,40 @@ async fn dispatch_inner(state: SharedState, req: Request) -> Result<Response, Ap
     let endpoint = state.public_endpoint.clone().unwrap_or_else(|| {
         EndpointBase::from_request("http", &parts.headers, &state.local_authority)
     });
-    let span = tracing::Span::current();
-    let out = tokio::task::spawn_blocking(move || {
-        let _enter = span.enter();
-        let now = SystemTime::now();
-        let caller = state.auth.authenticate_header(&signed, &body, now)?;
-        tracing::debug!(account = %caller.ns.account, region = %caller.ns.region, ?op, "authenticated");
-        control::handle(op, &state, &caller, &body, &endpoint)
-    })
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "handler task failed");
-        ApiError::internal()
-    })??;
+    let caller = state
+        .auth
+        .authenticate_header(&signed, &body, SystemTime::now())?;
+    tracing::debug!(account = %caller.ns.account, region = %caller.ns.region, "authenticated");
+    let op = match route {
+        Route::Control(op) => op,
+        Route::Signaling(signaling::Operation::SendAlexaOfferToMaster) => {
+            let out = signaling::send_alexa_offer_to_master(state, caller, body).await?;
+            return Ok(success(Some(out)));
+        }
+        Route::Signaling(signaling::Operation::GetIceServerConfig) => {
+            let authority = endpoint.authority.clone();
+            let out = blocking(move || {
+                signaling::get_ice_server_config(&state, &caller, &body, &authority)
+            })
+            .await?;
+            return Ok(success(Some(out)));
+        }
+    };
+    let out = blocking(move || control::handle(op, &state, &caller, &body, &endpoint)).await?;
     Ok(success(out))
+}
+
+/// Runs a handler on the blocking pool (the store may wait on fsync), in the request's span.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "handler task failed");
+            ApiError::internal()
+        })?
 }
 
 fn success(body: Option<String>) -> Response {

@@ -1,19 +1,66 @@
 //! What every request handler shares.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kvs_core::service::ChannelService;
+use kvs_core::signaling::Hub;
 
 use crate::aws::auth::Authenticator;
 use crate::endpoints::EndpointBase;
+use crate::signaling::ice::IceCredentials;
+use crate::ws::SessionConfig;
 
 pub struct AppState {
     pub service: Arc<ChannelService>,
+    pub hub: Arc<Hub>,
     pub auth: Authenticator,
     /// `--public-endpoint`, when set.
     pub public_endpoint: Option<EndpointBase>,
     /// The address we listen on, for endpoint URLs when a request has no usable Host header.
     pub local_authority: String,
+    pub session: SessionConfig,
+    pub ice: IceCredentials,
+    /// `--turn-uri`; empty means "this host, port 3478, UDP and TCP".
+    pub turn_uris: Vec<String>,
+    pub alexa_answer_timeout: Duration,
 }
 
 pub type SharedState = Arc<AppState>;
+
+/// The host part of an authority (`host:port`, `[v6]:port`, `host`).
+pub fn host_of(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().map_or(authority, |h| {
+            // Keep the brackets: URIs need them around IPv6 literals.
+            &authority[..h.len() + 2]
+        });
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+impl AppState {
+    /// TURN URIs to hand out to a client that reached us at `authority`.
+    pub fn ice_uris(&self, authority: &str) -> Vec<String> {
+        if !self.turn_uris.is_empty() {
+            return self.turn_uris.clone();
+        }
+        let host = host_of(authority);
+        vec![
+            format!("turn:{host}:3478?transport=udp"),
+            format!("turn:{host}:3478?transport=tcp"),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn host_of_authorities() {
+        assert_eq!(host_of("127.0.0.1:4580"), "127.0.0.1");
+        assert_eq!(host_of("example.com"), "example.com");
+        assert_eq!(host_of("[::1]:4580"), "[::1]");
+    }
+}

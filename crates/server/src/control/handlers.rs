@@ -176,9 +176,12 @@ impl Ctx<'_> {
     fn delete(&self, input: DeleteSignalingChannelInput) -> Result<(), ApiError> {
         let arn = validate::arn("channelARN", input.channel_arn)?;
         let version = current_version(input.current_version)?;
-        self.state
+        let deleted = self
+            .state
             .service
             .delete(&self.caller.ns, &arn, version.as_ref())?;
+        // Its connections get GO_AWAY and its held messages are dropped (kvs-spec.md §6.4).
+        self.state.hub.channel_deleted(deleted.arn.as_str());
         Ok(())
     }
 

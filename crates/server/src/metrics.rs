@@ -1,0 +1,93 @@
+//! `GET /metrics` in the Prometheus text format: the signaling counters of
+//! `kvs_core::signaling::metrics`, names prefixed `kvs_`.
+
+use kvs_core::signaling::metrics::MetricsSnapshot;
+
+pub fn render(s: &MetricsSnapshot) -> String {
+    let gauges: [(&str, &str, i64); 2] = [
+        (
+            "kvs_signaling_masters_connected",
+            "Masters connected now",
+            s.masters_connected,
+        ),
+        (
+            "kvs_signaling_viewers_connected",
+            "Viewers connected now",
+            s.viewers_connected,
+        ),
+    ];
+    let counters: [(&str, &str, u64); 12] = [
+        (
+            "kvs_signaling_connections_total",
+            "Signaling connections accepted",
+            s.connections_total,
+        ),
+        (
+            "kvs_signaling_connections_rejected_total",
+            "Signaling connections refused",
+            s.connections_rejected,
+        ),
+        (
+            "kvs_signaling_messages_relayed_total",
+            "Messages delivered live",
+            s.messages_relayed,
+        ),
+        (
+            "kvs_signaling_messages_held_total",
+            "Messages held for a recipient not connected",
+            s.messages_held,
+        ),
+        (
+            "kvs_signaling_messages_delivered_from_hold_total",
+            "Held messages delivered on connect",
+            s.messages_delivered_from_hold,
+        ),
+        (
+            "kvs_signaling_messages_expired_total",
+            "Held messages whose TTL ran out",
+            s.messages_expired,
+        ),
+        (
+            "kvs_signaling_messages_replaced_total",
+            "Held offers/answers replaced by a newer one",
+            s.messages_replaced,
+        ),
+        (
+            "kvs_signaling_messages_dropped_overflow_total",
+            "Held messages dropped: per-channel bound",
+            s.messages_dropped_overflow,
+        ),
+        (
+            "kvs_signaling_messages_dropped_deleted_total",
+            "Held messages dropped: channel deleted",
+            s.messages_dropped_deleted,
+        ),
+        (
+            "kvs_signaling_messages_dropped_slow_consumer_total",
+            "Messages dropped: recipient not reading",
+            s.messages_dropped_slow_consumer,
+        ),
+        (
+            "kvs_signaling_messages_rejected_total",
+            "Invalid messages refused",
+            s.messages_rejected,
+        ),
+        (
+            "kvs_signaling_messages_rate_limited_total",
+            "Messages refused by rate limits",
+            s.messages_rate_limited,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, v) in gauges {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+        ));
+    }
+    for (name, help, v) in counters {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    }
+    out
+}

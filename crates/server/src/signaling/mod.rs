@@ -1,0 +1,24 @@
+//! The kinesis-video-signaling HTTPS data plane (kvs-spec.md §5.1): GetIceServerConfig and
+//! SendAlexaOfferToMaster, on the endpoint GetSignalingChannelEndpoint returns for `HTTPS`.
+
+pub mod dto;
+mod handlers;
+pub mod ice;
+
+pub use handlers::{get_ice_server_config, send_alexa_offer_to_master};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    GetIceServerConfig,
+    SendAlexaOfferToMaster,
+}
+
+impl Operation {
+    pub fn from_path(path: &str) -> Option<Self> {
+        match path {
+            "/v1/get-ice-server-config" => Some(Self::GetIceServerConfig),
+            "/v1/send-alexa-offer-to-master" => Some(Self::SendAlexaOfferToMaster),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! ConnectAsMaster / ConnectAsViewer (kvs-spec.md §6.1): everything is checked before the
+//! upgrade, so a refused client gets a plain HTTP error with a JSON body and the documented
+//! status: 400 (bad parameters, too many viewers), 403 (signature), 404 (no such channel).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kvs_core::ids::ResourceArn;
+use kvs_core::signaling::message::is_valid_id;
+use kvs_core::signaling::Role;
+use percent_encoding::percent_decode_str;
+use tokio::sync::mpsc;
+
+use super::session::{self, Registration};
+use super::sink::MpscSink;
+use crate::aws::auth::SignedParts;
+use crate::aws::error::ApiError;
+use crate::state::SharedState;
+
+/// The value of a query parameter, percent-decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = percent_decode_str(k).decode_utf8().ok()?;
+        if k == name {
+            Some(percent_decode_str(v).decode_utf8_lossy().into_owned())
+        } else {
+            None
+        }
+    })
+}
+
+pub async fn connect(state: SharedState, mut parts: Parts) -> Response {
+    match authorise(&state, &mut parts).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            kvs_core::signaling::metrics::inc(&state.hub.metrics().connections_rejected);
+            e.into_response()
+        }
+    }
+}
+
+async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, ApiError> {
+    let query = parts.uri.query().unwrap_or("").to_owned();
+    let signed = SignedParts::from_parts(parts);
+    let caller = state
+        .auth
+        .authenticate_presigned(&signed, SystemTime::now())?;
+    let arn = query_param(&query, "X-Amz-ChannelARN")
+        .ok_or_else(|| ApiError::invalid("The X-Amz-ChannelARN query parameter is required."))?;
+    let arn = ResourceArn::parse("X-Amz-ChannelARN", &arn)?;
+    let role = match query_param(&query, "X-Amz-ClientId") {
+        None => Role::Master,
+        Some(id) => {
+            if !is_valid_id(&id) {
+                return Err(ApiError::invalid(
+                    "X-Amz-ClientId must be 1..256 characters of [a-zA-Z0-9_.-].",
+                ));
+            }
+            if id.len() >= 4 && id[..4].eq_ignore_ascii_case("AWS_") {
+                return Err(ApiError::invalid(
+                    "X-Amz-ClientId must not start with AWS_ (reserved).",
+                ));
+            }
+            Role::Viewer(id)
+        }
+    };
+    let service = Arc::clone(&state.service);
+    let ns = caller.ns.clone();
+    let arn2 = arn.clone();
+    let view = tokio::task::spawn_blocking(move || service.get_by_arn(&ns, &arn2))
+        .await
+        .map_err(|_| ApiError::internal())??;
+    if view.status != kvs_core::model::ChannelStatus::Active {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ResourceInUseException",
+            format!(
+                "The signaling channel is {}, not ACTIVE.",
+                view.status.as_str()
+            ),
+        ));
+    }
+    let upgrade = WebSocketUpgrade::from_request_parts(parts, &())
+        .await
+        .map_err(|e| ApiError::invalid(format!("A WebSocket upgrade is required: {e}")))?;
+    // The C SDK (libwebsockets) offers the subprotocol "wss" and breaks if another is chosen;
+    // browsers offer none (kvs-spec.md §6.1).
+    let upgrade = upgrade.protocols(["wss"]);
+
+    let (tx, rx) = mpsc::channel(state.session.outbox_capacity);
+    let conn = state
+        .hub
+        .connect(arn.as_str(), role, Arc::new(MpscSink(tx)))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.error_type, e.description))?;
+    // Dropping the registration (also when the upgrade fails) takes the connection out of the hub.
+    let reg = Registration::new(Arc::clone(&state.hub), conn);
+    let state = Arc::clone(state);
+    let ns = caller.ns;
+    Ok(upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| session::run(socket, state, ns, arn, reg, rx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_decoded() {
+        let q = "X-Amz-ChannelARN=arn%3Aaws%3Akinesisvideo%3Aus-east-1%3A1%3Achannel%2Fc%2F1&X-Amz-ClientId=v1&flag";
+        assert_eq!(
+            query_param(q, "X-Amz-ChannelARN").as_deref(),
+            Some("arn:aws:kinesisvideo:us-east-1:1:channel/c/1")
+        );
+        assert_eq!(query_param(q, "X-Amz-ClientId").as_deref(), Some("v1"));
+        assert_eq!(query_param(q, "flag").as_deref(), Some(""));
+        assert_eq!(query_param(q, "missing"), None);
+    }
+}
