@@ -1,0 +1,125 @@
+//! Verifying the `Authorization` header form (kvs-spec.md §7.1).
+//!
+//! Order of checks: structure, scope (service, date), time (skew), then the key and the
+//! signature; so a request from a skewed clock learns about its clock whatever its key.
+
+use std::time::SystemTime;
+
+use crate::canonical::{self, header_value};
+use crate::error::AuthError;
+use crate::scope::parse_authorization;
+use crate::sign::{same, signature};
+use crate::{timefmt, HttpRequest, SecretLookup, Verified, VerifyOptions};
+
+pub fn verify_header(
+    req: &HttpRequest,
+    secrets: &dyn SecretLookup,
+    now: SystemTime,
+    opts: &VerifyOptions,
+) -> Result<Verified, AuthError> {
+    let auth = header_value(req.headers, "authorization").ok_or(AuthError::Missing)?;
+    let p = parse_authorization(&auth)?;
+    check_scope(&p.credential, &p.signed_headers, opts)?;
+    let amz_date = header_value(req.headers, "x-amz-date").ok_or_else(|| {
+        AuthError::Incomplete(
+            "Authorization header requires existence of a 'X-Amz-Date' header.".into(),
+        )
+    })?;
+    let t = timefmt::parse(&amz_date).ok_or_else(|| {
+        AuthError::Incomplete(format!(
+            "X-Amz-Date must be in the ISO 8601 basic format yyyyMMdd'T'HHmmss'Z', got '{amz_date}'."
+        ))
+    })?;
+    if !amz_date.starts_with(&p.credential.date8) {
+        return Err(AuthError::Invalid(format!(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from \
+             HTTP: '{}' != '{}', from '{amz_date}'.",
+            p.credential.date8,
+            &amz_date[..8]
+        )));
+    }
+    check_skew(t, &amz_date, now, opts)?;
+
+    let secret = secrets
+        .secret_for(&p.credential.access_key_id)
+        .ok_or(AuthError::UnknownAccessKey)?;
+    let signed: Vec<&str> = p.signed_headers.iter().map(String::as_str).collect();
+    let canonical_headers = canonical::headers(req.headers, &signed).map_err(|name| {
+        AuthError::Invalid(format!(
+            "The header '{name}' is listed in SignedHeaders but absent from the request."
+        ))
+    })?;
+    let payload = header_value(req.headers, "x-amz-content-sha256")
+        .unwrap_or_else(|| canonical::hex_sha256(req.body));
+    let creq = canonical::request(
+        req.method,
+        &canonical::uri(req.path),
+        &canonical::query(&canonical::query_pairs(req.query), None),
+        &canonical_headers,
+        &p.signed_headers.join(";"),
+        &payload,
+    );
+    let expected = signature(
+        &secret,
+        &amz_date,
+        &p.credential.region,
+        &p.credential.service,
+        &creq,
+    );
+    if !same(&expected, &p.signature) {
+        return Err(AuthError::SignatureMismatch);
+    }
+    Ok(Verified {
+        access_key_id: p.credential.access_key_id,
+        region: p.credential.region,
+        service: p.credential.service,
+        date: amz_date,
+        security_token: header_value(req.headers, "x-amz-security-token"),
+    })
+}
+
+pub(crate) fn check_scope(
+    credential: &crate::scope::Credential,
+    signed_headers: &[String],
+    opts: &VerifyOptions,
+) -> Result<(), AuthError> {
+    if credential.service != opts.service {
+        return Err(AuthError::Invalid(format!(
+            "Credential should be scoped to correct service: '{}'.",
+            opts.service
+        )));
+    }
+    if !signed_headers.iter().any(|h| h == "host") {
+        return Err(AuthError::Invalid(
+            "'Host' must be a 'SignedHeader' in the AWS Authorization.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// ±`max_skew` around now (AWS: 5 minutes), with AWS's messages.
+fn check_skew(
+    t: SystemTime,
+    amz_date: &str,
+    now: SystemTime,
+    opts: &VerifyOptions,
+) -> Result<(), AuthError> {
+    let mins = opts.max_skew.as_secs() / 60;
+    let now_s = timefmt::format(now);
+    if let Some(earliest) = now.checked_sub(opts.max_skew) {
+        if t < earliest {
+            return Err(AuthError::Expired(format!(
+                "{amz_date} is now earlier than {} ({now_s} - {mins} min.)",
+                timefmt::format(earliest)
+            )));
+        }
+    }
+    let latest = now + opts.max_skew;
+    if t > latest {
+        return Err(AuthError::NotYetCurrent(format!(
+            "{amz_date} is still later than {} ({now_s} + {mins} min.)",
+            timefmt::format(latest)
+        )));
+    }
+    Ok(())
+}
