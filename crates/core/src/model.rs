@@ -105,8 +105,43 @@ impl Channel {
     }
 }
 
+/// A creation time (epoch millis) at or just after `millis` whose wire form, epoch seconds as a
+/// JSON number (kvs-spec.md §1), reads back as exactly the same millisecond in every client.
+///
+/// `CreationTime` must equal the ARN's millisecond suffix / 1000 (kvs-spec.md §9.1). At
+/// today's epoch an `f64` of seconds carries ~0.2 µs of precision, and clients that split it
+/// into whole seconds and a truncated fraction (aws-sdk-rust) read e.g. `….6` back as 599 ms
+/// when the nearest `f64` lies below the exact value. Moving the creation time by a
+/// millisecond or two to a value whose `f64` is not below it makes every client agree.
+pub fn float_safe_millis(millis: u64) -> u64 {
+    let reads_back = |ms: u64| {
+        let f = ms as f64 / 1000.0;
+        let secs = f.trunc();
+        let frac_ms = ((f - secs) * 1e9) as u64 / 1_000_000;
+        secs as u64 == ms / 1000 && frac_ms == ms % 1000 && (f * 1000.0) as u64 == ms
+    };
+    (millis..millis + 64)
+        .find(|ms| reads_back(*ms))
+        .unwrap_or(millis)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn float_safe_millis_read_back_exactly() {
+        for start in [1_795_847_111_600u64, 1_712_136_149_494, 1_700_000_000_001] {
+            let ms = super::float_safe_millis(start);
+            assert!(ms >= start && ms < start + 64);
+            let f = ms as f64 / 1000.0;
+            let frac_ms = ((f - f.trunc()) * 1e9) as u64 / 1_000_000;
+            assert_eq!(frac_ms, ms % 1000);
+            // And through JSON text, as clients see it.
+            let text = serde_json::to_string(&f).unwrap();
+            let back: f64 = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, f);
+        }
+    }
+
     use super::*;
     use crate::ids::{AccountId, Region};
 

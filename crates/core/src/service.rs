@@ -157,9 +157,10 @@ impl ChannelService {
             return Err(too_many_tags());
         }
         let now = self.now();
+        let created = crate::model::float_safe_millis(now);
         let delay = self.delay_millis();
         let channel = Channel {
-            arn: ResourceArn::channel(ns, &req.name, now),
+            arn: ResourceArn::channel(ns, &req.name, created),
             ns: ns.clone(),
             name: req.name,
             channel_type: req.channel_type,
@@ -169,7 +170,7 @@ impl ChannelService {
                 ChannelStatus::Creating
             },
             status_until_millis: now.saturating_add(delay),
-            created_millis: now,
+            created_millis: created,
             ttl: req.ttl,
             version: Version::generate(),
             tags,

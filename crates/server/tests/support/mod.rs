@@ -20,8 +20,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Self {
+        let store: &[&str] = if extra.contains(&"--store") {
+            &[]
+        } else {
+            &["--store", "memory"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_kvs-signaling"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(store)
             .args(extra)
             .env("KVS_LOG", "warn")
             .stdout(Stdio::piped())
@@ -45,11 +51,16 @@ impl Server {
     }
 
     pub fn kv(&self) -> aws_sdk_kinesisvideo::Client {
+        self.kv_as("AKIDTEST", "secret", "us-east-1")
+    }
+
+    pub fn kv_as(&self, ak: &str, secret: &str, region: &str) -> aws_sdk_kinesisvideo::Client {
         let conf = aws_sdk_kinesisvideo::Config::builder()
             .behavior_version(aws_sdk_kinesisvideo::config::BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
+            .region(Region::new(region.to_owned()))
             .endpoint_url(self.url())
-            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+            .credentials_provider(Credentials::new(ak, secret, None, None, "test"))
+            .retry_config(aws_sdk_kinesisvideo::config::retry::RetryConfig::disabled())
             .build();
         aws_sdk_kinesisvideo::Client::from_conf(conf)
     }

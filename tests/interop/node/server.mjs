@@ -1,0 +1,42 @@
+// Starts the real kvs-signaling binary on port 0 and tells the tests where it is.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+export const ACCOUNT = '111111111111';
+export const CREDS = { accessKeyId: 'AKIDNODETEST', secretAccessKey: 'node-test-secret' };
+
+export async function startServer(extra = []) {
+  const bin = process.env.KVS_BIN || join(root, 'target', 'debug', 'kvs-signaling');
+  const dir = mkdtempSync(join(tmpdir(), 'kvs-node-'));
+  const credsFile = join(dir, 'credentials.toml');
+  writeFileSync(
+    credsFile,
+    `[[credentials]]\naccess_key_id = "${CREDS.accessKeyId}"\nsecret_access_key = "${CREDS.secretAccessKey}"\naccount_id = "${ACCOUNT}"\n`,
+  );
+  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--store', 'memory', '--credentials', credsFile, ...extra], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, KVS_LOG: 'warn' },
+  });
+  const lines = createInterface({ input: child.stdout });
+  const port = await new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`server exited with ${code} before ready`)));
+    lines.on('line', (line) => {
+      const m = line.match(/listening on http:\/\/[^\s]+:(\d+)/);
+      if (m) resolve(Number(m[1]));
+    });
+  });
+  return {
+    port,
+    endpoint: `http://127.0.0.1:${port}`,
+    stop: () => new Promise((resolve) => {
+      child.once('exit', resolve);
+      child.kill('SIGTERM');
+    }),
+  };
+}
