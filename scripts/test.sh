@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh machine: installs what it needs, then runs
 #   1. formatting and lint gates (cargo fmt --check, clippy -D warnings),
 #   2. Rust unit and integration tests (real server on port 0, aws-sdk-kinesisvideo),
-#   3. the Python interop suite (boto3, AWS CLI) and the kill -9 crash test.
+#   3. the Python interop suite (boto3, AWS CLI) and the kill -9 crash test,
+#   4. the Node suite with the official KVS WebRTC JS SDK.
 # Usage: scripts/test.sh            (everything)
 #        KVS_SKIP_LINT=1 scripts/test.sh   (skip fmt/clippy while iterating)
 set -euo pipefail
@@ -45,9 +46,18 @@ if ! grep -Eq '^test result: ok\. [1-9][0-9]* passed' "$ROOT/target/rust-tests.l
   exit 1
 fi
 
+export KVS_BIN="$ROOT/target/debug/kvs-signaling"
+
 # --- Python interop suite --------------------------------------------------------------
 step "Python interop suite (boto3, AWS CLI, crash test)"
-export KVS_BIN="$ROOT/target/debug/kvs-signaling"
 bash tests/interop/python/run.sh
+
+# --- Node suite: the official KVS WebRTC JS SDK ------------------------------------------
+step "Node suite (amazon-kinesis-video-streams-webrtc, AWS SDK v3)"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq nodejs npm
+fi
+(cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
 step "all suites passed"
