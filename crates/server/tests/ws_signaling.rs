@@ -416,3 +416,43 @@ async fn http_get(s: &Server, path: &str) -> String {
     stream.read_to_string(&mut out).await.unwrap();
     out
 }
+
+#[tokio::test]
+async fn pings_are_answered_with_pongs() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let s = Server::start(&[]);
+    let arn = s.channel("ping", 60).await;
+    let mut ws = s.connect(&arn, None).await;
+    ws.0.send(Message::Ping(b"are-you-there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            if let Some(Ok(Message::Pong(p))) = ws.0.next().await {
+                return p;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(&pong[..], b"are-you-there");
+}
+
+#[tokio::test]
+async fn shutdown_sends_go_away_to_everyone_and_exits_cleanly() {
+    let mut s = Server::start(&["--shutdown-timeout", "3s"]);
+    let a = s.channel("shut-a", 60).await;
+    let b = s.channel("shut-b", 60).await;
+    let mut m = s.connect(&a, None).await;
+    let mut v = s.connect(&b, Some("v")).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(m.recv().await["messageType"], "GO_AWAY");
+    assert_eq!(v.recv().await["messageType"], "GO_AWAY");
+    assert!(m.closed_within(Duration::from_secs(5)).await.is_some());
+    let status = s.wait();
+    assert!(status.success(), "{status:?}");
+}

@@ -129,6 +129,11 @@ impl Server {
         }
     }
 
+    /// Waits for the process to exit (after a signal sent by the test).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
