@@ -456,3 +456,112 @@ async fn shutdown_sends_go_away_to_everyone_and_exits_cleanly() {
     let status = s.wait();
     assert!(status.success(), "{status:?}");
 }
+
+/// Presigned connects with `--credentials`: valid ones work, week-long expiries (the C SDK's)
+/// are accepted, expired, wrongly signed, wrongly scoped and other accounts' are refused.
+#[tokio::test]
+async fn presigned_connects_are_verified_in_credentials_mode() {
+    let dir = std::env::temp_dir().join(format!("kvs-ws-creds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("credentials.toml");
+    std::fs::write(
+        &file,
+        "[[credentials]]\naccess_key_id = \"AKIDA\"\nsecret_access_key = \"sa\"\naccount_id = \"111111111111\"\n\
+         [[credentials]]\naccess_key_id = \"AKIDB\"\nsecret_access_key = \"sb\"\naccount_id = \"222222222222\"\n",
+    )
+    .unwrap();
+    let s = Server::start(&["--credentials", file.to_str().unwrap()]);
+    let arn = s
+        .kv_as("AKIDA", "sa", "us-east-1")
+        .create_signaling_channel()
+        .channel_name("secure")
+        .send()
+        .await
+        .unwrap()
+        .channel_arn
+        .unwrap();
+    let host = format!("127.0.0.1:{}", s.port);
+    let now = std::time::SystemTime::now();
+    let url = |ak: &str,
+               secret: &str,
+               region: &str,
+               service: &str,
+               at: std::time::SystemTime,
+               expires: u64,
+               client: Option<&str>| {
+        let mut params = vec![("X-Amz-ChannelARN".to_string(), arn.clone())];
+        if let Some(c) = client {
+            params.push(("X-Amz-ClientId".to_string(), c.to_string()));
+        }
+        params.push((
+            "X-Amz-Security-Token".to_string(),
+            "session-token".to_string(),
+        ));
+        let date = kvs_sigv4::format_amz_date(at);
+        let q = kvs_sigv4::presign_query(
+            "GET", &host, "/", &params, ak, secret, region, service, &date, expires,
+        );
+        format!("ws://{host}/?{q}")
+    };
+    let ok = url("AKIDA", "sa", "us-east-1", "kinesisvideo", now, 299, None);
+    assert_eq!(s.connect_status(&ok).await, 101);
+    let week = url(
+        "AKIDA",
+        "sa",
+        "us-east-1",
+        "kinesisvideo",
+        now,
+        604_800,
+        Some("v1"),
+    );
+    assert_eq!(s.connect_status(&week).await, 101);
+    let hour_ago = now - Duration::from_secs(3600);
+    for (what, bad) in [
+        (
+            "expired",
+            url(
+                "AKIDA",
+                "sa",
+                "us-east-1",
+                "kinesisvideo",
+                hour_ago,
+                299,
+                None,
+            ),
+        ),
+        (
+            "future",
+            url(
+                "AKIDA",
+                "sa",
+                "us-east-1",
+                "kinesisvideo",
+                now + Duration::from_secs(900),
+                299,
+                None,
+            ),
+        ),
+        (
+            "wrong secret",
+            url("AKIDA", "nope", "us-east-1", "kinesisvideo", now, 299, None),
+        ),
+        (
+            "unknown key",
+            url("AKIDZ", "sa", "us-east-1", "kinesisvideo", now, 299, None),
+        ),
+        (
+            "wrong service",
+            url("AKIDA", "sa", "us-east-1", "s3", now, 299, None),
+        ),
+    ] {
+        assert_eq!(s.connect_status(&bad).await, 403, "{what}");
+    }
+    // Another account, or the same account in another region, does not see the channel.
+    let other = url("AKIDB", "sb", "us-east-1", "kinesisvideo", now, 299, None);
+    assert_eq!(s.connect_status(&other).await, 404);
+    let region = url("AKIDA", "sa", "eu-west-1", "kinesisvideo", now, 299, None);
+    assert_eq!(s.connect_status(&region).await, 404);
+    // No signature at all.
+    assert_eq!(s.connect_status(&s.ws_url(&arn, None)).await, 403);
+    let _ = std::fs::remove_dir_all(&dir);
+}

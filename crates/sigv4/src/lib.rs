@@ -21,6 +21,11 @@ pub use presign::verify_presigned;
 pub use scope::parse_scope_unverified;
 pub use sign::{presign_query, sign_headers};
 
+/// `yyyymmddThhmmssZ` for a time, as `X-Amz-Date` wants it.
+pub fn format_amz_date(t: std::time::SystemTime) -> String {
+    timefmt::format(t)
+}
+
 /// The request as received, before any interpretation.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpRequest<'a> {
