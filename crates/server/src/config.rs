@@ -150,6 +150,24 @@ pub struct ServeConfig {
     #[arg(long, env = "KVS_ICE_TTL", default_value = "300s", value_parser = parse_duration)]
     pub ice_ttl: Duration,
 
+    /// HTTPS + WSS listen address (TLS), beside the plain listener; port 0 picks a free port.
+    #[arg(long, env = "KVS_TLS_LISTEN")]
+    pub tls_listen: Option<String>,
+
+    /// PEM certificate chain for --tls-listen. Without it (and --tls-key) a local CA in
+    /// DATA_DIR/tls signs a server certificate.
+    #[arg(long, env = "KVS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "KVS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Extra DNS name or IP address for the generated server certificate (repeatable;
+    /// localhost, 127.0.0.1, ::1 and the listen and public hosts are always included).
+    #[arg(long = "tls-san", env = "KVS_TLS_SANS", value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
+
     /// How long SendAlexaOfferToMaster waits for the master's answer.
     #[arg(long, env = "KVS_ALEXA_ANSWER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub alexa_answer_timeout: Duration,
@@ -180,6 +198,10 @@ const FILE_KEYS: &[&str] = &[
     "turn_uris",
     "ice_ttl",
     "alexa_answer_timeout",
+    "tls_listen",
+    "tls_cert",
+    "tls_key",
+    "tls_sans",
 ];
 
 impl ServeConfig {
@@ -236,6 +258,7 @@ fn file_args(path: &PathBuf, sub: &ArgMatches) -> anyhow::Result<Vec<String>> {
         }
         let flag = match *id {
             "turn_uris" => "--turn-uri".to_owned(),
+            "tls_sans" => "--tls-san".to_owned(),
             _ => format!("--{}", id.replace('_', "-")),
         };
         match value {

@@ -41,10 +41,21 @@ impl EndpointBase {
 
     /// The base for a request that reached us on `scheme` with these headers, falling back to
     /// the listening address when the Host header is absent or not a plain authority.
-    pub fn from_request(scheme: &str, headers: &HeaderMap, fallback_authority: &str) -> Self {
-        let host = headers
-            .get(axum::http::header::HOST)
-            .and_then(|v| v.to_str().ok())
+    /// Under HTTP/2 the authority is in the request URI rather than a Host header.
+    pub fn from_request(
+        scheme: &str,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+        fallback_authority: &str,
+    ) -> Self {
+        let host = uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| {
+                headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+            })
             .filter(|h| valid_authority(h))
             .unwrap_or(fallback_authority);
         Self {
@@ -94,10 +105,14 @@ mod tests {
     fn host_header_is_used_when_plain() {
         let mut h = HeaderMap::new();
         h.insert("host", "127.0.0.1:5555".parse().unwrap());
-        let e = EndpointBase::from_request("http", &h, "fallback:1");
+        let plain: axum::http::Uri = "/x".parse().unwrap();
+        let e = EndpointBase::from_request("http", &plain, &h, "fallback:1");
         assert_eq!(e.wss_url(), "ws://127.0.0.1:5555");
+        let h2: axum::http::Uri = "https://localhost:7777/x".parse().unwrap();
+        let e = EndpointBase::from_request("https", &h2, &h, "fallback:1");
+        assert_eq!(e.wss_url(), "wss://localhost:7777");
         h.insert("host", "evil/path".parse().unwrap());
-        let e = EndpointBase::from_request("http", &h, "fallback:1");
+        let e = EndpointBase::from_request("http", &plain, &h, "fallback:1");
         assert_eq!(e.https_url(), "http://fallback:1");
     }
 }

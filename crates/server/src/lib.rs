@@ -15,4 +15,5 @@ pub mod metrics;
 pub mod server;
 pub mod signaling;
 pub mod state;
+pub mod tls;
 pub mod ws;

@@ -132,6 +132,10 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let local = listener.local_addr()?;
+    let tls = match &cfg.tls_listen {
+        None => None,
+        Some(addr) => Some(tls_listener(&cfg, addr, creds.is_none()).await?),
+    };
     let state = Arc::new(AppState {
         service,
         hub,
@@ -161,10 +165,28 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         auth = if open { "open" } else { "sigv4" },
         "kvs-signaling starting"
     );
-    println!("kvs-signaling listening on http://{local}");
+    let mut ready = format!("kvs-signaling listening on http://{local}");
+    let tls = match tls {
+        None => None,
+        Some((t, ca)) => {
+            ready.push_str(&format!(
+                " listening on https://{}",
+                t.listener.local_addr()?
+            ));
+            if let Some(ca) = ca {
+                println!(
+                    "kvs-signaling TLS certificate issued by the local CA {} (trust it to use https:// and wss://)",
+                    ca.display()
+                );
+            }
+            Some(t)
+        }
+    };
+    println!("{ready}");
     let _ = std::io::stdout().flush();
     server::run(
         listener,
+        tls,
         state,
         server::shutdown_signal(),
         cfg.shutdown_timeout,
@@ -212,4 +234,74 @@ async fn watch_secret_file(path: std::path::PathBuf, state: Arc<AppState>) {
             );
         }
     }
+}
+
+/// Binds `--tls-listen` and prepares its certificate; returns the generated CA's path, if any.
+async fn tls_listener(
+    cfg: &ServeConfig,
+    addr: &str,
+    open: bool,
+) -> anyhow::Result<(server::TlsListener, Option<std::path::PathBuf>)> {
+    // One crypto provider for the whole process, whatever else links rustls.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let addrs: Vec<_> = tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("--tls-listen {addr}"))?
+        .collect();
+    if open && !cfg.allow_open_non_loopback && !ServeConfig::listen_addr_is_loopback(&addrs) {
+        bail!(
+            "refusing to listen on non-loopback address {addr} in open mode (no --credentials); \
+             pass --credentials FILE or --allow-open-non-loopback"
+        );
+    }
+    let listener =
+        std::net::TcpListener::bind(&addrs[..]).with_context(|| format!("binding {addr}"))?;
+    let material = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => kvs_signaling::tls::load(cert, key)?,
+        _ => {
+            let mut names = vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+                "::1".to_string(),
+            ];
+            let mut add = |n: String| {
+                if !n.is_empty() && !names.contains(&n) {
+                    names.push(n);
+                }
+            };
+            for a in &addrs {
+                if !a.ip().is_unspecified() {
+                    add(a.ip().to_string());
+                }
+            }
+            if let Some(host) = addr
+                .rsplit_once(':')
+                .map(|(h, _)| h.trim_matches(['[', ']']))
+            {
+                if !host.is_empty() && host != "0.0.0.0" && host != "::" {
+                    add(host.to_string());
+                }
+            }
+            if let Some(p) = cfg
+                .public_endpoint
+                .as_deref()
+                .and_then(|u| EndpointBase::parse(u).ok())
+            {
+                add(kvs_signaling::state::host_of(&p.authority)
+                    .trim_matches(['[', ']'])
+                    .to_string());
+            }
+            for s in &cfg.tls_sans {
+                add(s.clone());
+            }
+            kvs_signaling::tls::generate(&cfg.data_dir.join("tls"), &names)?
+        }
+    };
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+        material.cert_pem.into_bytes(),
+        material.key_pem.into_bytes(),
+    )
+    .await
+    .context("loading the TLS certificate and key")?;
+    Ok((server::TlsListener { listener, config }, material.ca_path))
 }

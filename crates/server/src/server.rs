@@ -27,13 +27,36 @@ use crate::state::SharedState;
 /// Largest request body accepted; control-plane bodies are a few KiB at most.
 const MAX_BODY_BYTES: usize = 1 << 20;
 
-pub fn router(state: SharedState) -> Router {
+/// How a request reached us; endpoint URLs handed out follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
+}
+
+pub fn router(state: SharedState, scheme: Scheme) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn(request_id::middleware))
+        .layer(axum::Extension(scheme))
         .with_state(state)
+}
+
+/// The HTTPS + WSS listener (`--tls-listen`).
+pub struct TlsListener {
+    pub listener: std::net::TcpListener,
+    pub config: axum_server::tls_rustls::RustlsConfig,
 }
 
 async fn health() -> impl IntoResponse {
@@ -54,15 +77,29 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
 /// connection and waits up to `drain` for requests and connections to finish.
 pub async fn run(
     listener: TcpListener,
+    tls: Option<TlsListener>,
     state: SharedState,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> anyhow::Result<()> {
-    let app = router(Arc::clone(&state));
+    let app = router(Arc::clone(&state), Scheme::Http);
+    let tls_handle = axum_server::Handle::new();
+    let tls_task = match tls {
+        None => None,
+        Some(t) => {
+            t.listener.set_nonblocking(true)?;
+            let server = axum_server::tls_rustls::from_tcp_rustls(t.listener, t.config)?
+                .handle(tls_handle.clone());
+            let app = router(Arc::clone(&state), Scheme::Https);
+            Some(tokio::spawn(server.serve(app.into_make_service())))
+        }
+    };
     let sweeper = tokio::spawn(sweep_held_messages(Arc::clone(&state)));
     let hub = Arc::clone(&state.hub);
+    let tls_stop = tls_handle.clone();
     let shutdown = async move {
         shutdown.await;
+        tls_stop.graceful_shutdown(Some(drain));
         let n = hub.broadcast(&kvs_core::signaling::Outbound::GoAway { grace: drain });
         tracing::info!(connections = n, "sent GO_AWAY to signaling connections");
     };
@@ -89,6 +126,9 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     sweeper.abort();
+    if let Some(task) = tls_task {
+        let _ = tokio::time::timeout_at(deadline, task).await;
+    }
     result
 }
 
@@ -103,7 +143,12 @@ async fn sweep_held_messages(state: SharedState) {
 }
 
 async fn dispatch(State(state): State<SharedState>, req: Request) -> Response {
-    match dispatch_inner(state, req).await {
+    let scheme = req
+        .extensions()
+        .get::<Scheme>()
+        .copied()
+        .unwrap_or(Scheme::Http);
+    match dispatch_inner(state, req, scheme).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
@@ -126,7 +171,11 @@ fn is_websocket(parts: &axum::http::request::Parts) -> bool {
             .is_some_and(|q| q.contains("X-Amz-ChannelARN="))
 }
 
-async fn dispatch_inner(state: SharedState, req: Request) -> Result<Response, ApiError> {
+async fn dispatch_inner(
+    state: SharedState,
+    req: Request,
+    scheme: Scheme,
+) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     if parts.method == Method::GET && is_websocket(&parts) {
@@ -147,7 +196,12 @@ async fn dispatch_inner(state: SharedState, req: Request) -> Result<Response, Ap
         })?;
     let signed = SignedParts::from_parts(&parts);
     let endpoint = state.public_endpoint.clone().unwrap_or_else(|| {
-        EndpointBase::from_request("http", &parts.headers, &state.local_authority)
+        EndpointBase::from_request(
+            scheme.as_str(),
+            &parts.uri,
+            &parts.headers,
+            &state.local_authority,
+        )
     });
     let caller = state
         .auth

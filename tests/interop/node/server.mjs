@@ -19,21 +19,25 @@ export async function startServer(extra = []) {
     credsFile,
     `[[credentials]]\naccess_key_id = "${CREDS.accessKeyId}"\nsecret_access_key = "${CREDS.secretAccessKey}"\naccount_id = "${ACCOUNT}"\n`,
   );
-  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--store', 'memory', '--credentials', credsFile, ...extra], {
+  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--store', 'memory', '--data-dir', dir, '--credentials', credsFile, ...extra], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, KVS_LOG: 'warn' },
   });
   const lines = createInterface({ input: child.stdout });
-  const port = await new Promise((resolve, reject) => {
+  const [port, tlsPort] = await new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`server exited with ${code} before ready`)));
     lines.on('line', (line) => {
       const m = line.match(/listening on http:\/\/[^\s]+:(\d+)/);
-      if (m) resolve(Number(m[1]));
+      const t = line.match(/listening on https:\/\/[^\s]+:(\d+)/);
+      if (m) resolve([Number(m[1]), t ? Number(t[1]) : undefined]);
     });
   });
   return {
     port,
+    tlsPort,
+    dataDir: dir,
     endpoint: `http://127.0.0.1:${port}`,
+    tlsEndpoint: tlsPort && `https://localhost:${tlsPort}`,
     stop: () => new Promise((resolve) => {
       child.once('exit', resolve);
       child.kill('SIGTERM');

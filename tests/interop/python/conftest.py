@@ -44,7 +44,11 @@ class Server:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         for line in self.proc.stdout:
             if "listening on http://" in line:
-                self.port = int(line.rsplit(":", 1)[1])
+                addr = line.split("listening on http://", 1)[1].split()[0]
+                self.port = int(addr.rsplit(":", 1)[1])
+                if "listening on https://" in line:
+                    tls_addr = line.split("listening on https://", 1)[1].split()[0]
+                    self.tls_port = int(tls_addr.rsplit(":", 1)[1])
                 break
         else:
             raise RuntimeError(f"server exited with {self.proc.wait()} before ready")

@@ -39,7 +39,8 @@ impl Server {
         let port = loop {
             let line = lines.next().expect("server exited before ready").unwrap();
             if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.rsplit(':').next().unwrap().trim().parse().unwrap();
+                let addr = rest.split_whitespace().next().unwrap();
+                break addr.rsplit(':').next().unwrap().parse().unwrap();
             }
         };
         std::thread::spawn(move || for _ in lines {});
