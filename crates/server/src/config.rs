@@ -150,6 +150,24 @@ pub struct ServeConfig {
     #[arg(long, env = "KVS_ICE_TTL", default_value = "300s", value_parser = parse_duration)]
     pub ice_ttl: Duration,
 
+    /// Run the embedded TURN relay (UDP and TCP).
+    #[arg(long, env = "KVS_EMBEDDED_TURN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub embedded_turn: bool,
+
+    /// Embedded TURN listen address (UDP and TCP). Default: the --listen host, port 3478 (an
+    /// ephemeral port if 3478 is taken).
+    #[arg(long, env = "KVS_TURN_LISTEN")]
+    pub turn_listen: Option<String>,
+
+    /// Address put in relayed candidates, the one peers reach the relay at (hosts behind NAT).
+    /// Default: the TURN listen address, or 127.0.0.1 when that is unspecified.
+    #[arg(long, env = "KVS_TURN_RELAY_IP")]
+    pub turn_relay_ip: Option<std::net::IpAddr>,
+
+    /// TURN allocations per signaling channel.
+    #[arg(long, env = "KVS_TURN_MAX_ALLOCATIONS", default_value_t = 50)]
+    pub turn_max_allocations: usize,
+
     /// HTTPS + WSS listen address (TLS), beside the plain listener; port 0 picks a free port.
     #[arg(long, env = "KVS_TLS_LISTEN")]
     pub tls_listen: Option<String>,
@@ -198,6 +216,10 @@ const FILE_KEYS: &[&str] = &[
     "turn_uris",
     "ice_ttl",
     "alexa_answer_timeout",
+    "embedded_turn",
+    "turn_listen",
+    "turn_relay_ip",
+    "turn_max_allocations",
     "tls_listen",
     "tls_cert",
     "tls_key",
@@ -263,7 +285,7 @@ fn file_args(path: &PathBuf, sub: &ArgMatches) -> anyhow::Result<Vec<String>> {
         };
         match value {
             // `message_rate_limits` takes a value; the others are plain switches.
-            toml::Value::Boolean(b) if *id == "message_rate_limits" => {
+            toml::Value::Boolean(b) if *id == "message_rate_limits" || *id == "embedded_turn" => {
                 out.extend([flag, b.to_string()])
             }
             toml::Value::Boolean(true) => out.push(flag),

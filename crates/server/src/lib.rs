@@ -16,4 +16,5 @@ pub mod server;
 pub mod signaling;
 pub mod state;
 pub mod tls;
+pub mod turn_relay;
 pub mod ws;

@@ -17,7 +17,7 @@ use kvs_signaling::endpoints::EndpointBase;
 use kvs_signaling::signaling::ice::IceCredentials;
 use kvs_signaling::state::AppState;
 use kvs_signaling::ws::SessionConfig;
-use kvs_signaling::{credentials, server};
+use kvs_signaling::{credentials, server, turn_relay};
 
 fn main() -> std::process::ExitCode {
     let cli = match config::parse() {
@@ -126,7 +126,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         (None, Some(s)) => s.clone(),
         (None, None) => random_secret(),
     };
-    let ice = IceCredentials::new(secret, cfg.ice_ttl.as_secs() as u32);
+    let ice = Arc::new(IceCredentials::new(secret, cfg.ice_ttl.as_secs() as u32));
     let open = creds.is_none();
     let listener = tokio::net::TcpListener::bind(&addrs[..])
         .await
@@ -135,6 +135,11 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let tls = match &cfg.tls_listen {
         None => None,
         Some(addr) => Some(tls_listener(&cfg, addr, creds.is_none()).await?),
+    };
+    let turn = if cfg.embedded_turn {
+        Some(start_turn(&cfg, &addrs, Arc::clone(&ice)).await?)
+    } else {
+        None
     };
     let state = Arc::new(AppState {
         service,
@@ -154,6 +159,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         },
         ice,
         turn_uris: cfg.turn_uris.clone(),
+        turn_port: turn.as_ref().map(|t| t.udp_addr.port()),
         alexa_answer_timeout: cfg.alexa_answer_timeout,
     });
     if let Some(path) = cfg.turn_secret_file.clone() {
@@ -192,8 +198,58 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         cfg.shutdown_timeout,
     )
     .await?;
+    if let Some(t) = turn {
+        t.close().await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the embedded TURN relay: `--turn-listen`, or the listen host on 3478 (falling back
+/// to an ephemeral port when 3478 is taken, so several servers can run side by side).
+async fn start_turn(
+    cfg: &ServeConfig,
+    http_addrs: &[std::net::SocketAddr],
+    ice: Arc<IceCredentials>,
+) -> anyhow::Result<turn_relay::Turn> {
+    let ip = http_addrs
+        .first()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let (listen, explicit) = match &cfg.turn_listen {
+        Some(a) => {
+            let addr = tokio::net::lookup_host(a)
+                .await
+                .with_context(|| format!("--turn-listen {a}"))?
+                .next()
+                .with_context(|| format!("--turn-listen {a}: no address"))?;
+            (addr, true)
+        }
+        None => (std::net::SocketAddr::new(ip, 3478), false),
+    };
+    let relay_ip = cfg
+        .turn_relay_ip
+        .unwrap_or(if listen.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            listen.ip()
+        });
+    let opts = |listen: std::net::SocketAddr| turn_relay::TurnOptions {
+        listen,
+        relay_ip,
+        relay_bind: listen.ip(),
+        max_per_channel: cfg.turn_max_allocations,
+    };
+    let turn = match turn_relay::start(opts(listen), Arc::clone(&ice)).await {
+        Ok(t) => t,
+        Err(e) if !explicit => {
+            tracing::warn!(error = %e, "TURN port 3478 unavailable; using an ephemeral port");
+            turn_relay::start(opts(std::net::SocketAddr::new(listen.ip(), 0)), ice).await?
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!(udp = %turn.udp_addr, tcp = %turn.tcp_addr, %relay_ip, "embedded TURN relay listening");
+    Ok(turn)
 }
 
 fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {

@@ -20,9 +20,11 @@ pub struct AppState {
     /// The address we listen on, for endpoint URLs when a request has no usable Host header.
     pub local_authority: String,
     pub session: SessionConfig,
-    pub ice: IceCredentials,
-    /// `--turn-uri`; empty means "this host, port 3478, UDP and TCP".
+    pub ice: Arc<IceCredentials>,
+    /// `--turn-uri`; empty means the embedded relay on this host.
     pub turn_uris: Vec<String>,
+    /// The embedded relay's port, when it runs.
+    pub turn_port: Option<u16>,
     pub alexa_answer_timeout: Duration,
 }
 
@@ -46,9 +48,10 @@ impl AppState {
             return self.turn_uris.clone();
         }
         let host = host_of(authority);
+        let port = self.turn_port.unwrap_or(3478);
         vec![
-            format!("turn:{host}:3478?transport=udp"),
-            format!("turn:{host}:3478?transport=tcp"),
+            format!("turn:{host}:{port}?transport=udp"),
+            format!("turn:{host}:{port}?transport=tcp"),
         ]
     }
 }
