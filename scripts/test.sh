@@ -3,7 +3,8 @@
 #   1. formatting and lint gates (cargo fmt --check, clippy -D warnings),
 #   2. Rust unit and integration tests (real server on port 0, aws-sdk-kinesisvideo),
 #   3. the Python interop suite (boto3, AWS CLI) and the kill -9 crash test,
-#   4. the Node suite with the official KVS WebRTC JS SDK.
+#   4. the Node suite with the official KVS WebRTC JS SDK,
+#   5. browser-to-browser WebRTC calls (host and TURN relay) in Chromium.
 # Usage: scripts/test.sh            (everything)
 #        KVS_SKIP_LINT=1 scripts/test.sh   (skip fmt/clippy while iterating)
 set -euo pipefail
@@ -59,5 +60,17 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt-get update -qq && apt-get install -y -qq nodejs npm
 fi
 (cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+# --- Browser end-to-end: real WebRTC calls in Debian's Chromium -----------------------
+step "Browser suite (Chromium + playwright-core, inside a network namespace)"
+if ! command -v chromium >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq chromium
+fi
+command -v unshare >/dev/null && command -v ip >/dev/null || {
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq util-linux iproute2
+}
+bash tests/interop/node/run-browser.sh
 
 step "all suites passed"

@@ -11,7 +11,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const ACCOUNT = '111111111111';
 export const CREDS = { accessKeyId: 'AKIDNODETEST', secretAccessKey: 'node-test-secret' };
 
-export async function startServer(extra = []) {
+export async function startServer(extra = [], { listen = '127.0.0.1:0' } = {}) {
   const bin = process.env.KVS_BIN || join(root, 'target', 'debug', 'kvs-signaling');
   const dir = mkdtempSync(join(tmpdir(), 'kvs-node-'));
   const credsFile = join(dir, 'credentials.toml');
@@ -19,7 +19,7 @@ export async function startServer(extra = []) {
     credsFile,
     `[[credentials]]\naccess_key_id = "${CREDS.accessKeyId}"\nsecret_access_key = "${CREDS.secretAccessKey}"\naccount_id = "${ACCOUNT}"\n`,
   );
-  const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--store', 'memory', '--data-dir', dir, '--credentials', credsFile, ...extra], {
+  const child = spawn(bin, ['serve', '--listen', listen, '--store', 'memory', '--data-dir', dir, '--credentials', credsFile, ...extra], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, KVS_LOG: 'warn' },
   });
@@ -36,8 +36,8 @@ export async function startServer(extra = []) {
     port,
     tlsPort,
     dataDir: dir,
-    endpoint: `http://127.0.0.1:${port}`,
-    tlsEndpoint: tlsPort && `https://localhost:${tlsPort}`,
+    endpoint: `http://${listen.split(':')[0]}:${port}`,
+    tlsEndpoint: tlsPort && (listen.startsWith('127.') ? `https://localhost:${tlsPort}` : `https://${listen.split(':')[0]}:${tlsPort}`),
     stop: () => new Promise((resolve) => {
       child.once('exit', resolve);
       child.kill('SIGTERM');

@@ -1,0 +1,185 @@
+// Real WebRTC calls between two headless Chromium pages through kvs-signaling, using the
+// official KVS WebRTC browser bundle: signaling over wss://, ICE servers from
+// GetIceServerConfig, and an RTCPeerConnection whose data channel carries a message each way.
+// Run by run-browser.sh inside a network namespace of its own (KVS_NETNS_IP).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import {
+  KinesisVideoClient,
+  CreateSignalingChannelCommand,
+  DeleteSignalingChannelCommand,
+  GetSignalingChannelEndpointCommand,
+} from '@aws-sdk/client-kinesis-video';
+import { KinesisVideoSignalingClient, GetIceServerConfigCommand } from '@aws-sdk/client-kinesis-video-signaling';
+import { startServer, CREDS } from './server.mjs';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const BUNDLE = join(HERE, 'node_modules', 'amazon-kinesis-video-streams-webrtc', 'dist', 'kvs-webrtc.min.js');
+const IP = process.env.KVS_NETNS_IP;
+const REGION = 'us-east-1';
+let server;
+let browser;
+let ca;
+
+before(async () => {
+  assert.ok(IP, 'run through run-browser.sh (a network namespace with KVS_NETNS_IP)');
+  server = await startServer(['--tls-listen', `${IP}:0`, '--go-away-grace', '2s'], { listen: `${IP}:0` });
+  ca = readFileSync(join(server.dataDir, 'tls', 'ca.pem'));
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--ignore-certificate-errors',
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+const handler = () => new NodeHttpHandler({ httpsAgent: new https.Agent({ ca }) });
+
+async function prepare(name) {
+  const kv = new KinesisVideoClient({ region: REGION, endpoint: server.tlsEndpoint, credentials: CREDS, requestHandler: handler() });
+  const { ChannelARN } = await kv.send(new CreateSignalingChannelCommand({ ChannelName: name }));
+  const ep = async (Role) => {
+    const out = await kv.send(new GetSignalingChannelEndpointCommand({
+      ChannelARN, SingleMasterChannelEndpointConfiguration: { Protocols: ['WSS', 'HTTPS'], Role },
+    }));
+    return Object.fromEntries(out.ResourceEndpointList.map((e) => [e.Protocol, e.ResourceEndpoint]));
+  };
+  const master = await ep('MASTER');
+  const viewer = await ep('VIEWER');
+  assert.match(master.WSS, /^wss:\/\//);
+  const sig = new KinesisVideoSignalingClient({ region: REGION, endpoint: master.HTTPS, credentials: CREDS, requestHandler: handler() });
+  const { IceServerList } = await sig.send(new GetIceServerConfigCommand({ ChannelARN, ClientId: 'browser' }));
+  const iceServers = IceServerList.map((s) => ({ urls: s.Uris, username: s.Username, credential: s.Password }));
+  return { kv, ChannelARN, master, viewer, iceServers };
+}
+
+async function page(logs, who) {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+  const p = await ctx.newPage();
+  p.on('console', (m) => logs.push(`[${who}] ${m.type()}: ${m.text()}`));
+  p.on('pageerror', (e) => logs.push(`[${who}] pageerror: ${e.message}`));
+  // A secure context (the SDK's signer needs crypto.subtle): a page of the server's own
+  // https origin.
+  await p.goto(`${server.tlsEndpoint}/health`);
+  await p.addScriptTag({ path: BUNDLE });
+  return p;
+}
+
+// Runs in the master page: answers every viewer, echoes on the data channel.
+function runMaster({ arn, wss, region, creds, iceServers, policy }) {
+  const K = window.KVSWebRTC;
+  const signaling = new K.SignalingClient({ channelARN: arn, channelEndpoint: wss, role: K.Role.MASTER, region, credentials: creds });
+  window.masterGot = new Promise((resolveGot) => {
+    signaling.on('sdpOffer', async (offer, remoteClientId) => {
+      const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: policy });
+      window.masterPc = pc;
+      pc.onicecandidate = ({ candidate }) => { if (candidate) signaling.sendIceCandidate(candidate, remoteClientId); };
+      pc.ondatachannel = ({ channel }) => {
+        channel.onmessage = (m) => { resolveGot(m.data); channel.send(`pong to ${m.data}`); };
+      };
+      signaling.on('iceCandidate', (c, from) => { if (from === remoteClientId) pc.addIceCandidate(c); });
+      await pc.setRemoteDescription(offer);
+      await pc.setLocalDescription(await pc.createAnswer());
+      signaling.sendSdpAnswer(pc.localDescription, remoteClientId);
+    });
+  });
+  window.masterSignaling = signaling;
+  return new Promise((resolve, reject) => {
+    signaling.on('open', () => resolve('open'));
+    signaling.on('error', (e) => reject(new Error(String(e && e.message || e))));
+    signaling.open();
+  });
+}
+
+// Runs in the viewer page: offers, sends "ping" once the data channel opens, returns the reply
+// and the type of the local candidate in use.
+function runViewer({ arn, wss, region, creds, iceServers, policy, clientId }) {
+  const K = window.KVSWebRTC;
+  const signaling = new K.SignalingClient({ channelARN: arn, channelEndpoint: wss, role: K.Role.VIEWER, region, credentials: creds, clientId });
+  const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: policy });
+  const dc = pc.createDataChannel('kvs');
+  pc.onicecandidate = ({ candidate }) => { if (candidate) signaling.sendIceCandidate(candidate); };
+  signaling.on('sdpAnswer', (answer) => pc.setRemoteDescription(answer));
+  signaling.on('iceCandidate', (c) => pc.addIceCandidate(c));
+  signaling.on('open', async () => {
+    await pc.setLocalDescription(await pc.createOffer());
+    signaling.sendSdpOffer(pc.localDescription);
+  });
+  window.viewerSignaling = signaling;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no call: ice=${pc.iceConnectionState} conn=${pc.connectionState}`)), 30000);
+    dc.onopen = () => dc.send(`ping from ${clientId}`);
+    dc.onmessage = async (m) => {
+      clearTimeout(timer);
+      const stats = await pc.getStats();
+      let type = 'unknown';
+      stats.forEach((r) => {
+        if (r.type === 'transport' && r.selectedCandidatePairId) {
+          const pair = stats.get(r.selectedCandidatePairId);
+          type = stats.get(pair.localCandidateId).candidateType;
+        }
+      });
+      resolve({ reply: m.data, localCandidateType: type });
+    };
+    signaling.on('error', (e) => reject(new Error(String(e && e.message || e))));
+    signaling.open();
+  });
+}
+
+async function call(name, policy) {
+  const logs = [];
+  const { kv, ChannelARN, master, viewer, iceServers } = await prepare(name);
+  const args = { arn: ChannelARN, region: REGION, creds: CREDS, iceServers, policy };
+  const mp = await page(logs, 'master');
+  const vp = await page(logs, 'viewer');
+  try {
+    assert.equal(await mp.evaluate(runMaster, { ...args, wss: master.WSS }), 'open');
+    const out = await vp.evaluate(runViewer, { ...args, wss: viewer.WSS, clientId: `viewer-${policy}` });
+    assert.equal(out.reply, `pong to ping from viewer-${policy}`);
+    assert.equal(await mp.evaluate(() => window.masterGot), `ping from viewer-${policy}`);
+    return { out, kv, ChannelARN, mp, vp, logs };
+  } catch (e) {
+    console.error(logs.join('\n'));
+    throw e;
+  }
+}
+
+test('a master and a viewer call each other with host candidates', async () => {
+  const { out, mp, vp } = await call('browser-host', 'all');
+  assert.notEqual(out.localCandidateType, 'relay');
+  await mp.context().close();
+  await vp.context().close();
+});
+
+test('with iceTransportPolicy relay the call goes through the embedded TURN relay', async () => {
+  const { out, mp, vp } = await call('browser-relay', 'relay');
+  assert.equal(out.localCandidateType, 'relay');
+  await mp.context().close();
+  await vp.context().close();
+});
+
+test('after GO_AWAY (channel deleted and recreated) the clients reconnect and call again', async () => {
+  const first = await call('browser-again', 'all');
+  const closed = first.vp.evaluate(() => new Promise((resolve) => window.viewerSignaling.on('close', () => resolve('closed'))));
+  await first.kv.send(new DeleteSignalingChannelCommand({ ChannelARN: first.ChannelARN }));
+  assert.equal(await closed, 'closed');
+  await first.mp.context().close();
+  await first.vp.context().close();
+  // New channel (new ARN), new endpoints, new call.
+  await call('browser-again', 'all');
+});
