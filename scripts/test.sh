@@ -71,6 +71,8 @@ command -v unshare >/dev/null && command -v ip >/dev/null || {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq util-linux iproute2
 }
+# The aiortc viewer (a second WebRTC stack) runs from the interop venv.
+tests/interop/.venv/bin/pip install -q -r tests/interop/aiortc/requirements.txt
 bash tests/interop/node/run-browser.sh
 
 step "all suites passed"

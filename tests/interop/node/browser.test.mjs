@@ -8,6 +8,8 @@ import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import {
@@ -141,12 +143,12 @@ function runViewer({ arn, wss, region, creds, iceServers, policy, clientId }) {
   });
 }
 
-async function call(name, policy) {
-  const logs = [];
+async function call(name, policy, pages) {
+  const logs = pages?.logs ?? [];
   const { kv, ChannelARN, master, viewer, iceServers } = await prepare(name);
   const args = { arn: ChannelARN, region: REGION, creds: CREDS, iceServers, policy };
-  const mp = await page(logs, 'master');
-  const vp = await page(logs, 'viewer');
+  const mp = pages?.mp ?? await page(logs, 'master');
+  const vp = pages?.vp ?? await page(logs, 'viewer');
   try {
     assert.equal(await mp.evaluate(runMaster, { ...args, wss: master.WSS }), 'open');
     const out = await vp.evaluate(runViewer, { ...args, wss: viewer.WSS, clientId: `viewer-${policy}` });
@@ -175,11 +177,39 @@ test('with iceTransportPolicy relay the call goes through the embedded TURN rela
 
 test('after GO_AWAY (channel deleted and recreated) the clients reconnect and call again', async () => {
   const first = await call('browser-again', 'all');
-  const closed = first.vp.evaluate(() => new Promise((resolve) => window.viewerSignaling.on('close', () => resolve('closed'))));
+  const goAway = (p, name) => p.evaluate((n) => new Promise((resolve) => window[n].on('close', () => resolve('closed'))), name);
+  const closed = Promise.all([goAway(first.vp, 'viewerSignaling'), goAway(first.mp, 'masterSignaling')]);
   await first.kv.send(new DeleteSignalingChannelCommand({ ChannelARN: first.ChannelARN }));
-  assert.equal(await closed, 'closed');
+  assert.deepEqual(await closed, ['closed', 'closed']);
+  // The same pages look the channel up again (new ARN, new endpoints, new ICE credentials),
+  // reconnect and call again.
+  const second = await call('browser-again', 'all', { mp: first.mp, vp: first.vp, logs: first.logs });
+  assert.notEqual(second.ChannelARN, first.ChannelARN);
   await first.mp.context().close();
   await first.vp.context().close();
-  // New channel (new ARN), new endpoints, new call.
-  await call('browser-again', 'all');
+});
+
+test('an aiortc (Python) viewer calls a browser master through the server', async () => {
+  const logs = [];
+  const { ChannelARN, master, viewer, iceServers } = await prepare('aiortc-call');
+  const mp = await page(logs, 'master');
+  try {
+    const args = { arn: ChannelARN, region: REGION, creds: CREDS, iceServers, policy: 'all' };
+    assert.equal(await mp.evaluate(runMaster, { ...args, wss: master.WSS }), 'open');
+    const python = process.env.KVS_AIORTC_PYTHON || join(HERE, '..', '.venv', 'bin', 'python');
+    const { stdout } = await promisify(execFile)(python, [
+      join(HERE, '..', 'aiortc', 'viewer.py'),
+      '--arn', ChannelARN, '--wss', viewer.WSS, '--region', REGION,
+      '--key', CREDS.accessKeyId, '--secret', CREDS.secretAccessKey,
+      '--client-id', 'aiortc-viewer', '--ice-servers', JSON.stringify(iceServers),
+      '--ca', join(server.dataDir, 'tls', 'ca.pem'),
+    ], { timeout: 60000 });
+    assert.equal(stdout.trim(), 'pong to ping from aiortc-viewer');
+    assert.equal(await mp.evaluate(() => window.masterGot), 'ping from aiortc-viewer');
+  } catch (e) {
+    console.error(logs.join('\n'));
+    throw e;
+  } finally {
+    await mp.context().close();
+  }
 });
