@@ -378,6 +378,54 @@ impl Conn for TcpMux {
 mod tests {
     use super::*;
 
+    fn auth(max: usize) -> (RestAuth, Arc<IceCredentials>) {
+        let ice = Arc::new(IceCredentials::new("secret".into(), 300));
+        let auth = RestAuth {
+            ice: Arc::clone(&ice),
+            occupancy: Arc::default(),
+            max_per_channel: max,
+        };
+        (auth, ice)
+    }
+
+    const ARN: &str = "arn:aws:kinesisvideo:us-east-1:111122223333:channel/cam-1/1712136149494";
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn credentials_are_checked_against_expiry_and_channel() {
+        let (auth, ice) = auth(50);
+        let src: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let (user, pass) = ice.issue(now(), ARN, Some("v"));
+        let key = auth.auth_handle(&user, REALM, src).unwrap();
+        assert_eq!(key, generate_auth_key(&user, REALM, &pass));
+        // Issued 301 s ago with a 300 s lifetime: expired.
+        let (old, _) = ice.issue(now() - 301, ARN, Some("v"));
+        assert!(auth.auth_handle(&old, REALM, src).is_err());
+        assert!(auth.auth_handle("no-expiry", REALM, src).is_err());
+        let stranger = format!("{}:{}", now() + 60, STANDARD.encode("not a channel"));
+        assert!(auth.auth_handle(&stranger, REALM, src).is_err());
+    }
+
+    #[test]
+    fn a_full_channel_refuses_newcomers_only() {
+        let (auth, ice) = auth(1);
+        let holder: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let newcomer: SocketAddr = "127.0.0.1:5001".parse().unwrap();
+        auth.occupancy
+            .lock()
+            .unwrap()
+            .insert(ARN.to_string(), HashSet::from([holder]));
+        let (user, _) = ice.issue(now(), ARN, None);
+        assert!(auth.auth_handle(&user, REALM, holder).is_ok());
+        assert!(auth.auth_handle(&user, REALM, newcomer).is_err());
+    }
+
     #[test]
     fn usernames_name_their_channel() {
         let arn = "arn:aws:kinesisvideo:us-east-1:111122223333:channel/cam-1/1712136149494";

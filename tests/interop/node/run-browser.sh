@@ -3,9 +3,10 @@
 # no ICE candidates on loopback alone, so the namespace gets a veth pair with a TEST-NET-1
 # address (192.0.2.0/24, never routed anywhere) and a default route. Nothing leaves it.
 set -euo pipefail
-cd "$(dirname "$0")"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+cd "$HERE"
 if [[ -z "${KVS_IN_NETNS:-}" ]]; then
-  exec unshare --net -- env KVS_IN_NETNS=1 bash "$0" "$@"
+  exec unshare --net -- env KVS_IN_NETNS=1 bash "$HERE/run-browser.sh" "$@"
 fi
 ip link set lo up
 ip link add kvs0 type veth peer name kvs1
