@@ -141,14 +141,8 @@ fn conn_config(conn: Arc<dyn Conn + Send + Sync>, opts: &TurnOptions) -> ConnCon
 }
 
 pub async fn start(opts: TurnOptions, ice: Arc<IceCredentials>) -> anyhow::Result<Turn> {
-    let udp = UdpSocket::bind(opts.listen)
-        .await
-        .with_context(|| format!("binding TURN UDP {}", opts.listen))?;
+    let (udp, tcp) = bind_pair(opts.listen).await?;
     let udp_addr = udp.local_addr()?;
-    // TCP on the same port as UDP (the port was chosen by the UDP bind when 0).
-    let tcp = TcpListener::bind(udp_addr)
-        .await
-        .with_context(|| format!("binding TURN TCP {udp_addr}"))?;
     let tcp_addr = tcp.local_addr()?;
     let occupancy: Occupancy = Arc::default();
     let auth = Arc::new(RestAuth {
@@ -178,6 +172,26 @@ pub async fn start(opts: TurnOptions, ice: Arc<IceCredentials>) -> anyhow::Resul
         tcp_addr,
         tasks: vec![accept_task, watcher],
     })
+}
+
+/// UDP and TCP on the same port. With port 0 the UDP bind picks it, and another process may
+/// hold that port for TCP: try again with a fresh one.
+async fn bind_pair(listen: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+    let attempts = if listen.port() == 0 { 32 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(listen)
+            .await
+            .with_context(|| format!("binding TURN UDP {listen}"))?;
+        let addr = udp.local_addr()?;
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => {
+                last = Some(anyhow::Error::new(e).context(format!("binding TURN TCP {addr}")))
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("binding TURN on {listen}")))
 }
 
 /// Refreshes who holds allocations on which channel, and trims a channel that went over its

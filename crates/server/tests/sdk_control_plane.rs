@@ -1,82 +1,323 @@
-//! The control plane driven by the official aws-sdk-kinesisvideo against the real binary.
+//! Every signaling-channel control-plane operation and error path, driven by the official
+//! aws-sdk-kinesisvideo against the real binary (kvs-spec.md §2, §4, §9; docs/behaviour.md).
 #![allow(clippy::unwrap_used)]
 
-mod support;
+mod common;
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
 
-use aws_sdk_kinesisvideo::error::ProvideErrorMetadata;
+use aws_sdk_kinesisvideo::operation::RequestId;
 use aws_sdk_kinesisvideo::types::{
-    ChannelNameCondition, ChannelProtocol, ChannelRole, ComparisonOperator,
-    SingleMasterChannelEndpointConfiguration, SingleMasterConfiguration, Tag,
+    ChannelProtocol, ChannelRole, ChannelType, SingleMasterChannelEndpointConfiguration,
 };
 use aws_sdk_kinesisvideo::Client;
-use support::Server;
+use common::*;
 
-fn code<E: ProvideErrorMetadata, R>(e: aws_sdk_kinesisvideo::error::SdkError<E, R>) -> String {
-    match e.as_service_error() {
-        Some(se) => se.code().unwrap_or("?").to_owned(),
-        None => format!("not a service error: {}", e.code().unwrap_or("?")),
-    }
-}
-
-fn ttl(n: i32) -> SingleMasterConfiguration {
-    SingleMasterConfiguration::builder()
-        .message_ttl_seconds(n)
-        .build()
-}
-
-async fn describe(kv: &Client, arn: &str) -> aws_sdk_kinesisvideo::types::ChannelInfo {
-    kv.describe_signaling_channel()
-        .channel_arn(arn)
+async fn list_tags(kv: &Client, arn: &str) -> HashMap<String, String> {
+    kv.list_tags_for_resource()
+        .resource_arn(arn)
         .send()
         .await
         .unwrap()
-        .channel_info
+        .tags
+        .expect("ListTagsForResource must return Tags ({} when none)")
+}
+
+async fn list_names(kv: &Client) -> Vec<String> {
+    kv.list_signaling_channels()
+        .send()
+        .await
         .unwrap()
+        .channel_info_list
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.channel_name.unwrap())
+        .collect()
+}
+
+/// An ARN of the right shape that names no channel.
+fn ghost_arn() -> String {
+    format!("arn:aws:kinesisvideo:{REGION}:{OPEN_ACCOUNT}:channel/ghost/1712136149494")
 }
 
 #[tokio::test]
-async fn create_describe_update_delete_with_aws_identity_formats() {
+async fn create_defaults_and_describe_by_name_and_arn() {
     let s = Server::start(&[]);
-    let kv = s.kv();
-    let arn = kv
+    let kv = s.client();
+    let before = SystemTime::now();
+    let out = kv
         .create_signaling_channel()
         .channel_name("front-door")
+        .send()
+        .await
+        .unwrap();
+    assert!(out.request_id().is_some(), "x-amzn-RequestId on success");
+    let arn = out.channel_arn.unwrap();
+
+    let by_name = describe_name(&kv, "front-door").await;
+    let by_arn = describe_arn(&kv, &arn).await;
+    assert_eq!(by_name, by_arn, "describe by name and by ARN agree");
+    assert_eq!(by_name.channel_arn.as_deref(), Some(arn.as_str()));
+    let millis = assert_channel_identity(&by_name, "front-door", OPEN_ACCOUNT, REGION);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let then = before
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        (then - 2_000..=now + 2_000).contains(&millis),
+        "creation millis {millis} not between {then} and {now}"
+    );
+    assert_eq!(by_name.channel_type, Some(ChannelType::SingleMaster));
+    assert_eq!(
+        ttl_of(&by_name),
+        Some(60),
+        "MessageTtlSeconds defaults to 60"
+    );
+    assert_eq!(
+        status_of(&by_name),
+        "ACTIVE",
+        "lifecycle delay 0: ACTIVE at once"
+    );
+
+    // ListSignalingChannels carries the same ChannelInfo.
+    let listed = kv
+        .list_signaling_channels()
+        .send()
+        .await
+        .unwrap()
+        .channel_info_list
+        .unwrap();
+    assert_eq!(listed, vec![by_name.clone()]);
+
+    // Explicit type, TTL and tags.
+    let arn2 = kv
+        .create_signaling_channel()
+        .channel_name("back_door.2")
+        .channel_type(ChannelType::SingleMaster)
+        .single_master_configuration(ttl(5))
+        .tags(tag("env", "test"))
+        .tags(tag("owner", "me@example.com"))
         .send()
         .await
         .unwrap()
         .channel_arn
         .unwrap();
-    let info = kv
-        .describe_signaling_channel()
-        .channel_name("front-door")
+    let info2 = describe_arn(&kv, &arn2).await;
+    assert_channel_identity(&info2, "back_door.2", OPEN_ACCOUNT, REGION);
+    assert_eq!(ttl_of(&info2), Some(5));
+    assert_ne!(
+        info2.version, by_name.version,
+        "versions are random per channel"
+    );
+    let t = list_tags(&kv, &arn2).await;
+    assert_eq!(t.len(), 2);
+    assert_eq!(t["env"], "test");
+    assert_eq!(t["owner"], "me@example.com");
+    assert!(
+        list_tags(&kv, &arn).await.is_empty(),
+        "no tags: an empty map"
+    );
+
+    // TTL bounds are inclusive (5..=120).
+    create(&kv, "ttl-min").await;
+    let arn120 = kv
+        .create_signaling_channel()
+        .channel_name("ttl-max")
+        .single_master_configuration(ttl(120))
         .send()
         .await
         .unwrap()
-        .channel_info
+        .channel_arn
         .unwrap();
-    assert_eq!(info.channel_arn.as_deref(), Some(arn.as_str()));
-    let prefix = "arn:aws:kinesisvideo:us-east-1:000000000000:channel/front-door/";
-    let millis = arn.strip_prefix(prefix).unwrap();
-    assert_eq!(millis.len(), 13);
-    let created = info.creation_time.unwrap();
-    assert_eq!(
-        millis.parse::<i64>().unwrap(),
-        created.secs() * 1000 + i64::from(created.subsec_nanos() / 1_000_000)
+    assert_eq!(ttl_of(&describe_arn(&kv, &arn120).await), Some(120));
+    // A 256-character name is the longest allowed.
+    let long = "n".repeat(256);
+    let arn_long = create(&kv, &long).await;
+    assert_channel_identity(
+        &describe_arn(&kv, &arn_long).await,
+        &long,
+        OPEN_ACCOUNT,
+        REGION,
     );
-    assert_eq!(info.channel_type.unwrap().as_str(), "SINGLE_MASTER");
-    assert_eq!(info.channel_status.unwrap().as_str(), "ACTIVE");
-    assert_eq!(
-        info.single_master_configuration
-            .unwrap()
-            .message_ttl_seconds,
-        Some(60)
+}
+
+#[tokio::test]
+async fn create_rejects_bad_input_duplicates_and_too_many_tags() {
+    let s = Server::start(&[]);
+    let kv = s.client();
+    let arn = create(&kv, "taken").await;
+    let original = describe_arn(&kv, &arn).await;
+
+    let e = expect_error(
+        kv.create_signaling_channel()
+            .channel_name("taken")
+            .single_master_configuration(ttl(30))
+            .send()
+            .await,
+        "ResourceInUseException",
+        400,
     );
-    let v1 = info.version.unwrap();
-    assert_eq!(v1.len(), 20);
-    assert!(v1.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert!(e.is_resource_in_use_exception());
+    assert_eq!(
+        describe_name(&kv, "taken").await,
+        original,
+        "a refused duplicate leaves the channel alone"
+    );
+
+    for bad_ttl in [4, 121, 0, -1] {
+        let e = expect_error(
+            kv.create_signaling_channel()
+                .channel_name(format!("ttl-{}", bad_ttl + 10))
+                .single_master_configuration(ttl(bad_ttl))
+                .send()
+                .await,
+            "InvalidArgumentException",
+            400,
+        );
+        assert!(e.is_invalid_argument_exception(), "TTL {bad_ttl}");
+    }
+
+    let too_long = "a".repeat(257);
+    for bad in [
+        too_long.as_str(),
+        "",
+        "has space",
+        "slash/no",
+        "colon:no",
+        "ümlaut",
+        "star*",
+    ] {
+        let e = expect_error(
+            kv.create_signaling_channel().channel_name(bad).send().await,
+            "InvalidArgumentException",
+            400,
+        );
+        assert!(e.is_invalid_argument_exception(), "name {bad:?}");
+    }
+
+    // 51 tags: TagsPerResourceExceededLimitException, and nothing is created.
+    let e = expect_error(
+        kv.create_signaling_channel()
+            .channel_name("tag-heavy")
+            .set_tags(Some(tags(51, "k")))
+            .send()
+            .await,
+        "TagsPerResourceExceededLimitException",
+        400,
+    );
+    assert!(e.is_tags_per_resource_exceeded_limit_exception());
+    expect_error(
+        kv.describe_signaling_channel()
+            .channel_name("tag-heavy")
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    // Exactly 50 is fine.
+    let arn50 = kv
+        .create_signaling_channel()
+        .channel_name("tag-heavy")
+        .set_tags(Some(tags(50, "k")))
+        .send()
+        .await
+        .unwrap()
+        .channel_arn
+        .unwrap();
+    assert_eq!(list_tags(&kv, &arn50).await.len(), 50);
+
+    // Tag keys and values are validated (1..128 / 0..256 characters, kvs-spec.md §8.3).
+    for (k, v) in [
+        (String::new(), "v".to_owned()),
+        ("k".repeat(129), "v".to_owned()),
+        ("k".to_owned(), "v".repeat(257)),
+    ] {
+        expect_error(
+            kv.create_signaling_channel()
+                .channel_name("bad-tag")
+                .tags(tag(&k, &v))
+                .send()
+                .await,
+            "InvalidArgumentException",
+            400,
+        );
+    }
+    expect_error(
+        kv.describe_signaling_channel()
+            .channel_name("bad-tag")
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+
+    let mut names = list_names(&kv).await;
+    names.sort();
+    assert_eq!(
+        names,
+        ["tag-heavy", "taken"],
+        "refused creates leave nothing"
+    );
+}
+
+#[tokio::test]
+async fn describe_errors() {
+    let s = Server::start(&[]);
+    let kv = s.client();
+    create(&kv, "exists").await;
+    let e = expect_error(
+        kv.describe_signaling_channel()
+            .channel_name("missing")
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    assert!(e.is_resource_not_found_exception());
+    expect_error(
+        kv.describe_signaling_channel()
+            .channel_arn(ghost_arn())
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    // Neither ChannelName nor ChannelARN (kvs-spec.md §9.3).
+    expect_error(
+        kv.describe_signaling_channel().send().await,
+        "InvalidArgumentException",
+        400,
+    );
+    expect_error(
+        kv.describe_signaling_channel()
+            .channel_arn("not-an-arn")
+            .send()
+            .await,
+        "InvalidArgumentException",
+        400,
+    );
+    expect_error(
+        kv.describe_signaling_channel()
+            .channel_name("bad name")
+            .send()
+            .await,
+        "InvalidArgumentException",
+        400,
+    );
+}
+
+#[tokio::test]
+async fn update_rotates_version_and_refuses_stale_versions() {
+    let s = Server::start(&[]);
+    let kv = s.client();
+    let arn = create(&kv, "upd").await;
+    let v1_info = describe_arn(&kv, &arn).await;
+    let v1 = v1_info.version.clone().unwrap();
 
     kv.update_signaling_channel()
         .channel_arn(&arn)
@@ -85,425 +326,153 @@ async fn create_describe_update_delete_with_aws_identity_formats() {
         .send()
         .await
         .unwrap();
-    let after = describe(&kv, &arn).await;
-    let v2 = after.version.unwrap();
-    assert_ne!(v1, v2);
-    assert_eq!(
-        after
-            .single_master_configuration
-            .unwrap()
-            .message_ttl_seconds,
-        Some(30)
-    );
+    let v2_info = describe_arn(&kv, &arn).await;
+    let v2 = v2_info.version.clone().unwrap();
+    assert_version_format(&v2);
+    assert_ne!(v1, v2, "Version rotates on every accepted update");
+    assert_eq!(ttl_of(&v2_info), Some(30));
+    assert_eq!(status_of(&v2_info), "ACTIVE");
+    assert_eq!(v2_info.channel_arn, v1_info.channel_arn);
+    assert_eq!(v2_info.creation_time, v1_info.creation_time);
+    assert_eq!(v2_info.channel_name, v1_info.channel_name);
+    assert_eq!(v2_info.channel_type, v1_info.channel_type);
 
-    // Stale version: VersionMismatchException and nothing changes.
-    let e = kv
-        .update_signaling_channel()
-        .channel_arn(&arn)
-        .current_version(&v1)
-        .single_master_configuration(ttl(90))
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(e), "VersionMismatchException");
-    let same = describe(&kv, &arn).await;
-    assert_eq!(same.version.as_deref(), Some(v2.as_str()));
-    assert_eq!(
-        same.single_master_configuration
-            .unwrap()
-            .message_ttl_seconds,
-        Some(30)
-    );
-
-    for bad in [4, 121] {
-        let e = kv
-            .update_signaling_channel()
-            .channel_arn(&arn)
-            .current_version(&v2)
-            .single_master_configuration(ttl(bad))
-            .send()
-            .await
-            .unwrap_err();
-        assert_eq!(code(e), "InvalidArgumentException");
-    }
-
-    // Delete with a wrong version fails; with the right one (and without one) it works.
-    let e = kv
-        .delete_signaling_channel()
-        .channel_arn(&arn)
-        .current_version(&v1)
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(e), "VersionMismatchException");
-    kv.delete_signaling_channel()
-        .channel_arn(&arn)
-        .current_version(&v2)
-        .send()
-        .await
-        .unwrap();
-    let e = kv
-        .describe_signaling_channel()
-        .channel_arn(&arn)
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(e), "ResourceNotFoundException");
-    let again = s.channel("front-door", 60).await;
-    kv.delete_signaling_channel()
-        .channel_arn(&again)
-        .send()
-        .await
-        .unwrap();
-    let e = kv
-        .update_signaling_channel()
-        .channel_arn(&again)
-        .current_version(&v2)
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(e), "ResourceNotFoundException");
-}
-
-#[tokio::test]
-async fn creation_errors_and_limits() {
-    let s = Server::start(&["--max-channels", "3"]);
-    let kv = s.kv();
-    s.channel("one", 60).await;
-    let e = kv
-        .create_signaling_channel()
-        .channel_name("one")
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(e), "ResourceInUseException");
-    for bad in ["a".repeat(257), "has space".into(), "slash/no".into()] {
-        let e = kv
-            .create_signaling_channel()
-            .channel_name(bad)
-            .send()
-            .await
-            .unwrap_err();
-        assert_eq!(code(e), "InvalidArgumentException");
-    }
-    let tags: Vec<Tag> = (0..51)
-        .map(|i| {
-            Tag::builder()
-                .key(format!("k{i}"))
-                .value("v")
-                .build()
-                .unwrap()
-        })
-        .collect();
-    let e = kv
-        .create_signaling_channel()
-        .channel_name("tagged")
-        .set_tags(Some(tags))
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(e), "TagsPerResourceExceededLimitException");
-    s.channel("two", 60).await;
-    s.channel("three", 60).await;
-    let e = kv
-        .create_signaling_channel()
-        .channel_name("four")
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(e), "AccountChannelLimitExceededException");
-}
-
-#[tokio::test]
-async fn concurrent_updates_with_one_version_have_exactly_one_winner() {
-    let s = Server::start(&["--data-dir", &temp("race"), "--store", "sqlite"]);
-    let kv = s.kv();
-    let arn = s.channel("race", 60).await;
-    let v = describe(&kv, &arn).await.version.unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let (kv, arn, v) = (kv.clone(), arn.clone(), v.clone());
-        tasks.push(tokio::spawn(async move {
+    // Stale and made-up versions: VersionMismatchException, nothing changes.
+    for stale in [v1.as_str(), "AAAAAAAAAAAAAAAAAAAA"] {
+        let e = expect_error(
             kv.update_signaling_channel()
-                .channel_arn(arn)
-                .current_version(v)
-                .single_master_configuration(ttl(10 + i))
+                .channel_arn(&arn)
+                .current_version(stale)
+                .single_master_configuration(ttl(90))
                 .send()
-                .await
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(_) => ok += 1,
-            Err(e) => assert_eq!(code(e), "VersionMismatchException"),
-        }
-    }
-    assert_eq!(ok, 1);
-}
-
-#[tokio::test]
-async fn pagination_over_1200_channels_is_exact_under_churn() {
-    let s = Server::start(&[]);
-    let kv = s.kv();
-    let mut tasks = Vec::new();
-    for chunk in 0..32 {
-        let kv = kv.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in (chunk..1200).step_by(32) {
-                kv.create_signaling_channel()
-                    .channel_name(format!("page-{i:04}"))
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let all: Vec<String> = (0..1200).map(|i| format!("page-{i:04}")).collect();
-    for size in [1, 7, 500, 10_000] {
-        let mut seen = Vec::new();
-        let mut token = None;
-        loop {
-            let out = kv
-                .list_signaling_channels()
-                .max_results(size)
-                .set_next_token(token)
-                .send()
-                .await
-                .unwrap();
-            let page = out.channel_info_list.unwrap_or_default();
-            assert!(page.len() <= size as usize);
-            seen.extend(page.into_iter().map(|c| c.channel_name.unwrap()));
-            token = out.next_token;
-            if token.is_none() {
-                break;
-            }
-            if size == 1 && seen.len() > 60 {
-                // Page size 1 over 1200 channels is slow in debug builds; the rest is covered
-                // by the other sizes.
-                break;
-            }
-        }
-        if size == 1 {
-            assert_eq!(seen, all[..seen.len()]);
-        } else {
-            assert_eq!(seen, all, "page size {size}");
-        }
-    }
-    // Churn between pages: every channel that exists throughout is seen exactly once.
-    let mut seen = Vec::new();
-    let mut token = None;
-    let mut round = 0;
-    let mut deleted = BTreeSet::new();
-    loop {
-        let out = kv
-            .list_signaling_channels()
-            .max_results(100)
-            .set_next_token(token)
-            .send()
-            .await
-            .unwrap();
-        seen.extend(
-            out.channel_info_list
-                .unwrap()
-                .into_iter()
-                .map(|c| c.channel_name.unwrap()),
+                .await,
+            "VersionMismatchException",
+            400,
         );
-        round += 1;
-        let victim = format!("page-{:04}", 1199 - round * 7);
-        if let Ok(d) = kv
-            .describe_signaling_channel()
-            .channel_name(&victim)
-            .send()
-            .await
-        {
-            let arn = d.channel_info.unwrap().channel_arn.unwrap();
-            kv.delete_signaling_channel()
-                .channel_arn(arn)
+        assert!(e.is_version_mismatch_exception());
+        let now = describe_arn(&kv, &arn).await;
+        assert_eq!(now.version.as_deref(), Some(v2.as_str()));
+        assert_eq!(ttl_of(&now), Some(30));
+    }
+
+    // Out-of-range TTL with the right version: InvalidArgumentException, nothing changes.
+    for bad in [4, 121] {
+        let e = expect_error(
+            kv.update_signaling_channel()
+                .channel_arn(&arn)
+                .current_version(&v2)
+                .single_master_configuration(ttl(bad))
                 .send()
-                .await
-                .unwrap();
-            deleted.insert(victim);
-        }
-        kv.create_signaling_channel()
-            .channel_name(format!("page-{:04}-new{round}", round * 37 % 1200))
-            .send()
-            .await
-            .unwrap();
-        token = out.next_token;
-        if token.is_none() {
-            break;
-        }
+                .await,
+            "InvalidArgumentException",
+            400,
+        );
+        assert!(e.is_invalid_argument_exception());
+        let now = describe_arn(&kv, &arn).await;
+        assert_eq!(now.version.as_deref(), Some(v2.as_str()), "TTL {bad}");
+        assert_eq!(ttl_of(&now), Some(30), "TTL {bad}");
     }
-    let unique: BTreeSet<_> = seen.iter().cloned().collect();
-    assert_eq!(unique.len(), seen.len(), "no duplicates");
-    for name in &all {
-        if !deleted.contains(name) {
-            assert!(
-                unique.contains(name),
-                "{name} existed throughout but was not listed"
-            );
-        }
-    }
-    // BEGINS_WITH and the SDK's paginator.
-    let cond = ChannelNameCondition::builder()
-        .comparison_operator(ComparisonOperator::BeginsWith)
-        .comparison_value("page-011")
-        .build();
-    let pages: Vec<_> = kv
-        .list_signaling_channels()
-        .channel_name_condition(cond)
-        .max_results(3)
-        .into_paginator()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .unwrap();
-    let names: Vec<String> = pages
-        .into_iter()
-        .flat_map(|p| p.channel_info_list.unwrap_or_default())
-        .map(|c| c.channel_name.unwrap())
-        .collect();
-    assert!(
-        names.len() >= 10 && names.iter().all(|n| n.starts_with("page-011")),
-        "{names:?}"
-    );
-}
-
-#[tokio::test]
-async fn endpoints_point_at_this_server_for_both_roles() {
-    let s = Server::start(&[]);
-    let kv = s.kv();
-    let arn = s.channel("ep", 60).await;
-    for role in [ChannelRole::Master, ChannelRole::Viewer] {
-        let cfg = SingleMasterChannelEndpointConfiguration::builder()
-            .protocols(ChannelProtocol::Wss)
-            .protocols(ChannelProtocol::Https)
-            .role(role)
-            .build();
-        let out = kv
-            .get_signaling_channel_endpoint()
+    // A version that breaks the Version pattern is bad input.
+    expect_error(
+        kv.update_signaling_channel()
             .channel_arn(&arn)
-            .single_master_channel_endpoint_configuration(cfg)
+            .current_version("not-a-version!")
+            .single_master_configuration(ttl(40))
+            .send()
+            .await,
+        "InvalidArgumentException",
+        400,
+    );
+
+    // Inclusive bounds, and every accepted update rotates again.
+    let mut v = v2;
+    let mut seen = vec![v1.clone(), v.clone()];
+    for t in [5, 120] {
+        kv.update_signaling_channel()
+            .channel_arn(&arn)
+            .current_version(&v)
+            .single_master_configuration(ttl(t))
             .send()
             .await
             .unwrap();
-        let list = out.resource_endpoint_list.unwrap();
-        assert_eq!(list.len(), 2);
-        for item in list {
-            let url = item.resource_endpoint.unwrap();
-            match item.protocol.unwrap() {
-                ChannelProtocol::Wss => assert_eq!(url, format!("ws://127.0.0.1:{}", s.port)),
-                ChannelProtocol::Https => assert_eq!(url, format!("http://127.0.0.1:{}", s.port)),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        let info = describe_arn(&kv, &arn).await;
+        assert_eq!(ttl_of(&info), Some(t));
+        v = info.version.unwrap();
+        assert!(!seen.contains(&v), "version {v} reused");
+        seen.push(v.clone());
     }
-    let cfg = SingleMasterChannelEndpointConfiguration::builder()
-        .protocols(ChannelProtocol::Webrtc)
-        .role(ChannelRole::Master)
-        .build();
-    let e = kv
-        .get_signaling_channel_endpoint()
-        .channel_arn(&arn)
-        .single_master_channel_endpoint_configuration(cfg)
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(e), "InvalidArgumentException");
+
+    let e = expect_error(
+        kv.update_signaling_channel()
+            .channel_arn(ghost_arn())
+            .current_version(&v)
+            .single_master_configuration(ttl(30))
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    assert!(e.is_resource_not_found_exception());
 }
 
 #[tokio::test]
-async fn tags_are_merged_replaced_removed_and_capped() {
+async fn delete_with_and_without_current_version() {
     let s = Server::start(&[]);
-    let kv = s.kv();
-    let arn = s.channel("tags", 60).await;
-    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build().unwrap();
-    kv.tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("a", "1"))
-        .tags(tag("b", "2"))
-        .send()
-        .await
-        .unwrap();
-    kv.tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("a", "3"))
-        .send()
-        .await
-        .unwrap();
-    kv.untag_resource()
-        .resource_arn(&arn)
-        .tag_key_list("b")
-        .tag_key_list("never-there")
-        .send()
-        .await
-        .unwrap();
-    let tags = kv
-        .list_tags_for_resource()
-        .resource_arn(&arn)
-        .send()
-        .await
-        .unwrap()
-        .tags
-        .unwrap();
-    assert_eq!(tags.len(), 1);
-    assert_eq!(tags["a"], "3");
-    let many: Vec<Tag> = (0..49).map(|i| tag(&format!("k{i}"), "v")).collect();
-    kv.tag_resource()
-        .resource_arn(&arn)
-        .set_tags(Some(many))
-        .send()
-        .await
-        .unwrap();
-    let e = kv
-        .tag_resource()
-        .resource_arn(&arn)
-        .tags(tag("fifty-one", "v"))
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(e), "TagsPerResourceExceededLimitException");
-    let e = kv
-        .list_tags_for_resource()
-        .resource_arn(arn.replace("/tags/", "/nope/"))
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(e), "ResourceNotFoundException");
-}
-
-#[tokio::test]
-async fn lifecycle_with_a_delay_is_observable() {
-    let s = Server::start(&["--lifecycle-delay", "1s"]);
-    let kv = s.kv();
-    let arn = s.channel("slow", 60).await;
-    let info = describe(&kv, &arn).await;
-    assert_eq!(info.channel_status.unwrap().as_str(), "CREATING");
-    let v = info.version.unwrap();
-    let e = kv
-        .update_signaling_channel()
+    let kv = s.client();
+    let arn = create(&kv, "del-versioned").await;
+    let v1 = version_of(&kv, &arn).await;
+    kv.update_signaling_channel()
         .channel_arn(&arn)
-        .current_version(&v)
+        .current_version(&v1)
+        .single_master_configuration(ttl(20))
         .send()
         .await
-        .unwrap_err();
-    assert_eq!(code(e), "ResourceInUseException");
-    let e = kv
+        .unwrap();
+    let v2 = version_of(&kv, &arn).await;
+
+    let e = expect_error(
+        kv.delete_signaling_channel()
+            .channel_arn(&arn)
+            .current_version(&v1)
+            .send()
+            .await,
+        "VersionMismatchException",
+        400,
+    );
+    assert!(e.is_version_mismatch_exception());
+    let still = describe_arn(&kv, &arn).await;
+    assert_eq!(still.version.as_deref(), Some(v2.as_str()));
+    assert_eq!(ttl_of(&still), Some(20));
+
+    let out = kv
         .delete_signaling_channel()
         .channel_arn(&arn)
+        .current_version(&v2)
         .send()
         .await
-        .unwrap_err();
-    assert_eq!(code(e), "ResourceInUseException");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(
-        describe(&kv, &arn).await.channel_status.unwrap().as_str(),
-        "ACTIVE"
+        .unwrap();
+    assert!(out.request_id().is_some());
+    expect_error(
+        kv.describe_signaling_channel()
+            .channel_arn(&arn)
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
     );
+    expect_error(
+        kv.describe_signaling_channel()
+            .channel_name("del-versioned")
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    assert!(list_names(&kv).await.is_empty());
+
+    // Without CurrentVersion: deletes the latest.
+    let arn = create(&kv, "del-latest").await;
+    let v = version_of(&kv, &arn).await;
     kv.update_signaling_channel()
         .channel_arn(&arn)
         .current_version(&v)
@@ -511,207 +480,698 @@ async fn lifecycle_with_a_delay_is_observable() {
         .send()
         .await
         .unwrap();
-    let updating = describe(&kv, &arn).await;
-    assert_eq!(updating.channel_status.unwrap().as_str(), "UPDATING");
-    assert_eq!(
-        updating
-            .single_master_configuration
-            .unwrap()
-            .message_ttl_seconds,
-        Some(10)
-    );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     kv.delete_signaling_channel()
         .channel_arn(&arn)
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        describe(&kv, &arn).await.channel_status.unwrap().as_str(),
-        "DELETING"
+    let e = expect_error(
+        kv.describe_signaling_channel()
+            .channel_arn(&arn)
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let e = kv
-        .describe_signaling_channel()
+    assert!(e.is_resource_not_found_exception());
+
+    // Deleting what is gone, or never was.
+    let e = expect_error(
+        kv.delete_signaling_channel().channel_arn(&arn).send().await,
+        "ResourceNotFoundException",
+        404,
+    );
+    assert!(e.is_resource_not_found_exception());
+    expect_error(
+        kv.delete_signaling_channel()
+            .channel_arn(ghost_arn())
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    expect_error(
+        kv.update_signaling_channel()
+            .channel_arn(&arn)
+            .current_version(&v)
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    expect_error(
+        kv.delete_signaling_channel()
+            .channel_arn("arn:nope")
+            .send()
+            .await,
+        "InvalidArgumentException",
+        400,
+    );
+
+    // The name is free again; the new channel is a new resource with a new ARN.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let arn_again = create(&kv, "del-latest").await;
+    assert_ne!(
+        arn_again, arn,
+        "a re-created channel gets a new creation millis"
+    );
+    let info = describe_arn(&kv, &arn_again).await;
+    assert_eq!(status_of(&info), "ACTIVE");
+    assert_eq!(
+        ttl_of(&info),
+        Some(60),
+        "nothing inherited from the deleted channel"
+    );
+    assert!(list_tags(&kv, &arn_again).await.is_empty());
+    expect_error(
+        kv.describe_signaling_channel()
+            .channel_arn(&arn)
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+}
+
+fn endpoint_config(
+    role: ChannelRole,
+    protocols: &[ChannelProtocol],
+) -> SingleMasterChannelEndpointConfiguration {
+    SingleMasterChannelEndpointConfiguration::builder()
+        .set_protocols(Some(protocols.to_vec()))
+        .role(role)
+        .build()
+}
+
+async fn endpoints(
+    kv: &Client,
+    arn: &str,
+    cfg: Option<SingleMasterChannelEndpointConfiguration>,
+) -> Vec<(ChannelProtocol, String)> {
+    kv.get_signaling_channel_endpoint()
+        .channel_arn(arn)
+        .set_single_master_channel_endpoint_configuration(cfg)
+        .send()
+        .await
+        .unwrap()
+        .resource_endpoint_list
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.protocol.unwrap(), e.resource_endpoint.unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn get_signaling_channel_endpoint_for_master_and_viewer() {
+    let s = Server::start(&[]);
+    let kv = s.client();
+    let arn = create(&kv, "ep").await;
+    let wss = format!("ws://127.0.0.1:{}", s.port);
+    let https = format!("http://127.0.0.1:{}", s.port);
+    let both = [ChannelProtocol::Wss, ChannelProtocol::Https];
+    for role in [ChannelRole::Master, ChannelRole::Viewer] {
+        let mut got = endpoints(&kv, &arn, Some(endpoint_config(role.clone(), &both))).await;
+        got.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        assert_eq!(
+            got,
+            vec![
+                (ChannelProtocol::Https, https.clone()),
+                (ChannelProtocol::Wss, wss.clone())
+            ],
+            "role {role:?}"
+        );
+    }
+    // One protocol asked, one answered; duplicates answered once.
+    assert_eq!(
+        endpoints(
+            &kv,
+            &arn,
+            Some(endpoint_config(
+                ChannelRole::Viewer,
+                &[ChannelProtocol::Https]
+            ))
+        )
+        .await,
+        vec![(ChannelProtocol::Https, https.clone())]
+    );
+    assert_eq!(
+        endpoints(
+            &kv,
+            &arn,
+            Some(endpoint_config(
+                ChannelRole::Master,
+                &[ChannelProtocol::Wss, ChannelProtocol::Wss]
+            ))
+        )
+        .await,
+        vec![(ChannelProtocol::Wss, wss.clone())]
+    );
+    // No configuration: WSS and HTTPS as MASTER (behaviour.md).
+    let mut got = endpoints(&kv, &arn, None).await;
+    got.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    assert_eq!(
+        got,
+        vec![(ChannelProtocol::Https, https), (ChannelProtocol::Wss, wss)]
+    );
+
+    // WEBRTC without media storage.
+    let e = expect_error(
+        kv.get_signaling_channel_endpoint()
+            .channel_arn(&arn)
+            .single_master_channel_endpoint_configuration(endpoint_config(
+                ChannelRole::Master,
+                &[ChannelProtocol::Webrtc],
+            ))
+            .send()
+            .await,
+        "InvalidArgumentException",
+        400,
+    );
+    assert!(e.is_invalid_argument_exception());
+    let e = expect_error(
+        kv.get_signaling_channel_endpoint()
+            .channel_arn(ghost_arn())
+            .single_master_channel_endpoint_configuration(endpoint_config(
+                ChannelRole::Master,
+                &both,
+            ))
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    assert!(e.is_resource_not_found_exception());
+    expect_error(
+        kv.get_signaling_channel_endpoint()
+            .channel_arn("channel/ep")
+            .send()
+            .await,
+        "InvalidArgumentException",
+        400,
+    );
+}
+
+#[tokio::test]
+async fn tag_untag_list_tags_and_the_50_tag_cap() {
+    let s = Server::start(&[]);
+    let kv = s.client();
+    let arn = create(&kv, "tags").await;
+    let version = version_of(&kv, &arn).await;
+    assert!(list_tags(&kv, &arn).await.is_empty());
+
+    kv.tag_resource()
+        .resource_arn(&arn)
+        .tags(tag("a", "1"))
+        .tags(tag("b", "2"))
+        .send()
+        .await
+        .unwrap();
+    // An existing key gets its value replaced.
+    kv.tag_resource()
+        .resource_arn(&arn)
+        .tags(tag("a", "3"))
+        .tags(tag("c", ""))
+        .send()
+        .await
+        .unwrap();
+    let t = list_tags(&kv, &arn).await;
+    assert_eq!(
+        t,
+        HashMap::from([
+            ("a".to_owned(), "3".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+            ("c".to_owned(), String::new()),
+        ])
+    );
+    // Unknown keys are ignored by UntagResource.
+    kv.untag_resource()
+        .resource_arn(&arn)
+        .tag_key_list("b")
+        .tag_key_list("never-there")
+        .send()
+        .await
+        .unwrap();
+    let t = list_tags(&kv, &arn).await;
+    assert_eq!(
+        t,
+        HashMap::from([
+            ("a".to_owned(), "3".to_owned()),
+            ("c".to_owned(), String::new())
+        ])
+    );
+    kv.untag_resource()
+        .resource_arn(&arn)
+        .tag_key_list("a")
+        .tag_key_list("c")
+        .send()
+        .await
+        .unwrap();
+    assert!(list_tags(&kv, &arn).await.is_empty());
+
+    // Accumulating past 50.
+    kv.tag_resource()
+        .resource_arn(&arn)
+        .set_tags(Some(tags(30, "x")))
+        .send()
+        .await
+        .unwrap();
+    kv.tag_resource()
+        .resource_arn(&arn)
+        .set_tags(Some(tags(20, "y")))
+        .send()
+        .await
+        .unwrap();
+    let full = list_tags(&kv, &arn).await;
+    assert_eq!(full.len(), 50);
+    let e = expect_error(
+        kv.tag_resource()
+            .resource_arn(&arn)
+            .tags(tag("one-too-many", "v"))
+            .send()
+            .await,
+        "TagsPerResourceExceededLimitException",
+        400,
+    );
+    assert!(e.is_tags_per_resource_exceeded_limit_exception());
+    // A mix of replacements and one new key also goes past 50, and is refused as a whole.
+    expect_error(
+        kv.tag_resource()
+            .resource_arn(&arn)
+            .tags(tag("x0", "changed"))
+            .tags(tag("another-new", "v"))
+            .send()
+            .await,
+        "TagsPerResourceExceededLimitException",
+        400,
+    );
+    assert_eq!(
+        list_tags(&kv, &arn).await,
+        full,
+        "refused tagging changes nothing"
+    );
+    // Replacing at 50 keeps 50: fine.
+    kv.tag_resource()
+        .resource_arn(&arn)
+        .tags(tag("x0", "replaced"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list_tags(&kv, &arn).await["x0"], "replaced");
+    // Make room, then add.
+    kv.untag_resource()
+        .resource_arn(&arn)
+        .tag_key_list("y19")
+        .send()
+        .await
+        .unwrap();
+    kv.tag_resource()
+        .resource_arn(&arn)
+        .tags(tag("newcomer", "v"))
+        .send()
+        .await
+        .unwrap();
+    let t = list_tags(&kv, &arn).await;
+    assert_eq!(t.len(), 50);
+    assert!(t.contains_key("newcomer") && !t.contains_key("y19"));
+
+    // Invalid tags.
+    for (k, v) in [
+        (String::new(), "v".to_owned()),
+        ("k".repeat(129), "v".to_owned()),
+        ("k".to_owned(), "v".repeat(257)),
+    ] {
+        expect_error(
+            kv.tag_resource()
+                .resource_arn(&arn)
+                .tags(tag(&k, &v))
+                .send()
+                .await,
+            "InvalidArgumentException",
+            400,
+        );
+    }
+
+    // Unknown and malformed resources.
+    let ghost = ghost_arn();
+    let e = expect_error(
+        kv.tag_resource()
+            .resource_arn(&ghost)
+            .tags(tag("k", "v"))
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    assert!(e.is_resource_not_found_exception());
+    let e = expect_error(
+        kv.untag_resource()
+            .resource_arn(&ghost)
+            .tag_key_list("k")
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    assert!(e.is_resource_not_found_exception());
+    let e = expect_error(
+        kv.list_tags_for_resource()
+            .resource_arn(&ghost)
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    assert!(e.is_resource_not_found_exception());
+    expect_error(
+        kv.list_tags_for_resource()
+            .resource_arn("garbage")
+            .send()
+            .await,
+        "InvalidArgumentException",
+        400,
+    );
+
+    // Tags are not part of the channel's Version.
+    assert_eq!(version_of(&kv, &arn).await, version);
+
+    // Tags go with the channel.
+    kv.delete_signaling_channel()
         .channel_arn(&arn)
         .send()
         .await
-        .unwrap_err();
-    assert_eq!(code(e), "ResourceNotFoundException");
-}
-
-fn temp(name: &str) -> String {
-    let d = std::env::temp_dir().join(format!(
-        "kvs-sdk-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    d.to_string_lossy().into_owned()
+        .unwrap();
+    expect_error(
+        kv.list_tags_for_resource().resource_arn(&arn).send().await,
+        "ResourceNotFoundException",
+        404,
+    );
 }
 
 #[tokio::test]
-async fn acknowledged_writes_survive_kill_9() {
-    let dir = temp("persist");
-    let (arn, version) = {
-        let s = Server::start(&["--store", "sqlite", "--data-dir", &dir]);
-        let kv = s.kv();
-        let arn = s.channel("durable", 60).await;
-        let v = describe(&kv, &arn).await.version.unwrap();
+async fn account_channel_limit() {
+    let s = Server::start(&["--max-channels", "3"]);
+    let kv = s.client();
+    // Refused creates do not count.
+    expect_error(
+        kv.create_signaling_channel()
+            .channel_name("bad name")
+            .send()
+            .await,
+        "InvalidArgumentException",
+        400,
+    );
+    let one = create(&kv, "one").await;
+    create(&kv, "two").await;
+    create(&kv, "three").await;
+    let e = expect_error(
+        kv.create_signaling_channel()
+            .channel_name("four")
+            .send()
+            .await,
+        "AccountChannelLimitExceededException",
+        400,
+    );
+    assert!(e.is_account_channel_limit_exceeded_exception());
+    expect_error(
+        kv.describe_signaling_channel()
+            .channel_name("four")
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    // Deleting frees a slot.
+    kv.delete_signaling_channel()
+        .channel_arn(&one)
+        .send()
+        .await
+        .unwrap();
+    create(&kv, "four").await;
+    expect_error(
+        kv.create_signaling_channel()
+            .channel_name("five")
+            .send()
+            .await,
+        "AccountChannelLimitExceededException",
+        400,
+    );
+    let mut names = list_names(&kv).await;
+    names.sort();
+    assert_eq!(names, ["four", "three", "two"]);
+}
+
+async fn sixteen_updates_one_version(s: &Server) {
+    let kv = s.client();
+    let arn = create(&kv, "race").await;
+    let v = version_of(&kv, &arn).await;
+    let results = run_concurrently(16, 16, |i| {
+        let (kv, arn, v) = (kv.clone(), arn.clone(), v.clone());
+        async move {
+            let ttl_secs = 10 + i as i32;
+            let r = kv
+                .update_signaling_channel()
+                .channel_arn(arn)
+                .current_version(v)
+                .single_master_configuration(ttl(ttl_secs))
+                .send()
+                .await;
+            match r {
+                Ok(_) => Ok(ttl_secs),
+                Err(e) => Err(error_code(Err::<(), _>(e))),
+            }
+        }
+    })
+    .await;
+    let winners: Vec<i32> = results.iter().filter_map(|r| r.clone().ok()).collect();
+    assert_eq!(winners.len(), 1, "exactly one winner: {results:?}");
+    for r in &results {
+        if let Err(code) = r {
+            assert_eq!(code, "VersionMismatchException", "{results:?}");
+        }
+    }
+    let info = describe_arn(&kv, &arn).await;
+    assert_ne!(info.version.as_deref(), Some(v.as_str()));
+    assert_eq!(
+        ttl_of(&info),
+        Some(winners[0]),
+        "the winner's TTL is stored"
+    );
+
+    // The same for deletes: one succeeds, the others find nothing (or a stale version).
+    let v = info.version.unwrap();
+    let results = run_concurrently(16, 16, |_| {
+        let (kv, arn, v) = (kv.clone(), arn.clone(), v.clone());
+        async move {
+            kv.delete_signaling_channel()
+                .channel_arn(arn)
+                .current_version(v)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| error_code(Err::<(), _>(e)))
+        }
+    })
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    for r in &results {
+        if let Err(code) = r {
+            assert!(
+                code == "ResourceNotFoundException" || code == "VersionMismatchException",
+                "{results:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_updates_with_one_version_have_one_winner_memory() {
+    let s = Server::start(&[]);
+    sixteen_updates_one_version(&s).await;
+}
+
+#[tokio::test]
+async fn concurrent_updates_with_one_version_have_one_winner_sqlite() {
+    let dir = TempDir::new("race");
+    let s = Server::start(&["--store", "sqlite", "--data-dir", dir.str()]);
+    sixteen_updates_one_version(&s).await;
+}
+
+#[tokio::test]
+async fn concurrent_creates_of_one_name_have_one_winner() {
+    let s = Server::start(&[]);
+    let kv = s.client();
+    let results = run_concurrently(16, 16, |_| {
+        let kv = kv.clone();
+        async move {
+            kv.create_signaling_channel()
+                .channel_name("contested")
+                .send()
+                .await
+                .map(|o| o.channel_arn.unwrap())
+                .map_err(|e| error_code(Err::<(), _>(e)))
+        }
+    })
+    .await;
+    let arns: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(arns.len(), 1, "{results:?}");
+    for r in &results {
+        if let Err(code) = r {
+            assert_eq!(code, "ResourceInUseException");
+        }
+    }
+    assert_eq!(list_names(&kv).await, ["contested"]);
+    assert_eq!(
+        describe_name(&kv, "contested").await.channel_arn.as_ref(),
+        Some(arns[0])
+    );
+}
+
+/// Sleeps until `start + d`.
+async fn sleep_until(start: Instant, d: Duration) {
+    tokio::time::sleep_until((start + d).into()).await;
+}
+
+#[tokio::test]
+async fn lifecycle_with_a_one_second_delay() {
+    let s = Server::start(&["--lifecycle-delay", "1s"]);
+    let kv = s.client();
+    let settle = Duration::from_millis(1200);
+
+    // CREATING right after create.
+    let created_at = Instant::now();
+    let arn = create(&kv, "slow").await;
+    let info = describe_arn(&kv, &arn).await;
+    assert_eq!(status_of(&info), "CREATING");
+    let v = info.version.unwrap();
+    let e = expect_error(
         kv.update_signaling_channel()
             .channel_arn(&arn)
-            .current_version(v)
-            .single_master_configuration(ttl(42))
+            .current_version(&v)
+            .single_master_configuration(ttl(10))
             .send()
-            .await
-            .unwrap();
-        kv.tag_resource()
-            .resource_arn(&arn)
-            .tags(Tag::builder().key("k").value("v").build().unwrap())
+            .await,
+        "ResourceInUseException",
+        400,
+    );
+    assert!(e.is_resource_in_use_exception());
+    let e = expect_error(
+        kv.delete_signaling_channel().channel_arn(&arn).send().await,
+        "ResourceInUseException",
+        400,
+    );
+    assert!(e.is_resource_in_use_exception());
+    expect_error(
+        kv.get_signaling_channel_endpoint()
+            .channel_arn(&arn)
             .send()
-            .await
-            .unwrap();
-        let version = describe(&kv, &arn).await.version.unwrap();
-        std::process::Command::new("kill")
-            .args(["-9", &s.pid().to_string()])
-            .status()
-            .unwrap();
-        (arn, version)
-    };
-    let s = Server::start(&["--store", "sqlite", "--data-dir", &dir]);
-    let kv = s.kv();
-    let info = describe(&kv, &arn).await;
-    assert_eq!(info.version.as_deref(), Some(version.as_str()));
-    assert_eq!(
-        info.single_master_configuration
-            .unwrap()
-            .message_ttl_seconds,
-        Some(42)
+            .await,
+        "ResourceInUseException",
+        400,
     );
-    let tags = kv
-        .list_tags_for_resource()
-        .resource_arn(&arn)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(tags.tags.unwrap()["k"], "v");
-    let _ = std::fs::remove_dir_all(&dir);
-}
+    let still = describe_arn(&kv, &arn).await;
+    assert_eq!(still.version.as_deref(), Some(v.as_str()));
+    assert_eq!(ttl_of(&still), Some(60));
+    assert!(
+        created_at.elapsed() < Duration::from_millis(900),
+        "the CREATING checks took too long to be meaningful"
+    );
 
-#[tokio::test]
-async fn credentials_mode_verifies_signatures_and_isolates_accounts() {
-    let dir = temp("creds");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = format!("{dir}/credentials.toml");
-    std::fs::write(
-        &file,
-        "[[credentials]]\naccess_key_id = \"AKIDA\"\nsecret_access_key = \"secret-a\"\naccount_id = \"111111111111\"\n\
-         [[credentials]]\naccess_key_id = \"AKIDB\"\nsecret_access_key = \"secret-b\"\naccount_id = \"222222222222\"\n",
-    )
-    .unwrap();
-    let s = Server::start(&["--credentials", &file]);
-    let a = s.kv_as("AKIDA", "secret-a", "us-east-1");
-    let b = s.kv_as("AKIDB", "secret-b", "us-east-1");
-    let arn = a
-        .create_signaling_channel()
-        .channel_name("mine")
-        .send()
-        .await
-        .unwrap()
-        .channel_arn
-        .unwrap();
-    assert!(arn.contains(":111111111111:channel/mine/"));
-    // Region comes from the signature's scope.
-    let eu = s.kv_as("AKIDA", "secret-a", "eu-west-1");
-    let eu_arn = eu
-        .create_signaling_channel()
-        .channel_name("mine")
-        .send()
-        .await
-        .unwrap();
-    assert!(eu_arn
-        .channel_arn
-        .unwrap()
-        .starts_with("arn:aws:kinesisvideo:eu-west-1:111111111111:"));
+    // ACTIVE after the delay.
+    sleep_until(created_at, settle).await;
+    let info = describe_arn(&kv, &arn).await;
+    assert_eq!(status_of(&info), "ACTIVE");
+    assert_eq!(info.version.as_deref(), Some(v.as_str()));
 
-    let v = describe(&a, &arn).await.version.unwrap();
-    assert_eq!(
-        code(
-            b.describe_signaling_channel()
-                .channel_arn(&arn)
-                .send()
-                .await
-                .unwrap_err()
-        ),
-        "ResourceNotFoundException"
-    );
-    assert_eq!(
-        code(
-            b.describe_signaling_channel()
-                .channel_name("mine")
-                .send()
-                .await
-                .unwrap_err()
-        ),
-        "ResourceNotFoundException"
-    );
-    assert_eq!(
-        code(
-            b.update_signaling_channel()
-                .channel_arn(&arn)
-                .current_version(&v)
-                .send()
-                .await
-                .unwrap_err()
-        ),
-        "ResourceNotFoundException"
-    );
-    assert_eq!(
-        code(
-            b.delete_signaling_channel()
-                .channel_arn(&arn)
-                .send()
-                .await
-                .unwrap_err()
-        ),
-        "ResourceNotFoundException"
-    );
-    assert_eq!(
-        code(
-            b.tag_resource()
-                .resource_arn(&arn)
-                .tags(Tag::builder().key("x").value("y").build().unwrap())
-                .send()
-                .await
-                .unwrap_err()
-        ),
-        "ResourceNotFoundException"
-    );
-    let listed = b.list_signaling_channels().send().await.unwrap();
-    assert!(listed.channel_info_list.unwrap_or_default().is_empty());
-    // B can create its own channel with the same name.
-    b.create_signaling_channel()
-        .channel_name("mine")
+    // UPDATING, with the new Version and TTL at once.
+    let updated_at = Instant::now();
+    kv.update_signaling_channel()
+        .channel_arn(&arn)
+        .current_version(&v)
+        .single_master_configuration(ttl(10))
         .send()
         .await
         .unwrap();
+    let updating = describe_arn(&kv, &arn).await;
+    assert_eq!(status_of(&updating), "UPDATING");
+    assert_eq!(ttl_of(&updating), Some(10));
+    let v2 = updating.version.unwrap();
+    assert_ne!(v2, v);
+    expect_error(
+        kv.update_signaling_channel()
+            .channel_arn(&arn)
+            .current_version(&v2)
+            .single_master_configuration(ttl(20))
+            .send()
+            .await,
+        "ResourceInUseException",
+        400,
+    );
+    expect_error(
+        kv.delete_signaling_channel().channel_arn(&arn).send().await,
+        "ResourceInUseException",
+        400,
+    );
+    sleep_until(updated_at, settle).await;
+    let info = describe_arn(&kv, &arn).await;
+    assert_eq!(status_of(&info), "ACTIVE");
+    assert_eq!(info.version.as_deref(), Some(v2.as_str()));
+    assert_eq!(ttl_of(&info), Some(10));
 
-    let wrong = s.kv_as("AKIDA", "not-secret-a", "us-east-1");
-    assert_eq!(
-        code(wrong.list_signaling_channels().send().await.unwrap_err()),
-        "InvalidSignatureException"
+    // DELETING, still holding its name, then gone.
+    let deleted_at = Instant::now();
+    kv.delete_signaling_channel()
+        .channel_arn(&arn)
+        .current_version(&v2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(&describe_arn(&kv, &arn).await), "DELETING");
+    assert_eq!(status_of(&describe_name(&kv, "slow").await), "DELETING");
+    expect_error(
+        kv.delete_signaling_channel().channel_arn(&arn).send().await,
+        "ResourceInUseException",
+        400,
     );
-    let unknown = s.kv_as("AKIDZ", "whatever", "us-east-1");
-    assert_eq!(
-        code(unknown.list_signaling_channels().send().await.unwrap_err()),
-        "UnrecognizedClientException"
+    expect_error(
+        kv.update_signaling_channel()
+            .channel_arn(&arn)
+            .current_version(&v2)
+            .send()
+            .await,
+        "ResourceInUseException",
+        400,
     );
-    // Nothing changed for A.
-    assert_eq!(
-        describe(&a, &arn).await.version.as_deref(),
-        Some(v.as_str())
+    expect_error(
+        kv.create_signaling_channel()
+            .channel_name("slow")
+            .send()
+            .await,
+        "ResourceInUseException",
+        400,
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    sleep_until(deleted_at, settle).await;
+    let e = expect_error(
+        kv.describe_signaling_channel()
+            .channel_arn(&arn)
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    assert!(e.is_resource_not_found_exception());
+    expect_error(
+        kv.describe_signaling_channel()
+            .channel_name("slow")
+            .send()
+            .await,
+        "ResourceNotFoundException",
+        404,
+    );
+    // The name is free once the channel is gone; the new one starts CREATING.
+    let again = create(&kv, "slow").await;
+    assert_eq!(status_of(&describe_arn(&kv, &again).await), "CREATING");
 }
