@@ -6,7 +6,13 @@ import ssl
 import boto3
 import requests
 
-from conftest import Server
+import re
+
+from kvs_harness import Server
+
+
+def tls_port(s):
+    return int(re.search(r"listening on https://\S+:(\d+)", s.ready_line).group(1))
 
 
 def served_cert_sha256(port, ca):
@@ -16,13 +22,13 @@ def served_cert_sha256(port, ca):
             return hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
 
 
-def test_generated_ca_is_reused_and_endpoints_are_https(tmpdir_path):
-    s = Server("--tls-listen", "127.0.0.1:0", "--store", "memory", "--data-dir", str(tmpdir_path))
+def test_generated_ca_is_reused_and_endpoints_are_https(tmp_path):
+    tmpdir_path = tmp_path
+    s = Server("--tls-listen", "127.0.0.1:0", data_dir=tmpdir_path, store="memory")
     ca = tmpdir_path / "tls" / "ca.pem"
     try:
-        assert s.tls_port
         first_ca = ca.read_text()
-        base = f"https://localhost:{s.tls_port}"
+        base = f"https://localhost:{tls_port(s)}"
         assert requests.get(base + "/health", verify=str(ca), timeout=5).status_code == 200
         kv = boto3.client(
             "kinesisvideo", endpoint_url=base, region_name="us-east-1", verify=str(ca),
@@ -31,29 +37,30 @@ def test_generated_ca_is_reused_and_endpoints_are_https(tmpdir_path):
         eps = kv.get_signaling_channel_endpoint(
             ChannelARN=arn, SingleMasterChannelEndpointConfiguration={"Protocols": ["WSS", "HTTPS"], "Role": "MASTER"})
         got = {e["Protocol"]: e["ResourceEndpoint"] for e in eps["ResourceEndpointList"]}
-        assert got == {"WSS": f"wss://localhost:{s.tls_port}", "HTTPS": f"https://localhost:{s.tls_port}"}
+        assert got == {"WSS": f"wss://localhost:{tls_port(s)}", "HTTPS": f"https://localhost:{tls_port(s)}"}
     finally:
         s.stop()
-    s = Server("--tls-listen", "127.0.0.1:0", "--store", "memory", "--data-dir", str(tmpdir_path))
+    s = Server("--tls-listen", "127.0.0.1:0", data_dir=tmpdir_path, store="memory")
     try:
         assert ca.read_text() == first_ca, "the CA is kept across restarts"
-        served_cert_sha256(s.tls_port, ca)  # verifies against the same CA
+        served_cert_sha256(tls_port(s), ca)  # verifies against the same CA
     finally:
         s.stop()
 
 
-def test_operator_certificate_is_served(tmpdir_path):
+def test_operator_certificate_is_served(tmp_path):
+    tmpdir_path = tmp_path
     gen = tmpdir_path / "gen"
-    s = Server("--tls-listen", "127.0.0.1:0", "--store", "memory", "--data-dir", str(gen))
+    s = Server("--tls-listen", "127.0.0.1:0", data_dir=gen, store="memory")
     s.stop()
     cert, key, ca = gen / "tls" / "server.pem", gen / "tls" / "server-key.pem", gen / "tls" / "ca.pem"
     other = tmpdir_path / "other"
-    s = Server("--tls-listen", "127.0.0.1:0", "--store", "memory", "--data-dir", str(other),
-               "--tls-cert", str(cert), "--tls-key", str(key))
+    s = Server("--tls-listen", "127.0.0.1:0", "--tls-cert", str(cert), "--tls-key", str(key),
+               data_dir=other, store="memory")
     try:
         pem = cert.read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
         expected = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
-        assert served_cert_sha256(s.tls_port, ca) == expected
+        assert served_cert_sha256(tls_port(s), ca) == expected
         assert not (other / "tls").exists(), "no CA is generated when a certificate is given"
     finally:
         s.stop()

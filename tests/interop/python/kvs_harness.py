@@ -1,0 +1,370 @@
+"""Harness for the Python interop suite: runs the real `kvs-signaling` binary and talks to it
+with real AWS clients (boto3, the AWS CLI) and with hand-built HTTP requests.
+
+Kept out of conftest.py so that the crash test (tests/interop/crash) can import it too.
+
+- `Server` starts `kvs-signaling serve --listen 127.0.0.1:0 --store memory|--data-dir DIR ...`,
+  waits for the ready line (`listening on http://HOST:PORT`, architecture.md §2), keeps draining
+  stdout, keeps stderr in a log file (shown when a start fails) and stops with SIGTERM, then SIGKILL.
+- `Server.client()` is a boto3 client with client-side validation and retries off, so every
+  invalid value reaches the server (kvs-spec §3.1: the server must enforce max/pattern/enum).
+- `sign()` is an independent SigV4 signer (kvs-spec §7.1) that lets a test choose the date, the
+  signed headers, the scope and the secret, so tampered requests can be built precisely.
+  `test_auth.py` checks it against botocore's own signer first.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
+import requests
+from botocore.config import Config
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+READY_RE = re.compile(r"listening on http://(\S+):(\d+)")
+
+DEFAULT_KEY = "AKIDEXAMPLE"
+DEFAULT_SECRET = "open-mode-secret"
+DEFAULT_REGION = "us-east-1"
+
+# The control-plane operations of the issue, name -> HTTP path (kvs-spec §2).
+OPS = {
+    "CreateSignalingChannel": "/createSignalingChannel",
+    "DescribeSignalingChannel": "/describeSignalingChannel",
+    "ListSignalingChannels": "/listSignalingChannels",
+    "UpdateSignalingChannel": "/updateSignalingChannel",
+    "DeleteSignalingChannel": "/deleteSignalingChannel",
+    "GetSignalingChannelEndpoint": "/getSignalingChannelEndpoint",
+    "TagResource": "/TagResource",
+    "UntagResource": "/UntagResource",
+    "ListTagsForResource": "/ListTagsForResource",
+}
+
+
+def binary() -> str:
+    """The server binary: $KVS_BIN, else target/release, else target/debug."""
+    env = os.environ.get("KVS_BIN")
+    if env:
+        if not Path(env).exists():
+            raise RuntimeError(f"KVS_BIN={env} does not exist")
+        return env
+    for kind in ("release", "debug"):
+        p = ROOT / "target" / kind / "kvs-signaling"
+        if p.exists():
+            return str(p)
+    raise RuntimeError("no kvs-signaling binary: run `cargo build --release` (or set KVS_BIN)")
+
+
+def client_config(**kw) -> Config:
+    return Config(parameter_validation=False, retries={"max_attempts": 0},
+                  connect_timeout=10, read_timeout=30, max_pool_connections=32, **kw)
+
+
+# One boto3 session for every client (creating a session per client costs ~0.5 s), and clients
+# cached per server and identity: botocore clients are safe to share between threads.
+_SESSION = boto3.session.Session()
+_SESSION_LOCK = threading.Lock()
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+class Server:
+    """One running `kvs-signaling serve` process."""
+
+    def __init__(self, *extra: str, data_dir: str | Path | None = None, store: str | None = None,
+                 listen: str = "127.0.0.1:0", ready_timeout: float = 30.0, env: dict | None = None):
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self._clients = {}
+        args = [binary(), "serve", "--listen", listen]
+        if self.data_dir is not None:
+            args += ["--data-dir", str(self.data_dir)]
+            if store:
+                args += ["--store", store]
+        elif "--store" not in extra:
+            args += ["--store", store or "memory"]
+        args += list(extra)
+        self.args = args
+        self._log = tempfile.NamedTemporaryFile(prefix="kvs-server-", suffix=".log", delete=False)
+        full_env = dict(os.environ)
+        full_env.setdefault("KVS_LOG", "warn")
+        full_env.setdefault("RUST_LOG", "warn")
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
+                                     text=True, env=full_env)
+        self.stdout_lines: list[str] = []
+        lines: queue.Queue = queue.Queue()
+
+        def pump():
+            for line in self.proc.stdout:
+                self.stdout_lines.append(line)
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                log = self.log()
+                self.kill()
+                raise ServerStartError(f"no ready line within {ready_timeout}s: {args}\n{log}")
+            if line is None:
+                rc = self.proc.wait()
+                log = self.log()
+                self._drop_log()
+                raise ServerStartError(f"server exited with {rc} before ready: {args}\n{log}")
+            m = READY_RE.search(line)
+            if m:
+                self.ready_line = line.strip()
+                self.host, self.port = m.group(1), int(m.group(2))
+                break
+        # A wildcard listen address is reached over loopback (the only place tests send traffic).
+        reach = "127.0.0.1" if self.host in ("0.0.0.0", "[::]") else self.host
+        self.url = f"http://{reach}:{self.port}"
+        self.netloc = f"{reach}:{self.port}"
+
+    # --- process ---------------------------------------------------------------------------
+    def log(self) -> str:
+        try:
+            return Path(self._log.name).read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Signal the server and wait; SIGKILL if it does not exit in time. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"server did not exit within {timeout}s of signal {sig}:\n{self.log()}")
+        self._drop_log()
+        return self.proc.returncode
+
+    def kill(self) -> int:
+        """kill -9."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        rc = self.proc.wait()
+        self._drop_log()
+        return rc
+
+    def _drop_log(self):
+        if not os.environ.get("KVS_KEEP_LOGS"):
+            try:
+                os.unlink(self._log.name)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.stop()
+        except AssertionError:
+            pass
+
+    # --- clients ---------------------------------------------------------------------------
+    def client(self, key=DEFAULT_KEY, secret=DEFAULT_SECRET, region=DEFAULT_REGION, service="kinesisvideo",
+               endpoint_url=None, session_token=None, fresh=False):
+        """A boto3 client for this server (cached unless `fresh`)."""
+        ident = (key, secret, region, service, endpoint_url or self.url, session_token)
+        with _SESSION_LOCK:
+            if fresh or ident not in self._clients:
+                c = _SESSION.client(service, endpoint_url=ident[4], region_name=region, aws_access_key_id=key,
+                                    aws_secret_access_key=secret, aws_session_token=session_token,
+                                    config=client_config())
+                if fresh:
+                    return c
+                self._clients[ident] = c
+            return self._clients[ident]
+
+    def post(self, path: str, body, *, key=DEFAULT_KEY, secret=DEFAULT_SECRET, region=DEFAULT_REGION,
+             service="kinesisvideo", sign_request=True, when: dt.datetime | None = None,
+             headers: dict | None = None, signed_headers=None, host: str | None = None,
+             drop: tuple = (), after_sign: dict | None = None, method="POST") -> requests.Response:
+        """Send `body` (dict -> JSON, str/bytes as is) to `path`, SigV4-signed by `sign()`.
+
+        `headers` are added before signing; `after_sign` (a dict, or a function of the signed
+        headers giving one) are set, and `drop` removed, after signing, to tamper with a signed request. `host` is the Host header to sign and send."""
+        data = body if isinstance(body, bytes) else (body.encode() if isinstance(body, str) else
+                                                     json.dumps(body).encode())
+        hdrs = {"Content-Type": "application/json", "Host": host or self.netloc, **(headers or {})}
+        if sign_request:
+            hdrs = sign(method, path, hdrs, data, key=key, secret=secret, region=region, service=service,
+                        when=when, signed_headers=signed_headers)
+        hdrs.update((after_sign(hdrs) if callable(after_sign) else after_sign) or {})
+        hdrs = {k: v for k, v in hdrs.items() if k.lower() not in {d.lower() for d in drop}}
+        return requests.request(method, self.url + path, data=data, headers=hdrs, timeout=30)
+
+    def op(self, operation: str, body, **kw) -> requests.Response:
+        return self.post(OPS[operation], body, **kw)
+
+
+# --- SigV4 (kvs-spec §7.1), independent of botocore ---------------------------------------------
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def amz_date(when: dt.datetime | None = None) -> str:
+    when = when or dt.datetime.now(dt.timezone.utc)
+    return when.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def sign(method: str, path: str, headers: dict, body: bytes, *, key: str, secret: str, region: str,
+         service: str = "kinesisvideo", when: dt.datetime | None = None, signed_headers=None,
+         scope_date: str | None = None) -> dict:
+    """Return `headers` plus X-Amz-Date and Authorization. `signed_headers` (lower-case names)
+    defaults to every header given plus x-amz-date; the Host header must be among `headers`."""
+    out = dict(headers)
+    stamp = amz_date(when)
+    out["X-Amz-Date"] = stamp
+    lower = {k.lower(): " ".join(str(v).strip().split()) for k, v in out.items()}
+    names = sorted(signed_headers if signed_headers is not None else lower.keys())
+    canonical_headers = "".join(f"{n}:{lower.get(n, '')}\n" for n in names)
+    sh = ";".join(names)
+    canonical = "\n".join([method, path, "", canonical_headers, sh, hashlib.sha256(body).hexdigest()])
+    scope = f"{scope_date or stamp[:8]}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = _hmac(("AWS4" + secret).encode(), scope.split("/")[0])
+    for part in (region, service, "aws4_request"):
+        k = _hmac(k, part)
+    signature = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+    out["Authorization"] = f"AWS4-HMAC-SHA256 Credential={key}/{scope}, SignedHeaders={sh}, Signature={signature}"
+    return out
+
+
+def raw_http(server: Server, request: bytes, timeout: float = 10.0) -> tuple[int, dict, bytes]:
+    """Send raw bytes over a socket and parse a (non-chunked or chunked) HTTP/1.x response."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            data += chunk
+            head, sep, rest = data.partition(b"\r\n\r\n")
+            if sep:
+                hdrs = _parse_headers(head)
+                n = hdrs.get("content-length")
+                if n is not None and len(rest) >= int(n):
+                    break
+                if hdrs.get("transfer-encoding", "").lower() == "chunked" and rest.endswith(b"0\r\n\r\n"):
+                    break
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].decode()
+    hdrs = _parse_headers(head)
+    if hdrs.get("transfer-encoding", "").lower() == "chunked":
+        body, buf = b"", rest
+        while buf:
+            size_line, _, buf = buf.partition(b"\r\n")
+            size = int(size_line.split(b";")[0] or b"0", 16)
+            if size == 0:
+                break
+            body, buf = body + buf[:size], buf[size + 2:]
+        rest = body
+    return int(status_line.split()[1]), hdrs, rest
+
+
+def _parse_headers(head: bytes) -> dict:
+    out = {}
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.decode("latin-1").partition(":")
+        out[k.strip().lower()] = v.strip()
+    return out
+
+
+# --- assertions ------------------------------------------------------------------------------
+def error_code(exc) -> str:
+    return exc.response["Error"]["Code"]
+
+
+def http_status(exc) -> int:
+    return exc.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def assert_aws_error(r: requests.Response, code: str | set | None, status: int | None = None):
+    """An AWS-style JSON error (behaviour.md 'Errors'): status, x-amzn-ErrorType, JSON __type."""
+    codes = {code} if isinstance(code, str) else code
+    assert "json" in r.headers.get("Content-Type", ""), (r.status_code, r.headers, r.text[:500])
+    try:
+        body = r.json()
+    except ValueError:
+        raise AssertionError(f"error body is not JSON: {r.status_code} {r.text[:500]!r}")
+    if status is not None:
+        assert r.status_code == status, (r.status_code, r.text[:500])
+    else:
+        assert 400 <= r.status_code < 500, (r.status_code, r.text[:500])
+    if codes is not None:
+        assert body.get("__type") in codes, (r.status_code, body)
+        assert r.headers.get("x-amzn-ErrorType") in codes, (r.headers, body)
+    assert body.get("__type") == r.headers.get("x-amzn-ErrorType"), (r.headers, body)
+    assert isinstance(body.get("Message"), str) and body["Message"], body
+    return body
+
+
+def wait_until(pred, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def load_model(name: str = "kinesisvideo") -> dict:
+    """The service model: shared/models beside the repository when present (or $KVS_MODELS),
+    else the identical one botocore ships."""
+    files = {"kinesisvideo": "kinesisvideo_2017-09-30.json",
+             "kinesis-video-signaling": "kinesis-video-signaling_2019-12-04.json"}
+    candidates = [Path(os.environ["KVS_MODELS"])] if os.environ.get("KVS_MODELS") else []
+    candidates += [ROOT.parent / "shared" / "models", ROOT / "shared" / "models"]
+    for d in candidates:
+        p = d / files[name]
+        if p.exists():
+            return json.loads(p.read_text())
+    import botocore.loaders
+    return botocore.loaders.Loader().load_service_model(name, "service-2")
+
+
+def aws_cli(server: Server, *args: str, key=DEFAULT_KEY, secret=DEFAULT_SECRET, region=DEFAULT_REGION,
+            timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """`aws kinesisvideo ARGS --endpoint-url URL --output json`, run as `python -m awscli`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=key, AWS_SECRET_ACCESS_KEY=secret, AWS_DEFAULT_REGION=region, AWS_PAGER="",
+               AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_MAX_ATTEMPTS="1",
+               AWS_RETRY_MODE="standard")
+    return subprocess.run([sys.executable, "-m", "awscli", "kinesisvideo", *args, "--endpoint-url", server.url,
+                           "--output", "json"], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def netloc_of(url: str) -> str:
+    return urlsplit(url).netloc

@@ -1,0 +1,135 @@
+"""The binary's CLI contract (architecture.md §2, behaviour.md 'CLI'): the ready line, GET /health,
+graceful SIGTERM, open mode refusing a non-loopback listen address unless forced, bad flags."""
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from kvs_harness import Server, ServerStartError, binary
+
+
+def run_expecting_exit(args, timeout=20):
+    """Run the binary; it must exit by itself. Returns (code, stdout, stderr)."""
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        pytest.fail(f"{args} kept running (it should have refused to start); stdout={out!r}")
+    return p.returncode, out, err
+
+
+def test_ready_line_and_health():
+    with Server() as s:
+        assert re.search(r"listening on http://127\.0\.0\.1:\d+", s.ready_line), s.ready_line
+        assert s.port != 0
+        r = requests.get(s.url + "/health", timeout=5)
+        assert r.status_code == 200
+
+
+def test_sigterm_is_a_graceful_exit_0():
+    s = Server()
+    requests.get(s.url + "/health", timeout=5)
+    t0 = time.monotonic()
+    assert s.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - t0 < 15
+
+
+def test_sigterm_with_sqlite_store_exit_0(tmp_path):
+    s = Server(data_dir=tmp_path)
+    s.client().create_signaling_channel(ChannelName="x")
+    assert s.stop(signal.SIGTERM) == 0
+
+
+def test_sigterm_during_load_exits_0(tmp_path):
+    s = Server(data_dir=tmp_path)
+    kv = s.client()
+    errors, stop = [], threading.Event()
+
+    def load(w):
+        i = 0
+        while not stop.is_set():
+            try:
+                kv.create_signaling_channel(ChannelName=f"load-{w}-{i}")
+            except Exception as e:  # connection refused once the listener is closed
+                errors.append(type(e).__name__)
+                return
+            i += 1
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    assert s.stop(signal.SIGTERM) == 0
+    stop.set()
+    for t in threads:
+        t.join(10)
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:0", "[::]:0"])
+def test_open_mode_refuses_non_loopback(listen):
+    code, out, err = run_expecting_exit([binary(), "serve", "--listen", listen, "--store", "memory"])
+    assert code != 0
+    assert "listening on" not in out
+    text = (out + err).lower()
+    assert "loopback" in text and "--allow-open-non-loopback" in text, err
+
+
+def test_open_mode_non_loopback_when_forced():
+    with Server("--allow-open-non-loopback", listen="0.0.0.0:0") as s:
+        assert requests.get(s.url + "/health", timeout=5).status_code == 200
+        s.client().create_signaling_channel(ChannelName="forced")
+
+
+def test_open_mode_non_loopback_forced_by_env():
+    with Server(listen="0.0.0.0:0", env={"KVS_ALLOW_OPEN_NON_LOOPBACK": "true"}) as s:
+        assert requests.get(s.url + "/health", timeout=5).status_code == 200
+
+
+def test_credentials_mode_may_listen_non_loopback(tmp_path):
+    creds = tmp_path / "c.toml"
+    creds.write_text('[[credentials]]\naccess_key_id = "AK"\nsecret_access_key = "s"\naccount_id = "111122223333"\n')
+    with Server("--credentials", str(creds), listen="0.0.0.0:0") as s:
+        assert s.client(key="AK", secret="s").list_signaling_channels()["ChannelInfoList"] == []
+
+
+@pytest.mark.parametrize("args", [
+    ["--credentials", "/nonexistent/credentials.toml"],
+    ["--lifecycle-delay", "soon"],
+    ["--max-channels", "-1"],
+    ["--store", "floppy"],
+])
+def test_bad_configuration_fails_to_start(args):
+    store = [] if "--store" in args else ["--store", "memory"]
+    code, out, err = run_expecting_exit([binary(), "serve", "--listen", "127.0.0.1:0", *store, *args])
+    assert code != 0
+    assert "listening on" not in out
+    assert err.strip(), "a refusal should say why"
+
+
+def test_malformed_credentials_file_fails_to_start(tmp_path):
+    creds = tmp_path / "bad.toml"
+    creds.write_text("[[credentials]]\naccess_key_id = \n")
+    code, out, err = run_expecting_exit([binary(), "serve", "--listen", "127.0.0.1:0", "--store", "memory",
+                                         "--credentials", str(creds)])
+    assert code != 0 and "listening on" not in out
+
+
+def test_env_configuration(tmp_path):
+    with Server(env={"KVS_MAX_CHANNELS": "1", "KVS_ACCOUNT_ID": "999988887777"}) as s:
+        kv = s.client()
+        assert ":999988887777:" in kv.create_signaling_channel(ChannelName="one")["ChannelARN"]
+        from botocore.exceptions import ClientError
+        with pytest.raises(ClientError) as e:
+            kv.create_signaling_channel(ChannelName="two")
+        assert e.value.response["Error"]["Code"] == "AccountChannelLimitExceededException"
+
+
+def test_server_start_error_is_reported():
+    with pytest.raises(ServerStartError):
+        Server("--no-such-flag")
