@@ -94,27 +94,32 @@ pub fn verify_presigned(
     })?;
     let query = canonical::query(&pairs, Some("X-Amz-Signature"));
     let uri = canonical::uri(req.path);
-    // Clients sign the empty payload's hash; accept UNSIGNED-PAYLOAD as well.
-    let ok = [canonical::hex_sha256(b""), "UNSIGNED-PAYLOAD".to_string()]
-        .iter()
-        .any(|payload| {
-            let creq = canonical::request(
-                req.method,
-                &uri,
-                &query,
-                &canonical_headers,
-                &signed_headers.join(";"),
-                payload,
-            );
-            let expected = signature(
-                &secret,
-                amz_date,
-                &credential.region,
-                &credential.service,
-                &creq,
-            );
-            same(&expected, signature_given)
-        });
+    // Clients sign the empty payload's hash (a WebSocket connect has no body); accept
+    // UNSIGNED-PAYLOAD and the hash of an actual body as well.
+    let ok = [
+        canonical::hex_sha256(b""),
+        "UNSIGNED-PAYLOAD".to_string(),
+        canonical::hex_sha256(req.body),
+    ]
+    .iter()
+    .any(|payload| {
+        let creq = canonical::request(
+            req.method,
+            &uri,
+            &query,
+            &canonical_headers,
+            &signed_headers.join(";"),
+            payload,
+        );
+        let expected = signature(
+            &secret,
+            amz_date,
+            &credential.region,
+            &credential.service,
+            &creq,
+        );
+        same(&expected, signature_given)
+    });
     if !ok {
         return Err(AuthError::SignatureMismatch);
     }
