@@ -476,3 +476,30 @@ where
     }
     out
 }
+
+pub async fn list_tags(kv: &Client, arn: &str) -> std::collections::HashMap<String, String> {
+    kv.list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .expect("ListTagsForResource must return Tags ({} when none)")
+}
+
+pub async fn list_names(kv: &Client) -> Vec<String> {
+    kv.list_signaling_channels()
+        .send()
+        .await
+        .unwrap()
+        .channel_info_list
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.channel_name.unwrap())
+        .collect()
+}
+
+/// An ARN of the right shape that names no channel.
+pub fn ghost_arn() -> String {
+    format!("arn:aws:kinesisvideo:{REGION}:{OPEN_ACCOUNT}:channel/ghost/1712136149494")
+}
