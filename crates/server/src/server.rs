@@ -50,7 +50,26 @@ pub fn router(state: SharedState, scheme: Scheme) -> Router {
         .fallback(dispatch)
         .layer(axum::middleware::from_fn(request_id::middleware))
         .layer(axum::Extension(scheme))
+        .layer(cors())
         .with_state(state)
+}
+
+/// Browser apps (the KVS WebRTC JS SDK's pages among them) call the AWS APIs from their own
+/// origin, as they do against AWS. Authentication is SigV4, never cookies, so any origin may
+/// call; preflights are answered before authentication.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::HeaderName;
+    use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([
+            HeaderName::from_static("x-amzn-requestid"),
+            HeaderName::from_static("x-amzn-errortype"),
+            HeaderName::from_static("date"),
+        ])
+        .max_age(Duration::from_secs(600))
 }
 
 /// The HTTPS + WSS listener (`--tls-listen`).

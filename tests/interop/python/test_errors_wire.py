@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from kvs_harness import OPS, assert_aws_error, load_model
@@ -125,3 +126,23 @@ def test_error_bodies_are_small_json_objects(server):
     body = json.loads(r.content)
     assert set(body) >= {"__type", "Message"}
     assert len(r.content) < 2048
+
+
+def test_browsers_may_call_from_any_origin(server):
+    """CORS, as for browser apps calling AWS: preflights answered without authentication, and
+    responses readable (with the request id and error type) from the page's origin."""
+    pre = requests.options(server.url + "/describeSignalingChannel", timeout=5, headers={
+        "Origin": "http://localhost:3001",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,x-amz-date,x-amz-security-token,content-type",
+    })
+    assert pre.status_code == 200
+    assert pre.headers["Access-Control-Allow-Origin"] == "*"
+    assert "POST" in pre.headers["Access-Control-Allow-Methods"]
+    assert "x-amz-security-token" in pre.headers["Access-Control-Allow-Headers"].lower()
+    r = server.post("/describeSignalingChannel", {"ChannelName": "no-such-channel"},
+                    headers={"Origin": "http://localhost:3001"})
+    assert r.status_code == 404
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    exposed = r.headers["Access-Control-Expose-Headers"].lower()
+    assert "x-amzn-requestid" in exposed and "x-amzn-errortype" in exposed
