@@ -49,8 +49,21 @@ pub fn verify_header(
             "The header '{name}' is listed in SignedHeaders but absent from the request."
         ))
     })?;
-    let payload = header_value(req.headers, "x-amz-content-sha256")
-        .unwrap_or_else(|| canonical::hex_sha256(req.body));
+    // The signature covers the body only through its hash: a declared
+    // `x-amz-content-sha256` must be the body's real hash (or UNSIGNED-PAYLOAD with no body),
+    // or a captured request could be replayed with another body.
+    let body_hash = canonical::hex_sha256(req.body);
+    let payload = match header_value(req.headers, "x-amz-content-sha256") {
+        None => body_hash,
+        Some(h) if h.eq_ignore_ascii_case(&body_hash) => h,
+        Some(h) if h == "UNSIGNED-PAYLOAD" && req.body.is_empty() => h,
+        Some(_) => {
+            return Err(AuthError::Invalid(
+                "The provided 'x-amz-content-sha256' header does not match what was computed."
+                    .into(),
+            ))
+        }
+    };
     let creq = canonical::request(
         req.method,
         &canonical::uri(req.path),

@@ -411,3 +411,47 @@ fn header_errors_and_skew_messages() {
     .unwrap_err();
     assert_eq!(e.code(), "InvalidSignatureException");
 }
+
+/// A declared payload hash must match the body, or a captured request could carry another body.
+#[test]
+fn declared_payload_hash_must_match_the_body() {
+    let body = br#"{"ChannelName":"c"}"#;
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(body))
+    };
+    let unsigned = vec![
+        ("Host".to_string(), "example.amazonaws.com".to_string()),
+        ("X-Amz-Date".to_string(), "20150830T123600Z".to_string()),
+        ("X-Amz-Content-Sha256".to_string(), hash),
+    ];
+    let req = HttpRequest {
+        method: "POST",
+        path: "/createSignalingChannel",
+        query: "",
+        headers: &unsigned,
+        body,
+    };
+    let auth = sign_headers(
+        &req,
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        "us-east-1",
+        "service",
+        "20150830T123600Z",
+        &["host", "x-amz-content-sha256", "x-amz-date"],
+    );
+    let mut headers = unsigned.clone();
+    headers.push(("Authorization".into(), auth));
+    let signed = HttpRequest {
+        headers: &headers,
+        ..req
+    };
+    verify_header(&signed, &SUITE_KEYS, at(SUITE_TIME), &suite_opts()).unwrap();
+    let swapped = HttpRequest {
+        body: br#"{"ChannelName":"EVIL"}"#,
+        ..signed
+    };
+    let e = verify_header(&swapped, &SUITE_KEYS, at(SUITE_TIME), &suite_opts()).unwrap_err();
+    assert_eq!(e.code(), "InvalidSignatureException");
+}
