@@ -8,28 +8,22 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use crate::error::ServiceError;
+use crate::error::{Constraint, ServiceError, Violation};
 
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
 
 fn check_len(member: &str, value: &str, min: usize, max: usize) -> Result<(), ServiceError> {
-    let n = value.chars().count();
-    if n < min || n > max {
-        return Err(ServiceError::invalid(format!(
-            "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
-             Member must have length between {min} and {max} (inclusive); got {n}"
-        )));
+    let got = value.chars().count();
+    if got < min || got > max {
+        return Err(Violation::new(member, Constraint::Length { min, max, got }).into());
     }
     Ok(())
 }
 
-fn pattern_error(member: &str, pattern: &str) -> ServiceError {
-    ServiceError::invalid(format!(
-        "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
-         Member must satisfy regular expression pattern: {pattern}"
-    ))
+fn pattern_error(member: &str, pattern: &'static str) -> ServiceError {
+    Violation::new(member, Constraint::Pattern(pattern)).into()
 }
 
 macro_rules! string_newtype {
@@ -64,6 +58,13 @@ impl ChannelName {
             return Err(pattern_error(member, "[a-zA-Z0-9_.-]+"));
         }
         Ok(Self(s.to_owned()))
+    }
+}
+
+// Ordered and hashed exactly as its string, so maps keyed by name can be searched by `&str`.
+impl std::borrow::Borrow<str> for ChannelName {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
@@ -141,6 +142,14 @@ pub struct Namespace {
 impl Namespace {
     pub fn new(account: AccountId, region: Region) -> Self {
         Self { account, region }
+    }
+
+    /// The namespace a channel ARN names, if its account and region are well formed.
+    pub fn from_arn(arn: &ResourceArn) -> Option<Self> {
+        Some(Self::new(
+            AccountId::parse(&arn.account).ok()?,
+            Region::parse(&arn.region).ok()?,
+        ))
     }
 }
 
@@ -222,10 +231,12 @@ impl MessageTtl {
 
     pub fn parse(member: &str, v: i64) -> Result<Self, ServiceError> {
         if !(5..=120).contains(&v) {
-            return Err(ServiceError::invalid(format!(
-                "1 validation error detected: Value '{v}' at '{member}' failed to satisfy \
-                 constraint: Member must have value between 5 and 120 (inclusive)"
-            )));
+            let range = Constraint::Range {
+                min: 5,
+                max: 120,
+                got: v,
+            };
+            return Err(Violation::new(member, range).into());
         }
         Ok(Self(v as u32))
     }

@@ -4,6 +4,7 @@
 //! identifiers of [`ids`], calls [`service::ChannelService`], which keeps channels in a
 //! [`store::Store`]. Time comes from a [`clock::Clock`] so lifecycle rules are testable.
 
+pub mod app;
 pub mod clock;
 pub mod error;
 pub mod ids;
@@ -13,4 +14,4 @@ pub mod service;
 pub mod signaling;
 pub mod store;
 
-pub use error::ServiceError;
+pub use error::{Constraint, ErrorCode, ServiceError, Violation};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::error::ServiceError;
+use crate::error::{ErrorCode, ServiceError};
 use crate::ids::{ChannelName, MessageTtl, Namespace, ResourceArn, TagKey, TagValue, Version};
 use crate::model::{Channel, ChannelStatus, ChannelType, Tags, MAX_TAGS};
 use crate::pagination;
@@ -79,6 +79,11 @@ impl ChannelService {
         &self.clock
     }
 
+    /// Whether the store answers.
+    pub async fn ping(&self) -> Result<(), ServiceError> {
+        Ok(self.store.ping().await?)
+    }
+
     fn now(&self) -> u64 {
         self.clock.now_millis()
     }
@@ -88,43 +93,44 @@ impl ChannelService {
     }
 
     /// Reads a channel by name; a channel that finished deleting is purged and reported absent.
-    fn load(
+    async fn load(
         &self,
         ns: &Namespace,
         name: &ChannelName,
     ) -> Result<Option<ChannelView>, ServiceError> {
-        let Some(channel) = self.store.get(ns, name)? else {
+        let Some(channel) = self.store.get(ns, name).await? else {
             return Ok(None);
         };
-        Ok(self.view(channel))
+        Ok(self.view(channel).await)
     }
 
-    fn view(&self, channel: Channel) -> Option<ChannelView> {
+    async fn view(&self, channel: Channel) -> Option<ChannelView> {
         match channel.status_at(self.now()) {
             Some(status) => Some(ChannelView { channel, status }),
             None => {
-                self.purge(&channel);
+                self.purge(&channel).await;
                 None
             }
         }
     }
 
-    fn purge(&self, channel: &Channel) {
+    async fn purge(&self, channel: &Channel) {
         // Losing this race is fine: someone else purged or replaced it.
         let _ = self
             .store
-            .remove(&channel.ns, &channel.name, channel.revision);
+            .remove(&channel.ns, &channel.name, channel.revision)
+            .await;
     }
 
-    fn resolve(&self, ns: &Namespace, r: &ChannelRef) -> Result<ChannelView, ServiceError> {
+    async fn resolve(&self, ns: &Namespace, r: &ChannelRef) -> Result<ChannelView, ServiceError> {
         let found = match r {
-            ChannelRef::Name(name) => self.load(ns, name)?,
-            ChannelRef::Arn(arn) => self.load_arn(ns, arn)?,
+            ChannelRef::Name(name) => self.load(ns, name).await?,
+            ChannelRef::Arn(arn) => self.load_arn(ns, arn).await?,
         };
         found.ok_or_else(ServiceError::channel_not_found)
     }
 
-    fn load_arn(
+    async fn load_arn(
         &self,
         ns: &Namespace,
         arn: &ResourceArn,
@@ -139,11 +145,16 @@ impl ChannelService {
             return Ok(None);
         };
         Ok(self
-            .load(ns, &name)?
+            .load(ns, &name)
+            .await?
             .filter(|v| v.channel.arn.as_str() == arn.as_str()))
     }
 
-    pub fn create(&self, ns: &Namespace, req: CreateChannel) -> Result<Channel, ServiceError> {
+    pub async fn create(
+        &self,
+        ns: &Namespace,
+        req: CreateChannel,
+    ) -> Result<Channel, ServiceError> {
         if req.channel_type != ChannelType::SingleMaster {
             return Err(ServiceError::invalid(
                 "Currently, SINGLE_MASTER is the only supported channel type.",
@@ -177,75 +188,98 @@ impl ChannelService {
             revision: 1,
         };
         // A name still held by a channel that has finished deleting is free: purge it first.
-        if self.load(ns, &channel.name)?.is_some() {
+        if self.load(ns, &channel.name).await?.is_some() {
             return Err(name_in_use(&channel.name));
         }
-        match self.store.insert(&channel, self.config.max_channels) {
+        match self
+            .store
+            .insert(channel.clone(), self.config.max_channels)
+            .await
+        {
             Ok(()) => Ok(channel),
             Err(StoreError::AlreadyExists) => Err(name_in_use(&channel.name)),
             Err(StoreError::LimitExceeded) => {
                 // Channels that finished deleting still occupy rows until purged.
-                if self.purge_namespace(ns)? > 0 {
-                    match self.store.insert(&channel, self.config.max_channels) {
+                if self.purge_namespace(ns).await? > 0 {
+                    match self
+                        .store
+                        .insert(channel.clone(), self.config.max_channels)
+                        .await
+                    {
                         Ok(()) => return Ok(channel),
                         Err(StoreError::AlreadyExists) => return Err(name_in_use(&channel.name)),
                         Err(StoreError::LimitExceeded) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
-                Err(ServiceError::AccountChannelLimitExceeded(format!(
-                    "You have reached the maximum limit of active signaling channels ({}) for \
+                Err(ServiceError::new(
+                    ErrorCode::AccountChannelLimitExceeded,
+                    format!(
+                        "You have reached the maximum limit of active signaling channels ({}) for \
                      this account.",
-                    self.config.max_channels
-                )))
+                        self.config.max_channels
+                    ),
+                ))
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    fn purge_namespace(&self, ns: &Namespace) -> Result<usize, ServiceError> {
+    /// Purges the channels of `ns` that finished deleting, walking the namespace in pages (it
+    /// holds at most `max_channels`). Only reached when the namespace is full.
+    async fn purge_namespace(&self, ns: &Namespace) -> Result<usize, ServiceError> {
+        const PAGE: usize = 1000;
         let now = self.now();
-        let gone: Vec<Channel> = self
-            .store
-            .all()?
-            .into_iter()
-            .filter(|c| c.ns == *ns && c.is_gone(now))
-            .collect();
-        for c in &gone {
-            self.purge(c);
+        let mut after: Option<ChannelName> = None;
+        let mut purged = 0;
+        loop {
+            let page = self.store.list(ns, None, after.as_ref(), PAGE).await?;
+            let full = page.len() == PAGE;
+            after = page.last().map(|c| c.name.clone());
+            for c in page.iter().filter(|c| c.is_gone(now)) {
+                self.purge(c).await;
+                purged += 1;
+            }
+            if !full {
+                return Ok(purged);
+            }
         }
-        Ok(gone.len())
     }
 
-    pub fn describe(&self, ns: &Namespace, r: &ChannelRef) -> Result<ChannelView, ServiceError> {
-        self.resolve(ns, r)
+    pub async fn describe(
+        &self,
+        ns: &Namespace,
+        r: &ChannelRef,
+    ) -> Result<ChannelView, ServiceError> {
+        self.resolve(ns, r).await
     }
 
     /// Looks a channel up by ARN, whatever its status.
-    pub fn get_by_arn(
+    pub async fn get_by_arn(
         &self,
         ns: &Namespace,
         arn: &ResourceArn,
     ) -> Result<ChannelView, ServiceError> {
-        self.load_arn(ns, arn)?
+        self.load_arn(ns, arn)
+            .await?
             .ok_or_else(ServiceError::channel_not_found)
     }
 
     /// Looks a channel up by ARN and requires it to be ACTIVE (GetSignalingChannelEndpoint and
     /// the data plane use this).
-    pub fn active_by_arn(
+    pub async fn active_by_arn(
         &self,
         ns: &Namespace,
         arn: &ResourceArn,
     ) -> Result<ChannelView, ServiceError> {
-        let view = self.get_by_arn(ns, arn)?;
+        let view = self.get_by_arn(ns, arn).await?;
         if view.status != ChannelStatus::Active {
             return Err(not_active(&view));
         }
         Ok(view)
     }
 
-    pub fn list(
+    pub async fn list(
         &self,
         ns: &Namespace,
         prefix: Option<&ChannelName>,
@@ -262,11 +296,11 @@ impl ChannelService {
         // channels that finished deleting.
         loop {
             let want = max_results - out.len() + 1;
-            let batch = self.store.list(ns, prefix, after.as_ref(), want)?;
+            let batch = self.store.list(ns, prefix, after.as_ref(), want).await?;
             let exhausted = batch.len() < want;
             for c in batch {
                 after = Some(c.name.clone());
-                if let Some(v) = self.view(c) {
+                if let Some(v) = self.view(c).await {
                     if out.len() == max_results {
                         let last = out
                             .last()
@@ -289,7 +323,7 @@ impl ChannelService {
         }
     }
 
-    pub fn update(
+    pub async fn update(
         &self,
         ns: &Namespace,
         arn: &ResourceArn,
@@ -316,11 +350,13 @@ impl ChannelService {
             }
             Ok(Some(next))
         })
+        .await
         .and_then(|c| c.ok_or_else(ServiceError::channel_not_found))
     }
 
-    /// Deletes (or starts deleting) a channel. Returns the channel as it was.
-    pub fn delete(
+    /// Deletes (or starts deleting) a channel. Returns the channel as it was. Callers go
+    /// through [`crate::app::Application::delete_channel`], which also tells its connections.
+    pub(crate) async fn delete(
         &self,
         ns: &Namespace,
         arn: &ResourceArn,
@@ -342,11 +378,12 @@ impl ChannelService {
             next.status = ChannelStatus::Deleting;
             next.status_until_millis = now.saturating_add(delay);
             Ok(Some(next))
-        })?;
+        })
+        .await?;
         before.ok_or_else(ServiceError::channel_not_found)
     }
 
-    pub fn tag(
+    pub async fn tag(
         &self,
         ns: &Namespace,
         arn: &ResourceArn,
@@ -362,10 +399,11 @@ impl ChannelService {
             }
             Ok(Some(next))
         })
+        .await
         .map(|_| ())
     }
 
-    pub fn untag(
+    pub async fn untag(
         &self,
         ns: &Namespace,
         arn: &ResourceArn,
@@ -378,18 +416,19 @@ impl ChannelService {
             }
             Ok(Some(next))
         })
+        .await
         .map(|_| ())
     }
 
-    pub fn list_tags(&self, ns: &Namespace, arn: &ResourceArn) -> Result<Tags, ServiceError> {
-        Ok(self.get_by_arn(ns, arn)?.channel.tags)
+    pub async fn list_tags(&self, ns: &Namespace, arn: &ResourceArn) -> Result<Tags, ServiceError> {
+        Ok(self.get_by_arn(ns, arn).await?.channel.tags)
     }
 
     /// Read-modify-write with compare-and-swap on the revision. `f` sees the current channel
     /// and returns its replacement, or `None` to remove it; its checks are re-run on every
     /// retry, so a concurrent UpdateSignalingChannel with the same CurrentVersion loses with
     /// VersionMismatchException rather than overwriting.
-    fn mutate<F>(
+    async fn mutate<F>(
         &self,
         ns: &Namespace,
         arn: &ResourceArn,
@@ -399,17 +438,21 @@ impl ChannelService {
         F: FnMut(&ChannelView, u64, u64) -> Result<Option<Channel>, ServiceError>,
     {
         for _ in 0..CAS_ATTEMPTS {
-            let view = self.get_by_arn(ns, arn)?;
+            let view = self.get_by_arn(ns, arn).await?;
             let expected = view.channel.revision;
             let now = self.now();
             let result = match f(&view, now, self.delay_millis())? {
                 Some(mut next) => {
                     next.revision = expected + 1;
-                    self.store.replace(&next, expected).map(|()| Some(next))
+                    self.store
+                        .replace(next.clone(), expected)
+                        .await
+                        .map(|()| Some(next))
                 }
                 None => self
                     .store
                     .remove(ns, &view.channel.name, expected)
+                    .await
                     .map(|()| None),
             };
             match result {
@@ -418,30 +461,32 @@ impl ChannelService {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ServiceError::ClientLimitExceeded(
-            "Too many concurrent changes to this channel; try again.".into(),
+        Err(ServiceError::limit(
+            "Too many concurrent changes to this channel; try again.",
         ))
     }
 }
 
 fn name_in_use(name: &ChannelName) -> ServiceError {
-    ServiceError::ResourceInUse(format!("The signaling channel {name} already exists."))
+    ServiceError::in_use(format!("The signaling channel {name} already exists."))
 }
 
 fn too_many_tags() -> ServiceError {
-    ServiceError::TagsPerResourceExceededLimit(format!(
-        "A resource can have at most {MAX_TAGS} tags."
-    ))
+    ServiceError::new(
+        ErrorCode::TagsPerResourceExceededLimit,
+        format!("A resource can have at most {MAX_TAGS} tags."),
+    )
 }
 
 fn version_mismatch() -> ServiceError {
-    ServiceError::VersionMismatch(
-        "The specified version does not match the latest version of the channel.".into(),
+    ServiceError::new(
+        ErrorCode::VersionMismatch,
+        "The specified version does not match the latest version of the channel.",
     )
 }
 
 fn not_active(view: &ChannelView) -> ServiceError {
-    ServiceError::ResourceInUse(format!(
+    ServiceError::in_use(format!(
         "The signaling channel {} is not in the ACTIVE state (it is {}).",
         view.channel.name,
         view.status.as_str()

@@ -2,10 +2,11 @@
 //!
 //! `aws/` speaks AWS restJson1 (errors, SigV4 authentication, JSON bodies), `control/` maps the
 //! kinesisvideo control-plane operations onto `kvs_core::service`, `signaling/` is the HTTPS data
-//! plane and `ws/` the signaling WebSocket, both over `kvs_core::signaling::Hub`; `config` turns flags, `KVS_*`
-//! variables and a TOML file into one [`config::ServeConfig`], and `server` binds, serves and
-//! shuts down gracefully. The wire layer knows no SQL; the core knows no HTTP.
+//! plane and `ws/` the signaling WebSocket, all over `kvs_core::app::Application`; `config`
+//! turns flags, `KVS_*` variables and a TOML file into one [`config::ServeConfig`], `app`
+//! assembles and runs everything, and `server` routes, serves and shuts down gracefully. The wire layer knows no SQL; the core knows no HTTP.
 
+pub mod app;
 pub mod aws;
 pub mod config;
 pub mod control;

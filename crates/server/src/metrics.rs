@@ -16,7 +16,7 @@ pub fn render(s: &MetricsSnapshot) -> String {
             s.viewers_connected,
         ),
     ];
-    let counters: [(&str, &str, u64); 12] = [
+    let counters: [(&str, &str, u64); 15] = [
         (
             "kvs_signaling_connections_total",
             "Signaling connections accepted",
@@ -76,6 +76,21 @@ pub fn render(s: &MetricsSnapshot) -> String {
             "kvs_signaling_messages_rate_limited_total",
             "Messages refused by rate limits",
             s.messages_rate_limited,
+        ),
+        (
+            "kvs_signaling_bus_published_total",
+            "Envelopes sent to another node",
+            s.bus_published,
+        ),
+        (
+            "kvs_signaling_bus_received_total",
+            "Envelopes received from another node",
+            s.bus_received,
+        ),
+        (
+            "kvs_signaling_bus_dropped_total",
+            "Envelopes the bus refused (inbox full or node gone)",
+            s.bus_dropped,
         ),
     ];
     let mut out = String::new();

@@ -46,6 +46,7 @@ impl Scheme {
 pub fn router(state: SharedState, scheme: Scheme) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn(request_id::middleware))
@@ -85,16 +86,27 @@ async fn health() -> impl IntoResponse {
     )
 }
 
+/// Whether the store answers (architecture.md §2: `GET /ready`).
+async fn ready(State(state): State<SharedState>) -> Response {
+    match state.app.channels().ping().await {
+        Ok(()) => health().await.into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "store not ready");
+            ApiError::from(e).into_response()
+        }
+    }
+}
+
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(&state.hub.metrics().snapshot()),
+        crate::metrics::render(&state.app.hub().metrics().snapshot()),
     )
 }
 
 /// Serves until `shutdown` completes, then stops accepting, sends GO_AWAY to every signaling
-/// connection and waits up to `drain` for requests and connections to finish.
-pub async fn run(
+/// connection of this node and waits up to `drain` for requests and connections to finish.
+pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsListener>,
     state: SharedState,
@@ -113,13 +125,12 @@ pub async fn run(
             Some(tokio::spawn(server.serve(app.into_make_service())))
         }
     };
-    let sweeper = tokio::spawn(sweep_held_messages(Arc::clone(&state)));
-    let hub = Arc::clone(&state.hub);
+    let hub = Arc::clone(state.app.hub());
     let tls_stop = tls_handle.clone();
     let shutdown = async move {
         shutdown.await;
         tls_stop.graceful_shutdown(Some(drain));
-        let n = hub.broadcast(&kvs_core::signaling::Outbound::GoAway { grace: drain });
+        let n = hub.broadcast(&kvs_core::signaling::Event::GoAway { grace: drain });
         tracing::info!(connections = n, "sent GO_AWAY to signaling connections");
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -141,24 +152,13 @@ pub async fn run(
         }
     };
     // Upgraded WebSockets are not tracked by the HTTP server: wait for them to close.
-    while state.hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+    while state.app.hub().connection_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    sweeper.abort();
     if let Some(task) = tls_task {
         let _ = tokio::time::timeout_at(deadline, task).await;
     }
     result
-}
-
-/// Expires held messages once a second, so metrics and memory reflect TTLs even on channels
-/// nobody connects to again.
-async fn sweep_held_messages(state: SharedState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        state.hub.sweep();
-    }
 }
 
 async fn dispatch(State(state): State<SharedState>, req: Request) -> Response {
@@ -233,29 +233,15 @@ async fn dispatch_inner(
             return Ok(success(Some(out)));
         }
         Route::Signaling(signaling::Operation::GetIceServerConfig) => {
-            let authority = endpoint.authority.clone();
-            let out = blocking(move || {
-                signaling::get_ice_server_config(&state, &caller, &body, &authority)
-            })
-            .await?;
+            let out = signaling::get_ice_server_config(&state, &caller, &body, &endpoint.authority)
+                .await?;
             return Ok(success(Some(out)));
         }
     };
-    let out = blocking(move || control::handle(op, &state, &caller, &body, &endpoint)).await?;
+    // Handlers run on the request's task: reads come from memory, writes wait (without
+    // blocking a thread) for their group commit.
+    let out = control::handle(op, &state, &caller, &body, &endpoint).await?;
     Ok(success(out))
-}
-
-/// Runs a handler on the blocking pool (the store may wait on fsync), in the request's span.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "handler task failed");
-            ApiError::internal()
-        })?
 }
 
 fn success(body: Option<String>) -> Response {

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvs_core::service::ChannelService;
-use kvs_core::signaling::Hub;
+use kvs_core::app::Application;
 
 use crate::aws::auth::Authenticator;
 use crate::endpoints::EndpointBase;
@@ -12,8 +11,8 @@ use crate::signaling::ice::IceCredentials;
 use crate::ws::SessionConfig;
 
 pub struct AppState {
-    pub service: Arc<ChannelService>,
-    pub hub: Arc<Hub>,
+    /// The application layer: every handler's one entry into the core.
+    pub app: Arc<Application>,
     pub auth: Authenticator,
     /// `--public-endpoint`, when set.
     pub public_endpoint: Option<EndpointBase>,

@@ -1,66 +1,50 @@
-//! The relay between a channel's master and its viewers, with TTL store-and-forward
-//! (kvs-spec.md §6.3, architecture.md §2 "TTL").
+//! The relay between a channel's master and its viewers (kvs-spec.md §6.3), for one node of a
+//! cluster that may have one node or many.
 //!
-//! One [`Hub`] per node keeps, per channel ARN, the connected master, the connected viewers by
-//! ClientId, and the messages held for recipients that are not connected. Connections are
-//! [`Sink`]s: bounded outboxes owned by the WebSocket sessions, so the hub never blocks on a
-//! slow socket. All state changes of a channel happen under one lock, which is what keeps held
-//! messages in order ahead of live ones when a recipient connects.
+//! The hub owns no shared state itself; it composes four parts:
+//! - [`LocalConnections`]: this node's connections and their bounded outboxes;
+//! - [`Presence`]: who is connected to a channel, on which node (cluster-wide, with leases);
+//! - [`HeldMessages`]: messages waiting for a recipient connected nowhere;
+//! - [`Bus`]: events to the node that holds a recipient, published only there.
 //!
 //! Rules:
 //! - viewer → master, with `senderClientId` = the viewer's ClientId; master → the viewer named by
 //!   `recipientClientId`; a viewer's `recipientClientId` is ignored (never viewer → viewer);
-//! - a message whose recipient is not connected is held until `now + TTL`, the TTL being the
-//!   channel's at the moment the message is accepted, and delivered in order on connect;
-//! - a newer held offer (or answer) from the same sender to the same recipient replaces the
-//!   older one; at most `max_held_per_channel` are held, the oldest dropped first;
-//! - a new master replaces the old one, a viewer reconnecting with its ClientId replaces its old
-//!   connection; at most `max_viewers` distinct viewers.
+//! - the master's SDP_ANSWER to a ClientId for which a SendAlexaOfferToMaster call waits goes to
+//!   that call;
+//! - a message whose recipient is connected nowhere is held until `now + TTL`, the TTL being the
+//!   channel's at the moment the message is accepted ([`ChannelTtl`]), and handed over in order
+//!   when the recipient connects, ahead of live messages;
+//! - a new master replaces (and closes) the old one wherever it is; a viewer reconnecting with
+//!   its ClientId replaces its old connection; at most `max_viewers` distinct viewers.
+//!
+//! Holding races with connecting: a sender may find the recipient absent and hold the message
+//! just after the recipient took what was held. So after holding, the sender looks again and,
+//! if the recipient is there now, hands the held messages over itself. Taking is atomic, so each
+//! held message is handed over exactly once.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::message::{Action, ClientMessage, ServerMessage, SignalError};
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use super::bus::{Bus, BusError, Envelope};
+use super::event::{Event, HeldMessage, Member, NodeId, Relayed, Role};
+use super::held::HeldMessages;
+use super::local::{LocalConnections, Refused, Sink};
+use super::message::{Action, ClientMessage, SignalError};
 use super::metrics::{add, inc, SignalingMetrics};
+use super::presence::{Presence, PresenceError};
 use crate::clock::Clock;
 
-/// What the hub asks a connection's session to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outbound {
-    /// Send this text frame.
-    Text(String),
-    /// Send GO_AWAY now and close the connection after `grace`.
-    GoAway { grace: Duration },
-    /// Close the connection now (it was replaced by a newer one).
-    Close { reason: String },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendOutcome {
-    Sent,
-    /// The outbox is full: the peer is not reading.
-    Full,
-    /// The connection is gone.
-    Closed,
-}
-
-/// A connection's outbox.
-pub trait Sink: Send + Sync {
-    fn send(&self, out: Outbound) -> SendOutcome;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Role {
-    Master,
-    Viewer(String),
-}
-
-impl Role {
-    pub fn is_master(&self) -> bool {
-        matches!(self, Self::Master)
-    }
+/// The channel's MessageTtlSeconds now, or `None` when the channel no longer exists. The
+/// application layer answers it from its in-memory channel index; it is asked only when a
+/// message has to be held.
+#[async_trait]
+pub trait ChannelTtl: Send + Sync {
+    async fn ttl_seconds(&self, channel_arn: &str) -> Option<u32>;
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +52,10 @@ pub struct HubConfig {
     pub max_viewers: usize,
     pub max_held_per_channel: usize,
     pub go_away_grace: Duration,
+    /// Events buffered for a connection while its held messages are handed over.
+    pub pending_limit: usize,
+    /// How long this node's presence lasts without renewal.
+    pub lease: Duration,
 }
 
 impl Default for HubConfig {
@@ -76,73 +64,91 @@ impl Default for HubConfig {
             max_viewers: 10,
             max_held_per_channel: 1000,
             go_away_grace: Duration::from_secs(60),
+            pending_limit: 1024,
+            lease: Duration::from_secs(15),
         }
     }
+}
+
+/// The ports a hub composes.
+#[derive(Clone)]
+pub struct HubPorts {
+    pub presence: Arc<dyn Presence>,
+    pub held: Arc<dyn HeldMessages>,
+    pub bus: Arc<dyn Bus>,
+    pub ttl: Arc<dyn ChannelTtl>,
 }
 
 /// A connection's identity in the hub, returned by [`Hub::connect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionId {
-    pub channel_arn: String,
+    pub channel_arn: Arc<str>,
     pub role: Role,
     pub id: u64,
 }
 
-struct Conn {
-    id: u64,
-    sink: Arc<dyn Sink>,
-}
-
-struct Held {
-    recipient: Role,
-    /// The viewer's ClientId for messages from a viewer; `None` from the master.
-    sender: Option<String>,
-    action: Action,
-    payload: String,
-    expires_at_millis: u64,
-}
-
-#[derive(Default)]
-struct ChannelState {
-    master: Option<Conn>,
-    viewers: HashMap<String, Conn>,
-    held: VecDeque<Held>,
-}
-
-impl ChannelState {
-    fn conn(&self, role: &Role) -> Option<&Conn> {
-        match role {
-            Role::Master => self.master.as_ref(),
-            Role::Viewer(id) => self.viewers.get(id),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.master.is_none() && self.viewers.is_empty() && self.held.is_empty()
-    }
-
-    fn all_conns(&self) -> impl Iterator<Item = &Conn> {
-        self.master.iter().chain(self.viewers.values())
-    }
-}
-
 pub struct Hub {
-    channels: Mutex<HashMap<String, ChannelState>>,
+    node: NodeId,
+    local: LocalConnections,
+    ports: HubPorts,
     next_id: AtomicU64,
     clock: Arc<dyn Clock>,
     config: HubConfig,
     metrics: Arc<SignalingMetrics>,
 }
 
+fn presence_failure(e: PresenceError, correlation_id: Option<String>) -> SignalError {
+    match e {
+        PresenceError::ViewerLimit(max) => SignalError::limit(
+            correlation_id,
+            format!("The signaling channel already has the maximum of {max} connected viewers."),
+        ),
+        PresenceError::Backend(detail) => {
+            tracing::error!(%detail, "presence backend failure");
+            SignalError::internal(correlation_id)
+        }
+    }
+}
+
+fn backend_failure(e: impl std::fmt::Display, correlation_id: Option<String>) -> SignalError {
+    tracing::error!(error = %e, "signaling backend failure");
+    SignalError::internal(correlation_id)
+}
+
 impl Hub {
-    pub fn new(clock: Arc<dyn Clock>, config: HubConfig) -> Self {
-        Self {
-            channels: Mutex::new(HashMap::new()),
+    /// A hub for node `node`, subscribed to its bus inbox. Call [`Hub::start`] inside a Tokio
+    /// runtime to serve the inbox and renew the node's lease.
+    pub fn new(
+        node: NodeId,
+        clock: Arc<dyn Clock>,
+        config: HubConfig,
+        ports: HubPorts,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            node,
+            local: LocalConnections::new(config.pending_limit),
+            ports,
             next_id: AtomicU64::new(1),
             clock,
             config,
             metrics: Arc::new(SignalingMetrics::default()),
+        })
+    }
+
+    /// Serves the bus inbox and renews the lease until the returned tasks are dropped.
+    pub fn start(self: &Arc<Self>) -> HubTasks {
+        let inbox = self.ports.bus.subscribe(self.node);
+        let pump = tokio::spawn(pump(Arc::downgrade(self), inbox));
+        let heartbeat = tokio::spawn(heartbeat(Arc::downgrade(self)));
+        HubTasks {
+            handles: vec![pump, heartbeat],
+            bus: Arc::clone(&self.ports.bus),
+            node: self.node,
         }
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.node
     }
 
     pub fn metrics(&self) -> &Arc<SignalingMetrics> {
@@ -153,131 +159,151 @@ impl Hub {
         &self.config
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, ChannelState>> {
-        // A panic while holding the lock cannot leave the map half-updated in a way that
-        // matters more than losing the relay entirely, so keep serving.
-        self.channels
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn now(&self) -> u64 {
+        self.clock.now_millis()
     }
 
-    /// Registers a connection, replacing an older one with the same role, then delivers what
-    /// was held for it. Refused with ClientLimitExceededException when the channel already has
-    /// `max_viewers` other viewers.
-    pub fn connect(
+    fn gauge(&self, role: &Role, delta: i64) {
+        let gauge = match role {
+            Role::Master => &self.metrics.masters_connected,
+            Role::Viewer(_) => &self.metrics.viewers_connected,
+            Role::AnswerWaiter(_) => return,
+        };
+        gauge.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Registers a connection, replacing an older one with the same role wherever it is, then
+    /// hands over what was held for it. A viewer beyond `max_viewers` is refused with
+    /// ClientLimitExceededException.
+    pub async fn connect(
         &self,
         channel_arn: &str,
         role: Role,
         sink: Arc<dyn Sink>,
     ) -> Result<ConnectionId, SignalError> {
-        let now = self.clock.now_millis();
-        let mut channels = self.lock();
-        let state = channels.entry(channel_arn.to_owned()).or_default();
-        if let Role::Viewer(id) = &role {
-            if !state.viewers.contains_key(id) && state.viewers.len() >= self.config.max_viewers {
-                inc(&self.metrics.connections_rejected);
-                return Err(SignalError::limit(
-                    None,
-                    format!(
-                        "The signaling channel already has the maximum of {} connected viewers.",
-                        self.config.max_viewers
-                    ),
-                ));
-            }
-        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Conn { id, sink };
-        let replaced = match &role {
-            Role::Master => state.master.replace(conn),
-            Role::Viewer(cid) => state.viewers.insert(cid.clone(), conn),
+        let channel: Arc<str> = Arc::from(channel_arn);
+        self.local
+            .register(id, Arc::clone(&channel), role.clone(), sink);
+        let member = Member {
+            node: self.node,
+            conn: id,
         };
-        match replaced {
-            Some(old) => {
-                old.sink.send(Outbound::Close {
-                    reason: "replaced by a newer connection".into(),
-                });
+        let claimed = self
+            .ports
+            .presence
+            .claim(&channel, &role, member, self.config.max_viewers, self.now())
+            .await;
+        match claimed {
+            Ok(replaced) => {
+                if let Some(old) = replaced {
+                    self.close_member(old, "replaced by a newer connection")
+                        .await;
+                }
             }
-            None => self.count_connection(&role, 1),
+            Err(e) => {
+                self.local.remove(id);
+                inc(&self.metrics.connections_rejected);
+                return Err(presence_failure(e, None));
+            }
         }
+        self.gauge(&role, 1);
         inc(&self.metrics.connections_total);
-        self.deliver_held(state, &role, now);
+        self.hand_over_held(&channel, &role, id, true).await;
+        self.local.activate(id);
         Ok(ConnectionId {
-            channel_arn: channel_arn.to_owned(),
+            channel_arn: channel,
             role,
             id,
         })
     }
 
-    fn count_connection(&self, role: &Role, delta: i64) {
-        let gauge = if role.is_master() {
-            &self.metrics.masters_connected
-        } else {
-            &self.metrics.viewers_connected
+    /// Moves what is held for `role` into local connection `id`. On connect (`direct`) the
+    /// messages go ahead of the events buffered while the connection was pending.
+    async fn hand_over_held(&self, channel: &str, role: &Role, id: u64, direct: bool) {
+        let taken = match self.ports.held.take(channel, role, self.now()).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read held messages");
+                return;
+            }
         };
-        gauge.fetch_add(delta, Ordering::Relaxed);
-    }
-
-    fn deliver_held(&self, state: &mut ChannelState, role: &Role, now: u64) {
-        let Some(conn) = state.conn(role) else { return };
-        let sink = Arc::clone(&conn.sink);
-        let mut keep = VecDeque::with_capacity(state.held.len());
-        for h in state.held.drain(..) {
-            if h.recipient != *role {
-                keep.push_back(h);
-            } else if h.expires_at_millis <= now {
-                inc(&self.metrics.messages_expired);
+        add(&self.metrics.messages_expired, taken.expired as u64);
+        for h in taken.messages {
+            let event = Event::Message(h.message.clone());
+            let sent = if direct {
+                self.local.send_direct(id, event)
             } else {
-                let text =
-                    ServerMessage::relay(h.action, h.sender.clone(), h.payload.clone()).to_json();
-                match sink.send(Outbound::Text(text)) {
-                    SendOutcome::Sent => inc(&self.metrics.messages_delivered_from_hold),
-                    SendOutcome::Full | SendOutcome::Closed => keep.push_back(h),
-                }
+                self.local.send(id, event)
+            };
+            match sent {
+                Ok(()) => inc(&self.metrics.messages_delivered_from_hold),
+                // Gone again or not reading: keep it for the next connection.
+                Err(_) => self.hold_quietly(channel, h).await,
             }
         }
-        state.held = keep;
     }
 
-    /// Forgets a connection, unless it was already replaced by a newer one.
-    pub fn disconnect(&self, conn: &ConnectionId) {
-        let mut channels = self.lock();
-        let Some(state) = channels.get_mut(&conn.channel_arn) else {
+    async fn hold_quietly(&self, channel: &str, h: HeldMessage) {
+        let now = self.now();
+        if h.expires_at_millis <= now {
+            inc(&self.metrics.messages_expired);
+            return;
+        }
+        if let Ok(o) = self
+            .ports
+            .held
+            .hold(channel, h, self.config.max_held_per_channel, now)
+            .await
+        {
+            add(&self.metrics.messages_dropped_overflow, o.dropped as u64);
+        }
+    }
+
+    async fn close_member(&self, member: Member, reason: &str) {
+        if member.node == self.node {
+            let _ = self.local.send_direct(
+                member.conn,
+                Event::Close {
+                    reason: reason.into(),
+                },
+            );
+            return;
+        }
+        let envelope = Envelope::Close {
+            conn: member.conn,
+            reason: reason.into(),
+        };
+        self.publish(member.node, envelope).await.ok();
+    }
+
+    async fn publish(&self, node: NodeId, envelope: Envelope) -> Result<(), BusError> {
+        let r = self.ports.bus.publish(node, envelope).await;
+        match &r {
+            Ok(()) => inc(&self.metrics.bus_published),
+            Err(_) => inc(&self.metrics.bus_dropped),
+        }
+        r
+    }
+
+    /// Forgets a connection, unless a newer one already replaced it.
+    pub async fn disconnect(&self, conn: &ConnectionId) {
+        let Some((channel, role)) = self.local.remove(conn.id) else {
             return;
         };
-        let removed = match &conn.role {
-            Role::Master => {
-                if state.master.as_ref().is_some_and(|c| c.id == conn.id) {
-                    state.master = None;
-                    true
-                } else {
-                    false
-                }
-            }
-            Role::Viewer(cid) => {
-                if state.viewers.get(cid).is_some_and(|c| c.id == conn.id) {
-                    state.viewers.remove(cid);
-                    true
-                } else {
-                    false
-                }
-            }
+        self.gauge(&role, -1);
+        let member = Member {
+            node: self.node,
+            conn: conn.id,
         };
-        if removed {
-            self.count_connection(&conn.role, -1);
-        }
-        if state.is_empty() {
-            channels.remove(&conn.channel_arn);
+        if let Err(e) = self.ports.presence.release(&channel, &role, member).await {
+            // The lease ends it anyway.
+            tracing::warn!(error = %e, "cannot release presence");
         }
     }
 
-    /// Relays `msg` from `from`; `ttl_seconds` is the channel's MessageTtlSeconds now, used if
-    /// the message has to be held.
-    pub fn relay(
-        &self,
-        from: &ConnectionId,
-        msg: ClientMessage,
-        ttl_seconds: u32,
-    ) -> Result<(), SignalError> {
+    /// Relays `msg` from `from`.
+    pub async fn relay(&self, from: &ConnectionId, msg: ClientMessage) -> Result<(), SignalError> {
         let (recipient, sender) = match &from.role {
             Role::Master => match msg.recipient_client_id {
                 Some(r) => (Role::Viewer(r), None),
@@ -289,151 +315,305 @@ impl Hub {
                     ));
                 }
             },
-            Role::Viewer(id) => (Role::Master, Some(id.clone())),
+            Role::Viewer(id) | Role::AnswerWaiter(id) => (Role::Master, Some(id.clone())),
         };
-        self.route(
-            &from.channel_arn,
-            recipient,
+        let message = Relayed {
+            action: msg.action,
             sender,
-            msg.action,
-            msg.message_payload,
-            msg.correlation_id,
-            ttl_seconds,
-        )
+            payload: msg.message_payload,
+        };
+        self.route(&from.channel_arn, recipient, message, msg.correlation_id)
+            .await
     }
 
     /// Delivers or holds one message. Also used for offers that arrive over HTTPS
     /// (SendAlexaOfferToMaster).
-    #[allow(clippy::too_many_arguments)]
-    pub fn route(
+    pub async fn route(
         &self,
-        channel_arn: &str,
+        channel: &str,
         recipient: Role,
-        sender: Option<String>,
-        action: Action,
-        payload: String,
+        message: Relayed,
         correlation_id: Option<String>,
-        ttl_seconds: u32,
     ) -> Result<(), SignalError> {
-        let now = self.clock.now_millis();
-        let mut channels = self.lock();
-        let state = channels.entry(channel_arn.to_owned()).or_default();
-        if let Some(conn) = state.conn(&recipient) {
-            let text = ServerMessage::relay(action, sender.clone(), payload.clone()).to_json();
-            match conn.sink.send(Outbound::Text(text)) {
-                SendOutcome::Sent => {
-                    inc(&self.metrics.messages_relayed);
-                    return Ok(());
+        let now = self.now();
+        let presence = &self.ports.presence;
+        if let (Action::SdpAnswer, None, Role::Viewer(id)) =
+            (message.action, &message.sender, &recipient)
+        {
+            let waiter = Role::AnswerWaiter(id.clone());
+            match presence.lookup(channel, &waiter, now).await {
+                Ok(Some(m)) => {
+                    return self
+                        .deliver(m, channel, waiter, message, correlation_id)
+                        .await
                 }
-                SendOutcome::Full => {
-                    inc(&self.metrics.messages_dropped_slow_consumer);
-                    return Err(SignalError::limit(
-                        correlation_id,
-                        "The recipient is not reading its messages; this one was dropped.",
-                    ));
-                }
-                // The recipient is going away: hold the message for its next connection.
-                SendOutcome::Closed => {}
+                Ok(None) => {}
+                Err(e) => return Err(presence_failure(e, correlation_id)),
             }
         }
-        if matches!(action, Action::SdpOffer | Action::SdpAnswer) {
-            let before = state.held.len();
-            state.held.retain(|h| {
-                !(h.recipient == recipient && h.sender == sender && h.action == action)
-            });
-            add(
-                &self.metrics.messages_replaced,
-                (before - state.held.len()) as u64,
-            );
+        match presence.lookup(channel, &recipient, now).await {
+            Ok(Some(m)) => {
+                self.deliver(m, channel, recipient, message, correlation_id)
+                    .await
+            }
+            Ok(None) => self.hold(channel, recipient, message, correlation_id).await,
+            Err(e) => Err(presence_failure(e, correlation_id)),
         }
-        while state.held.len() >= self.config.max_held_per_channel.max(1) {
-            state.held.pop_front();
-            inc(&self.metrics.messages_dropped_overflow);
+    }
+
+    async fn deliver(
+        &self,
+        to: Member,
+        channel: &str,
+        recipient: Role,
+        message: Relayed,
+        correlation_id: Option<String>,
+    ) -> Result<(), SignalError> {
+        if to.node == self.node {
+            return match self.local.send(to.conn, Event::Message(message)) {
+                Ok(()) => {
+                    inc(&self.metrics.messages_relayed);
+                    Ok(())
+                }
+                Err(Refused::Full(_)) => {
+                    inc(&self.metrics.messages_dropped_slow_consumer);
+                    Err(SignalError::limit(
+                        correlation_id,
+                        "The recipient is not reading its messages; this one was dropped.",
+                    ))
+                }
+                // The recipient is going away: hold the message for its next connection.
+                Err(Refused::Closed(Event::Message(m))) => {
+                    self.hold(channel, recipient, m, correlation_id).await
+                }
+                Err(Refused::Closed(_)) => Ok(()),
+            };
         }
-        state.held.push_back(Held {
-            recipient,
-            sender,
-            action,
-            payload,
-            expires_at_millis: now.saturating_add(u64::from(ttl_seconds) * 1000),
-        });
+        let envelope = Envelope::Deliver {
+            channel: channel.to_owned(),
+            conn: to.conn,
+            recipient: recipient.clone(),
+            message,
+        };
+        match self.publish(to.node, envelope).await {
+            Ok(()) => {
+                inc(&self.metrics.messages_relayed);
+                Ok(())
+            }
+            Err(BusError::Full) => Err(SignalError::limit(
+                correlation_id,
+                "The recipient's node is overloaded; this message was dropped.",
+            )),
+            Err(e) => Err(backend_failure(e, correlation_id)),
+        }
+    }
+
+    async fn hold(
+        &self,
+        channel: &str,
+        recipient: Role,
+        message: Relayed,
+        correlation_id: Option<String>,
+    ) -> Result<(), SignalError> {
+        // An answer meant for a call that stopped waiting is kept for the viewer of that id.
+        let recipient = match recipient {
+            Role::AnswerWaiter(id) => Role::Viewer(id),
+            r => r,
+        };
+        let Some(ttl) = self.ports.ttl.ttl_seconds(channel).await else {
+            inc(&self.metrics.messages_rejected);
+            return Err(SignalError::not_found(
+                correlation_id,
+                "The signaling channel no longer exists.",
+            ));
+        };
+        let now = self.now();
+        let held = HeldMessage {
+            recipient: recipient.clone(),
+            message,
+            expires_at_millis: now.saturating_add(u64::from(ttl) * 1000),
+        };
+        let outcome = self
+            .ports
+            .held
+            .hold(channel, held, self.config.max_held_per_channel, now)
+            .await
+            .map_err(|e| backend_failure(e, correlation_id.clone()))?;
         inc(&self.metrics.messages_held);
+        add(&self.metrics.messages_replaced, outcome.replaced as u64);
+        add(
+            &self.metrics.messages_dropped_overflow,
+            outcome.dropped as u64,
+        );
+        // The recipient may have connected meanwhile and taken what was held before this.
+        if let Ok(Some(m)) = self.ports.presence.lookup(channel, &recipient, now).await {
+            self.flush_to(m, channel, &recipient).await;
+        }
         Ok(())
     }
 
-    /// Whether a master is connected to the channel (on this node).
-    pub fn has_master(&self, channel_arn: &str) -> bool {
-        self.lock()
-            .get(channel_arn)
-            .is_some_and(|s| s.master.is_some())
-    }
-
-    /// The channel was deleted: GO_AWAY to its connections (closed after the grace period) and
-    /// its held messages are dropped.
-    pub fn channel_deleted(&self, channel_arn: &str) {
-        let Some(state) = self.lock().remove(channel_arn) else {
+    /// Hands what is held for `recipient` to the connection `to`, on whatever node.
+    async fn flush_to(&self, to: Member, channel: &str, recipient: &Role) {
+        if to.node == self.node {
+            self.hand_over_held(channel, recipient, to.conn, false)
+                .await;
+            return;
+        }
+        let Ok(taken) = self.ports.held.take(channel, recipient, self.now()).await else {
             return;
         };
-        add(
-            &self.metrics.messages_dropped_deleted,
-            state.held.len() as u64,
-        );
-        for conn in state.all_conns() {
-            conn.sink.send(Outbound::GoAway {
-                grace: self.config.go_away_grace,
-            });
-        }
-        let masters = i64::from(state.master.is_some());
-        let viewers = state.viewers.len() as i64;
-        self.metrics
-            .masters_connected
-            .fetch_sub(masters, Ordering::Relaxed);
-        self.metrics
-            .viewers_connected
-            .fetch_sub(viewers, Ordering::Relaxed);
-    }
-
-    /// Sends `out` to every connection of every channel (shutdown's GO_AWAY, ICE rotation's
-    /// RECONNECT_ICE_SERVER). Returns how many connections it reached.
-    pub fn broadcast(&self, out: &Outbound) -> usize {
-        let channels = self.lock();
-        let mut n = 0;
-        for state in channels.values() {
-            for conn in state.all_conns() {
-                if conn.sink.send(out.clone()) == SendOutcome::Sent {
-                    n += 1;
-                }
+        add(&self.metrics.messages_expired, taken.expired as u64);
+        for h in taken.messages {
+            let envelope = Envelope::Deliver {
+                channel: channel.to_owned(),
+                conn: to.conn,
+                recipient: recipient.clone(),
+                message: h.message.clone(),
+            };
+            match self.publish(to.node, envelope).await {
+                Ok(()) => inc(&self.metrics.messages_delivered_from_hold),
+                Err(_) => self.hold_quietly(channel, h).await,
             }
         }
-        n
+    }
+
+    /// Whether a master is connected to the channel (on any node).
+    pub async fn has_master(&self, channel_arn: &str) -> bool {
+        matches!(
+            self.ports
+                .presence
+                .lookup(channel_arn, &Role::Master, self.now())
+                .await,
+            Ok(Some(_))
+        )
+    }
+
+    /// The channel was deleted: GO_AWAY to its connections on every node (each closed after
+    /// the grace period by its session), its presence and held messages dropped.
+    pub async fn channel_deleted(&self, channel_arn: &str) {
+        let grace = self.config.go_away_grace;
+        let nodes = self
+            .ports
+            .presence
+            .nodes(channel_arn, self.now())
+            .await
+            .unwrap_or_default();
+        if let Err(e) = self.ports.presence.remove_channel(channel_arn).await {
+            tracing::error!(error = %e, "cannot drop the presence of a deleted channel");
+        }
+        match self.ports.held.drop_channel(channel_arn).await {
+            Ok(n) => add(&self.metrics.messages_dropped_deleted, n as u64),
+            Err(e) => tracing::error!(error = %e, "cannot drop held messages"),
+        }
+        self.local
+            .send_channel(channel_arn, &Event::GoAway { grace });
+        for node in nodes.into_iter().filter(|n| *n != self.node) {
+            let envelope = Envelope::GoAway {
+                channel: channel_arn.to_owned(),
+                grace,
+            };
+            self.publish(node, envelope).await.ok();
+        }
+    }
+
+    /// Sends `event` to every connection of this node (shutdown's GO_AWAY, ICE rotation's
+    /// RECONNECT_ICE_SERVER). Returns how many connections took it.
+    pub fn broadcast(&self, event: &Event) -> usize {
+        self.local.broadcast(event)
     }
 
     /// Drops held messages whose TTL has run out. Returns how many.
-    pub fn sweep(&self) -> usize {
-        let now = self.clock.now_millis();
-        let mut channels = self.lock();
-        let mut expired = 0;
-        channels.retain(|_, state| {
-            let before = state.held.len();
-            state.held.retain(|h| h.expires_at_millis > now);
-            expired += before - state.held.len();
-            !state.is_empty()
-        });
-        add(&self.metrics.messages_expired, expired as u64);
-        expired
+    pub async fn sweep(&self) -> usize {
+        match self.ports.held.sweep(self.now()).await {
+            Ok(n) => {
+                add(&self.metrics.messages_expired, n as u64);
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sweep held messages");
+                0
+            }
+        }
     }
 
     /// Number of messages held for a channel (for tests and the console).
-    pub fn held_count(&self, channel_arn: &str) -> usize {
-        self.lock().get(channel_arn).map_or(0, |s| s.held.len())
+    pub async fn held_count(&self, channel_arn: &str) -> usize {
+        self.ports.held.count(channel_arn).await.unwrap_or(0)
     }
 
-    /// Number of live connections across all channels.
+    /// Number of live connections on this node.
     pub fn connection_count(&self) -> usize {
-        self.lock().values().map(|s| s.all_conns().count()).sum()
+        self.local.len()
+    }
+
+    async fn on_envelope(&self, envelope: Envelope) {
+        inc(&self.metrics.bus_received);
+        match envelope {
+            Envelope::Deliver {
+                channel,
+                conn,
+                recipient,
+                message,
+            } => match self.local.send(conn, Event::Message(message)) {
+                Ok(()) => {}
+                Err(Refused::Full(_)) => inc(&self.metrics.messages_dropped_slow_consumer),
+                Err(Refused::Closed(Event::Message(m))) => {
+                    // Gone since the sender looked: hold it for the recipient's next connection.
+                    let _ = self.hold(&channel, recipient, m, None).await;
+                }
+                Err(Refused::Closed(_)) => {}
+            },
+            Envelope::Close { conn, reason } => {
+                let _ = self.local.send_direct(conn, Event::Close { reason });
+            }
+            Envelope::GoAway { channel, grace } => {
+                self.local.send_channel(&channel, &Event::GoAway { grace });
+            }
+        }
+    }
+}
+
+/// The hub's background tasks; dropping this stops them and leaves the bus.
+pub struct HubTasks {
+    handles: Vec<tokio::task::JoinHandle<()>>,
+    bus: Arc<dyn Bus>,
+    node: NodeId,
+}
+
+impl Drop for HubTasks {
+    fn drop(&mut self) {
+        self.bus.unsubscribe(self.node);
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+}
+
+async fn pump(hub: Weak<Hub>, mut inbox: mpsc::Receiver<Envelope>) {
+    while let Some(envelope) = inbox.recv().await {
+        let Some(hub) = hub.upgrade() else { return };
+        hub.on_envelope(envelope).await;
+    }
+}
+
+async fn heartbeat(hub: Weak<Hub>) {
+    let period = match hub.upgrade() {
+        Some(h) => (h.config.lease / 3).max(Duration::from_millis(100)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        let until = hub
+            .now()
+            .saturating_add(hub.config.lease.as_millis() as u64);
+        if let Err(e) = hub.ports.presence.renew(hub.node, until).await {
+            tracing::warn!(error = %e, "cannot renew this node's presence lease");
+        }
     }
 }
 
 #[cfg(test)]
 #[path = "hub_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -1,57 +1,109 @@
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Mutex;
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::signaling::bus::MemoryBus;
+use crate::signaling::held::MemoryHeld;
+use crate::signaling::presence::MemoryPresence;
 
-const ARN: &str = "arn:aws:kinesisvideo:us-east-1:111122223333:channel/c/1";
+pub(crate) const ARN: &str = "arn:aws:kinesisvideo:us-east-1:111122223333:channel/c/1";
 
 #[derive(Default)]
-struct RecordingSink {
-    frames: Mutex<Vec<Outbound>>,
-    capacity: Option<usize>,
-    closed: std::sync::atomic::AtomicBool,
+pub(crate) struct RecordingSink {
+    pub events: Mutex<Vec<Event>>,
+    pub capacity: Option<usize>,
+    pub closed: AtomicBool,
 }
 
 impl Sink for RecordingSink {
-    fn send(&self, out: Outbound) -> SendOutcome {
+    fn send(&self, event: Event) -> super::super::local::SendResult {
         if self.closed.load(Ordering::SeqCst) {
-            return SendOutcome::Closed;
+            return Err(Refused::Closed(event));
         }
-        let mut f = self.frames.lock().unwrap();
+        let mut f = self.events.lock().unwrap();
         if self.capacity.is_some_and(|c| f.len() >= c) {
-            return SendOutcome::Full;
+            return Err(Refused::Full(event));
         }
-        f.push(out);
-        SendOutcome::Sent
+        f.push(event);
+        Ok(())
     }
 }
 
 impl RecordingSink {
-    fn texts(&self) -> Vec<serde_json::Value> {
-        self.frames
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|o| match o {
-                Outbound::Text(t) => Some(serde_json::from_str(t).unwrap()),
+    /// The relayed messages received, as (sender, payload).
+    pub fn messages(&self) -> Vec<(Option<String>, String)> {
+        self.relayed()
+            .into_iter()
+            .map(|r| (r.sender, r.payload))
+            .collect()
+    }
+
+    pub fn payloads(&self) -> Vec<String> {
+        self.relayed().into_iter().map(|r| r.payload).collect()
+    }
+
+    pub fn relayed(&self) -> Vec<Relayed> {
+        self.all()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Message(r) => Some(r),
                 _ => None,
             })
             .collect()
     }
 
-    fn all(&self) -> Vec<Outbound> {
-        self.frames.lock().unwrap().clone()
+    pub fn all(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
     }
 }
 
-fn hub() -> (Hub, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(1_000_000));
-    (Hub::new(clock.clone(), HubConfig::default()), clock)
+/// A channel TTL the test sets; `0` means the channel is gone.
+pub(crate) struct TestTtl(pub AtomicU32);
+
+#[async_trait]
+impl ChannelTtl for TestTtl {
+    async fn ttl_seconds(&self, _channel_arn: &str) -> Option<u32> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        }
+    }
 }
 
-fn msg(action: Action, recipient: Option<&str>, payload: &str) -> ClientMessage {
+struct Fixture {
+    hub: Arc<Hub>,
+    clock: Arc<ManualClock>,
+    ttl: Arc<TestTtl>,
+    _tasks: HubTasks,
+}
+
+fn fixture_with(config: HubConfig) -> Fixture {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let ttl = Arc::new(TestTtl(AtomicU32::new(60)));
+    let ports = HubPorts {
+        presence: Arc::new(MemoryPresence::new(None)),
+        held: Arc::new(MemoryHeld::new()),
+        bus: Arc::new(MemoryBus::new()),
+        ttl: ttl.clone(),
+    };
+    let hub = Hub::new(NodeId(1), clock.clone(), config, ports);
+    let tasks = hub.start();
+    Fixture {
+        hub,
+        clock,
+        ttl,
+        _tasks: tasks,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(HubConfig::default())
+}
+
+pub(crate) fn msg(action: Action, recipient: Option<&str>, payload: &str) -> ClientMessage {
     ClientMessage {
         action,
         recipient_client_id: recipient.map(str::to_owned),
@@ -60,290 +112,344 @@ fn msg(action: Action, recipient: Option<&str>, payload: &str) -> ClientMessage 
     }
 }
 
-fn viewer(id: &str) -> Role {
+pub(crate) fn viewer(id: &str) -> Role {
     Role::Viewer(id.to_owned())
 }
 
-#[test]
-fn viewer_to_master_carries_the_viewer_id() {
-    let (hub, _) = hub();
-    let m = Arc::new(RecordingSink::default());
-    let v = Arc::new(RecordingSink::default());
-    hub.connect(ARN, Role::Master, m.clone()).unwrap();
-    let vc = hub.connect(ARN, viewer("v1"), v.clone()).unwrap();
-    // A viewer's recipientClientId is ignored: it always goes to the master.
-    hub.relay(&vc, msg(Action::SdpOffer, Some("someone"), "b2ZmZXI="), 60)
-        .unwrap();
-    let got = m.texts();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0]["senderClientId"], "v1");
-    assert_eq!(got[0]["messageType"], "SDP_OFFER");
-    assert_eq!(got[0]["messagePayload"], "b2ZmZXI=");
-    assert!(v.texts().is_empty());
+fn sink() -> Arc<RecordingSink> {
+    Arc::new(RecordingSink::default())
 }
 
-#[test]
-fn master_to_named_viewer_only() {
-    let (hub, _) = hub();
-    let m = Arc::new(RecordingSink::default());
-    let v1 = Arc::new(RecordingSink::default());
-    let v2 = Arc::new(RecordingSink::default());
-    let mc = hub.connect(ARN, Role::Master, m.clone()).unwrap();
-    hub.connect(ARN, viewer("v1"), v1.clone()).unwrap();
-    hub.connect(ARN, viewer("v2"), v2.clone()).unwrap();
-    hub.relay(&mc, msg(Action::SdpAnswer, Some("v2"), "YW5zd2Vy"), 60)
+#[tokio::test]
+async fn viewer_to_master_carries_the_viewer_id() {
+    let f = fixture();
+    let (m, v) = (sink(), sink());
+    f.hub.connect(ARN, Role::Master, m.clone()).await.unwrap();
+    let vc = f.hub.connect(ARN, viewer("v1"), v.clone()).await.unwrap();
+    // A viewer's recipientClientId is ignored: it always goes to the master.
+    f.hub
+        .relay(&vc, msg(Action::SdpOffer, Some("someone"), "b2ZmZXI="))
+        .await
         .unwrap();
-    assert!(v1.texts().is_empty());
-    let got = v2.texts();
-    assert_eq!(got[0]["messageType"], "SDP_ANSWER");
-    assert!(got[0].get("senderClientId").is_none());
-    let err = hub
+    let got = m.relayed();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].sender.as_deref(), Some("v1"));
+    assert_eq!(got[0].action, Action::SdpOffer);
+    assert_eq!(got[0].payload, "b2ZmZXI=");
+    assert!(v.all().is_empty());
+}
+
+#[tokio::test]
+async fn master_to_named_viewer_only() {
+    let f = fixture();
+    let (m, v1, v2) = (sink(), sink(), sink());
+    let mc = f.hub.connect(ARN, Role::Master, m.clone()).await.unwrap();
+    f.hub.connect(ARN, viewer("v1"), v1.clone()).await.unwrap();
+    f.hub.connect(ARN, viewer("v2"), v2.clone()).await.unwrap();
+    f.hub
+        .relay(&mc, msg(Action::SdpAnswer, Some("v2"), "YW5zd2Vy"))
+        .await
+        .unwrap();
+    assert!(v1.all().is_empty());
+    let got = v2.relayed();
+    assert_eq!(got[0].action, Action::SdpAnswer);
+    assert_eq!(got[0].sender, None);
+    let err = f
+        .hub
         .relay(
             &mc,
             ClientMessage {
                 correlation_id: Some("c1".into()),
                 ..msg(Action::SdpAnswer, None, "YW5zd2Vy")
             },
-            60,
         )
+        .await
         .unwrap_err();
     assert_eq!(err.correlation_id.as_deref(), Some("c1"));
     assert_eq!(err.error_type, "InvalidArgumentException");
 }
 
-#[test]
-fn late_master_gets_held_offer_and_candidates_in_order() {
-    let (hub, _) = hub();
-    let v = Arc::new(RecordingSink::default());
-    let vc = hub.connect(ARN, viewer("v1"), v.clone()).unwrap();
-    hub.relay(&vc, msg(Action::SdpOffer, None, "b2ZmZXI="), 60)
-        .unwrap();
-    hub.relay(&vc, msg(Action::IceCandidate, None, "aWNlMQ=="), 60)
-        .unwrap();
-    hub.relay(&vc, msg(Action::IceCandidate, None, "aWNlMg=="), 60)
-        .unwrap();
-    assert_eq!(hub.held_count(ARN), 3);
-    let m = Arc::new(RecordingSink::default());
-    hub.connect(ARN, Role::Master, m.clone()).unwrap();
-    let got: Vec<_> = m
-        .texts()
-        .iter()
-        .map(|t| t["messagePayload"].clone())
-        .collect();
-    assert_eq!(got, ["b2ZmZXI=", "aWNlMQ==", "aWNlMg=="]);
-    assert_eq!(hub.held_count(ARN), 0);
-    assert_eq!(hub.metrics().snapshot().messages_delivered_from_hold, 3);
+#[tokio::test]
+async fn late_master_gets_held_offer_and_candidates_in_order() {
+    let f = fixture();
+    let vc = f.hub.connect(ARN, viewer("v1"), sink()).await.unwrap();
+    for (a, p) in [
+        (Action::SdpOffer, "b2ZmZXI="),
+        (Action::IceCandidate, "aWNlMQ=="),
+        (Action::IceCandidate, "aWNlMg=="),
+    ] {
+        f.hub.relay(&vc, msg(a, None, p)).await.unwrap();
+    }
+    assert_eq!(f.hub.held_count(ARN).await, 3);
+    let m = sink();
+    f.hub.connect(ARN, Role::Master, m.clone()).await.unwrap();
+    assert_eq!(m.payloads(), ["b2ZmZXI=", "aWNlMQ==", "aWNlMg=="]);
+    assert_eq!(f.hub.held_count(ARN).await, 0);
+    assert_eq!(f.hub.metrics().snapshot().messages_delivered_from_hold, 3);
 }
 
-#[test]
-fn ttl_is_stamped_when_accepted() {
+#[tokio::test]
+async fn ttl_is_stamped_when_accepted() {
     // The seed case: send with TTL 60, the channel's TTL becomes 5, send again, 10 s pass:
     // the first message is still delivered, the second is gone.
-    let (hub, clock) = hub();
-    let v = Arc::new(RecordingSink::default());
-    let vc = hub.connect(ARN, viewer("v1"), v.clone()).unwrap();
-    hub.relay(&vc, msg(Action::IceCandidate, None, "Zmlyc3Q="), 60)
+    let f = fixture();
+    let vc = f.hub.connect(ARN, viewer("v1"), sink()).await.unwrap();
+    f.hub
+        .relay(&vc, msg(Action::IceCandidate, None, "Zmlyc3Q="))
+        .await
         .unwrap();
-    hub.relay(&vc, msg(Action::IceCandidate, None, "c2Vjb25k"), 5)
+    f.ttl.0.store(5, Ordering::SeqCst);
+    f.hub
+        .relay(&vc, msg(Action::IceCandidate, None, "c2Vjb25k"))
+        .await
         .unwrap();
-    clock.advance(Duration::from_secs(10));
-    let m = Arc::new(RecordingSink::default());
-    hub.connect(ARN, Role::Master, m.clone()).unwrap();
-    let got: Vec<_> = m
-        .texts()
-        .iter()
-        .map(|t| t["messagePayload"].clone())
-        .collect();
-    assert_eq!(got, ["Zmlyc3Q="]);
-    assert_eq!(hub.metrics().snapshot().messages_expired, 1);
+    f.clock.advance(Duration::from_secs(10));
+    let m = sink();
+    f.hub.connect(ARN, Role::Master, m.clone()).await.unwrap();
+    assert_eq!(m.payloads(), ["Zmlyc3Q="]);
+    assert_eq!(f.hub.metrics().snapshot().messages_expired, 1);
 }
 
-#[test]
-fn sweep_expires_and_forgets_empty_channels() {
-    let (hub, clock) = hub();
-    let v = Arc::new(RecordingSink::default());
-    let vc = hub.connect(ARN, viewer("v1"), v).unwrap();
-    hub.relay(&vc, msg(Action::IceCandidate, None, "aWNl"), 5)
-        .unwrap();
-    hub.disconnect(&vc);
-    assert_eq!(hub.held_count(ARN), 1);
-    clock.advance(Duration::from_millis(4_999));
-    assert_eq!(hub.sweep(), 0);
-    clock.advance(Duration::from_millis(1));
-    assert_eq!(hub.sweep(), 1);
-    assert_eq!(hub.held_count(ARN), 0);
+#[tokio::test]
+async fn holding_for_a_channel_that_is_gone_is_refused() {
+    let f = fixture();
+    let vc = f.hub.connect(ARN, viewer("v1"), sink()).await.unwrap();
+    f.ttl.0.store(0, Ordering::SeqCst);
+    let err = f
+        .hub
+        .relay(&vc, msg(Action::IceCandidate, None, "eA=="))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "ResourceNotFoundException");
+    assert_eq!(f.hub.held_count(ARN).await, 0);
 }
 
-#[test]
-fn newer_offer_replaces_held_one_from_same_sender() {
-    let (hub, _) = hub();
-    let v1 = hub
-        .connect(ARN, viewer("v1"), Arc::new(RecordingSink::default()))
+#[tokio::test]
+async fn sweep_expires_held_messages() {
+    let f = fixture();
+    f.ttl.0.store(5, Ordering::SeqCst);
+    let vc = f.hub.connect(ARN, viewer("v1"), sink()).await.unwrap();
+    f.hub
+        .relay(&vc, msg(Action::IceCandidate, None, "aWNl"))
+        .await
         .unwrap();
-    let v2 = hub
-        .connect(ARN, viewer("v2"), Arc::new(RecordingSink::default()))
+    f.hub.disconnect(&vc).await;
+    assert_eq!(f.hub.held_count(ARN).await, 1);
+    f.clock.advance(Duration::from_millis(4_999));
+    assert_eq!(f.hub.sweep().await, 0);
+    f.clock.advance(Duration::from_millis(1));
+    assert_eq!(f.hub.sweep().await, 1);
+    assert_eq!(f.hub.held_count(ARN).await, 0);
+}
+
+#[tokio::test]
+async fn newer_offer_replaces_held_one_from_same_sender() {
+    let f = fixture();
+    let v1 = f.hub.connect(ARN, viewer("v1"), sink()).await.unwrap();
+    let v2 = f.hub.connect(ARN, viewer("v2"), sink()).await.unwrap();
+    f.hub
+        .relay(&v1, msg(Action::SdpOffer, None, "b2xk"))
+        .await
         .unwrap();
-    hub.relay(&v1, msg(Action::SdpOffer, None, "b2xk"), 60)
+    f.hub
+        .relay(&v2, msg(Action::SdpOffer, None, "djI="))
+        .await
         .unwrap();
-    hub.relay(&v2, msg(Action::SdpOffer, None, "djI="), 60)
+    f.hub
+        .relay(&v1, msg(Action::SdpOffer, None, "bmV3"))
+        .await
         .unwrap();
-    hub.relay(&v1, msg(Action::SdpOffer, None, "bmV3"), 60)
-        .unwrap();
-    let m = Arc::new(RecordingSink::default());
-    hub.connect(ARN, Role::Master, m.clone()).unwrap();
-    let got: Vec<_> = m
-        .texts()
-        .iter()
-        .map(|t| (t["senderClientId"].clone(), t["messagePayload"].clone()))
-        .collect();
+    let m = sink();
+    f.hub.connect(ARN, Role::Master, m.clone()).await.unwrap();
     assert_eq!(
-        got,
-        [("v2".into(), "djI=".into()), ("v1".into(), "bmV3".into())]
+        m.messages(),
+        [
+            (Some("v2".into()), "djI=".into()),
+            (Some("v1".into()), "bmV3".into())
+        ]
     );
+    assert_eq!(f.hub.metrics().snapshot().messages_replaced, 1);
 }
 
-#[test]
-fn held_messages_are_bounded_oldest_dropped() {
-    let clock = Arc::new(ManualClock::new(0));
-    let hub = Hub::new(
-        clock,
-        HubConfig {
-            max_held_per_channel: 3,
-            ..HubConfig::default()
-        },
-    );
-    let vc = hub
-        .connect(ARN, viewer("v1"), Arc::new(RecordingSink::default()))
-        .unwrap();
+#[tokio::test]
+async fn held_messages_are_bounded_oldest_dropped() {
+    let f = fixture_with(HubConfig {
+        max_held_per_channel: 3,
+        ..HubConfig::default()
+    });
+    let vc = f.hub.connect(ARN, viewer("v1"), sink()).await.unwrap();
     for p in ["MQ==", "Mg==", "Mw==", "NA==", "NQ=="] {
-        hub.relay(&vc, msg(Action::IceCandidate, None, p), 60)
+        f.hub
+            .relay(&vc, msg(Action::IceCandidate, None, p))
+            .await
             .unwrap();
     }
-    assert_eq!(hub.held_count(ARN), 3);
-    assert_eq!(hub.metrics().snapshot().messages_dropped_overflow, 2);
-    let m = Arc::new(RecordingSink::default());
-    hub.connect(ARN, Role::Master, m.clone()).unwrap();
-    let got: Vec<_> = m
-        .texts()
-        .iter()
-        .map(|t| t["messagePayload"].clone())
-        .collect();
-    assert_eq!(got, ["Mw==", "NA==", "NQ=="]);
+    assert_eq!(f.hub.held_count(ARN).await, 3);
+    assert_eq!(f.hub.metrics().snapshot().messages_dropped_overflow, 2);
+    let m = sink();
+    f.hub.connect(ARN, Role::Master, m.clone()).await.unwrap();
+    assert_eq!(m.payloads(), ["Mw==", "NA==", "NQ=="]);
 }
 
-#[test]
-fn new_master_replaces_old_and_viewer_id_replaces_its_old_connection() {
-    let (hub, _) = hub();
-    let m1 = Arc::new(RecordingSink::default());
-    let m2 = Arc::new(RecordingSink::default());
-    let c1 = hub.connect(ARN, Role::Master, m1.clone()).unwrap();
-    hub.connect(ARN, Role::Master, m2.clone()).unwrap();
-    assert!(matches!(m1.all()[0], Outbound::Close { .. }));
+#[tokio::test]
+async fn new_master_replaces_old_and_viewer_id_replaces_its_old_connection() {
+    let f = fixture();
+    let (m1, m2) = (sink(), sink());
+    let c1 = f.hub.connect(ARN, Role::Master, m1.clone()).await.unwrap();
+    f.hub.connect(ARN, Role::Master, m2.clone()).await.unwrap();
+    assert!(matches!(m1.all()[0], Event::Close { .. }));
     // The old session's disconnect must not remove the new master.
-    hub.disconnect(&c1);
-    assert!(hub.has_master(ARN));
-    assert_eq!(hub.metrics().snapshot().masters_connected, 1);
+    f.hub.disconnect(&c1).await;
+    assert!(f.hub.has_master(ARN).await);
+    assert_eq!(f.hub.metrics().snapshot().masters_connected, 1);
 
-    let v1a = Arc::new(RecordingSink::default());
-    let v1b = Arc::new(RecordingSink::default());
-    hub.connect(ARN, viewer("v1"), v1a.clone()).unwrap();
-    let vc = hub.connect(ARN, viewer("v1"), v1b.clone()).unwrap();
-    assert!(matches!(v1a.all()[0], Outbound::Close { .. }));
-    assert_eq!(hub.metrics().snapshot().viewers_connected, 1);
-    hub.relay(&vc, msg(Action::SdpOffer, None, "eA=="), 60)
+    let (v1a, v1b) = (sink(), sink());
+    let old = f.hub.connect(ARN, viewer("v1"), v1a.clone()).await.unwrap();
+    let vc = f.hub.connect(ARN, viewer("v1"), v1b.clone()).await.unwrap();
+    assert!(matches!(v1a.all()[0], Event::Close { .. }));
+    f.hub.disconnect(&old).await;
+    assert_eq!(f.hub.metrics().snapshot().viewers_connected, 1);
+    f.hub
+        .relay(&vc, msg(Action::SdpOffer, None, "eA=="))
+        .await
         .unwrap();
-    assert_eq!(m2.texts().len(), 1);
+    assert_eq!(m2.relayed().len(), 1);
 }
 
-#[test]
-fn viewer_limit_counts_distinct_viewers() {
-    let clock = Arc::new(ManualClock::new(0));
-    let hub = Hub::new(
-        clock,
-        HubConfig {
-            max_viewers: 2,
-            ..HubConfig::default()
-        },
-    );
-    hub.connect(ARN, viewer("a"), Arc::new(RecordingSink::default()))
-        .unwrap();
-    hub.connect(ARN, viewer("b"), Arc::new(RecordingSink::default()))
-        .unwrap();
-    let err = hub
-        .connect(ARN, viewer("c"), Arc::new(RecordingSink::default()))
-        .unwrap_err();
+#[tokio::test]
+async fn viewer_limit_counts_distinct_viewers() {
+    let f = fixture_with(HubConfig {
+        max_viewers: 2,
+        ..HubConfig::default()
+    });
+    f.hub.connect(ARN, viewer("a"), sink()).await.unwrap();
+    f.hub.connect(ARN, viewer("b"), sink()).await.unwrap();
+    let err = f.hub.connect(ARN, viewer("c"), sink()).await.unwrap_err();
     assert_eq!(err.error_type, "ClientLimitExceededException");
+    assert_eq!(f.hub.connection_count(), 2);
     // Reconnecting an existing viewer is a replacement, not a new viewer.
-    hub.connect(ARN, viewer("a"), Arc::new(RecordingSink::default()))
-        .unwrap();
-    // Masters do not count.
-    hub.connect(ARN, Role::Master, Arc::new(RecordingSink::default()))
+    f.hub.connect(ARN, viewer("a"), sink()).await.unwrap();
+    // Masters and waiting SendAlexaOfferToMaster calls do not count.
+    f.hub.connect(ARN, Role::Master, sink()).await.unwrap();
+    f.hub
+        .connect(ARN, Role::AnswerWaiter("c".into()), sink())
+        .await
         .unwrap();
 }
 
-#[test]
-fn deleting_a_channel_sends_go_away_and_drops_held() {
-    let (hub, _) = hub();
-    let v = Arc::new(RecordingSink::default());
-    let vc = hub.connect(ARN, viewer("v1"), v.clone()).unwrap();
-    hub.relay(&vc, msg(Action::SdpOffer, None, "eA=="), 60)
+#[tokio::test]
+async fn an_answer_waiter_gets_the_answer_without_evicting_the_viewer() {
+    let f = fixture();
+    let (m, v, w) = (sink(), sink(), sink());
+    let mc = f.hub.connect(ARN, Role::Master, m.clone()).await.unwrap();
+    f.hub
+        .connect(ARN, viewer("alexa"), v.clone())
+        .await
         .unwrap();
-    hub.channel_deleted(ARN);
-    assert!(matches!(v.all()[0], Outbound::GoAway { .. }));
-    assert_eq!(hub.held_count(ARN), 0);
-    let s = hub.metrics().snapshot();
+    let wc = f
+        .hub
+        .connect(ARN, Role::AnswerWaiter("alexa".into()), w.clone())
+        .await
+        .unwrap();
+    assert!(v.all().is_empty(), "the viewer is not replaced");
+    f.hub
+        .relay(&mc, msg(Action::SdpAnswer, Some("alexa"), "YW5z"))
+        .await
+        .unwrap();
+    assert_eq!(w.payloads(), ["YW5z"]);
+    assert!(v.all().is_empty());
+    // Once the call stopped waiting, answers go to the viewer again.
+    f.hub.disconnect(&wc).await;
+    f.hub
+        .relay(&mc, msg(Action::SdpAnswer, Some("alexa"), "dHdv"))
+        .await
+        .unwrap();
+    assert_eq!(v.payloads(), ["dHdv"]);
+}
+
+#[tokio::test]
+async fn deleting_a_channel_sends_go_away_and_drops_held() {
+    let f = fixture();
+    let v = sink();
+    let vc = f.hub.connect(ARN, viewer("v1"), v.clone()).await.unwrap();
+    f.hub
+        .relay(&vc, msg(Action::SdpOffer, None, "eA=="))
+        .await
+        .unwrap();
+    f.hub.channel_deleted(ARN).await;
+    assert!(matches!(v.all()[0], Event::GoAway { .. }));
+    assert_eq!(f.hub.held_count(ARN).await, 0);
+    let s = f.hub.metrics().snapshot();
     assert_eq!(s.messages_dropped_deleted, 1);
-    assert_eq!(s.viewers_connected, 0);
-    hub.disconnect(&vc);
-    assert_eq!(hub.metrics().snapshot().viewers_connected, 0);
+    // The connection stays open for the grace period; its session closes it.
+    assert_eq!(s.viewers_connected, 1);
+    f.hub.disconnect(&vc).await;
+    assert_eq!(f.hub.metrics().snapshot().viewers_connected, 0);
+    assert!(!f.hub.has_master(ARN).await);
 }
 
-#[test]
-fn slow_consumer_is_reported_not_blocking() {
-    let (hub, _) = hub();
+#[tokio::test]
+async fn slow_consumer_is_reported_not_blocking() {
+    let f = fixture();
     let m = Arc::new(RecordingSink {
         capacity: Some(1),
         ..RecordingSink::default()
     });
-    hub.connect(ARN, Role::Master, m).unwrap();
-    let vc = hub
-        .connect(ARN, viewer("v"), Arc::new(RecordingSink::default()))
+    f.hub.connect(ARN, Role::Master, m).await.unwrap();
+    let vc = f.hub.connect(ARN, viewer("v"), sink()).await.unwrap();
+    f.hub
+        .relay(&vc, msg(Action::IceCandidate, None, "eA=="))
+        .await
         .unwrap();
-    hub.relay(&vc, msg(Action::IceCandidate, None, "eA=="), 60)
-        .unwrap();
-    let err = hub
-        .relay(&vc, msg(Action::IceCandidate, None, "eQ=="), 60)
+    let err = f
+        .hub
+        .relay(&vc, msg(Action::IceCandidate, None, "eQ=="))
+        .await
         .unwrap_err();
     assert_eq!(err.error_type, "ClientLimitExceededException");
 }
 
-#[test]
-fn closed_recipient_gets_message_on_reconnect() {
-    let (hub, _) = hub();
-    let m = Arc::new(RecordingSink::default());
-    hub.connect(ARN, Role::Master, m.clone()).unwrap();
+#[tokio::test]
+async fn closed_recipient_gets_message_on_reconnect() {
+    let f = fixture();
+    let m = sink();
+    f.hub.connect(ARN, Role::Master, m.clone()).await.unwrap();
     m.closed.store(true, Ordering::SeqCst);
-    let vc = hub
-        .connect(ARN, viewer("v"), Arc::new(RecordingSink::default()))
+    let vc = f.hub.connect(ARN, viewer("v"), sink()).await.unwrap();
+    f.hub
+        .relay(&vc, msg(Action::SdpOffer, None, "eA=="))
+        .await
         .unwrap();
-    hub.relay(&vc, msg(Action::SdpOffer, None, "eA=="), 60)
-        .unwrap();
-    let m2 = Arc::new(RecordingSink::default());
-    hub.connect(ARN, Role::Master, m2.clone()).unwrap();
-    assert_eq!(m2.texts().len(), 1);
+    let m2 = sink();
+    f.hub.connect(ARN, Role::Master, m2.clone()).await.unwrap();
+    assert_eq!(m2.payloads(), ["eA=="]);
 }
 
-#[test]
-fn broadcast_reaches_every_connection() {
-    let (hub, _) = hub();
-    let a = Arc::new(RecordingSink::default());
-    let b = Arc::new(RecordingSink::default());
-    hub.connect(ARN, Role::Master, a.clone()).unwrap();
-    hub.connect("arn:other", viewer("x"), b.clone()).unwrap();
-    let n = hub.broadcast(&Outbound::Text(
-        ServerMessage::reconnect_ice_server().to_json(),
-    ));
-    assert_eq!(n, 2);
-    assert_eq!(b.texts()[0]["messageType"], "RECONNECT_ICE_SERVER");
-    assert_eq!(hub.connection_count(), 2);
+#[tokio::test]
+async fn broadcast_reaches_every_connection() {
+    let f = fixture();
+    let (a, b) = (sink(), sink());
+    f.hub.connect(ARN, Role::Master, a.clone()).await.unwrap();
+    f.hub
+        .connect("arn:other", viewer("x"), b.clone())
+        .await
+        .unwrap();
+    assert_eq!(f.hub.broadcast(&Event::ReconnectIceServer), 2);
+    assert_eq!(b.all(), [Event::ReconnectIceServer]);
+    assert_eq!(f.hub.connection_count(), 2);
+}
+
+#[tokio::test]
+async fn nothing_crosses_the_bus_on_one_node() {
+    let f = fixture();
+    let m = sink();
+    f.hub.connect(ARN, Role::Master, m.clone()).await.unwrap();
+    let vc = f.hub.connect(ARN, viewer("v"), sink()).await.unwrap();
+    f.hub
+        .relay(&vc, msg(Action::SdpOffer, None, "eA=="))
+        .await
+        .unwrap();
+    let s = f.hub.metrics().snapshot();
+    assert_eq!((s.bus_published, s.bus_received), (0, 0));
+    assert_eq!(m.payloads(), ["eA=="]);
 }

@@ -11,6 +11,8 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::error::ErrorCode;
+
 /// Largest `messagePayload` accepted (kvs-spec.md §8.2: 10K).
 pub const MAX_PAYLOAD_CHARS: usize = 10_000;
 
@@ -55,8 +57,7 @@ pub struct ClientMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignalError {
     pub correlation_id: Option<String>,
-    pub error_type: &'static str,
-    pub status_code: u16,
+    pub error_type: ErrorCode,
     pub description: String,
 }
 
@@ -64,8 +65,7 @@ impl SignalError {
     pub fn invalid(correlation_id: Option<String>, description: impl Into<String>) -> Self {
         Self {
             correlation_id,
-            error_type: "InvalidArgumentException",
-            status_code: 400,
+            error_type: ErrorCode::InvalidArgument,
             description: description.into(),
         }
     }
@@ -73,9 +73,25 @@ impl SignalError {
     pub fn limit(correlation_id: Option<String>, description: impl Into<String>) -> Self {
         Self {
             correlation_id,
-            error_type: "ClientLimitExceededException",
-            status_code: 400,
+            error_type: ErrorCode::ClientLimitExceeded,
             description: description.into(),
+        }
+    }
+
+    pub fn not_found(correlation_id: Option<String>, description: impl Into<String>) -> Self {
+        Self {
+            correlation_id,
+            error_type: ErrorCode::ResourceNotFound,
+            description: description.into(),
+        }
+    }
+
+    /// A failure of ours (a backend); the client learns nothing more.
+    pub fn internal(correlation_id: Option<String>) -> Self {
+        Self {
+            correlation_id,
+            error_type: ErrorCode::InternalFailure,
+            description: "The request processing has failed because of an internal error.".into(),
         }
     }
 
@@ -88,8 +104,8 @@ impl SignalError {
             message_payload: None,
             status_response: Some(StatusResponse {
                 correlation_id,
-                error_type: self.error_type.to_owned(),
-                status_code: self.status_code.to_string(),
+                error_type: self.error_type.as_str().to_owned(),
+                status_code: self.error_type.http_status().to_string(),
                 description: truncate(&self.description, 1000),
                 success: false,
             }),

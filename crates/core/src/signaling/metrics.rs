@@ -22,6 +22,9 @@ pub struct SignalingMetrics {
     pub messages_dropped_slow_consumer: AtomicU64,
     pub messages_rejected: AtomicU64,
     pub messages_rate_limited: AtomicU64,
+    pub bus_published: AtomicU64,
+    pub bus_received: AtomicU64,
+    pub bus_dropped: AtomicU64,
 }
 
 /// A point-in-time copy, for exposition.
@@ -41,6 +44,9 @@ pub struct MetricsSnapshot {
     pub messages_dropped_slow_consumer: u64,
     pub messages_rejected: u64,
     pub messages_rate_limited: u64,
+    pub bus_published: u64,
+    pub bus_received: u64,
+    pub bus_dropped: u64,
 }
 
 pub fn inc(c: &AtomicU64) {
@@ -69,6 +75,9 @@ impl SignalingMetrics {
             messages_dropped_slow_consumer: l(&self.messages_dropped_slow_consumer),
             messages_rejected: l(&self.messages_rejected),
             messages_rate_limited: l(&self.messages_rate_limited),
+            bus_published: l(&self.bus_published),
+            bus_received: l(&self.bus_received),
+            bus_dropped: l(&self.bus_dropped),
         }
     }
 }

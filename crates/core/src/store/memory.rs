@@ -1,17 +1,17 @@
-//! In-memory store (`--store memory`): a map behind one mutex. Nothing survives the process.
+//! In-memory store (`--store memory`): the [`Index`] behind one lock, checked and applied in
+//! one step. Nothing survives the process.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{Store, StoreError};
+use async_trait::async_trait;
+
+use super::{Change, Index, Staged, Store, StoreError};
 use crate::ids::{ChannelName, Namespace};
 use crate::model::Channel;
 
-type Key = (Namespace, ChannelName);
-
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    channels: Mutex<BTreeMap<Key, Channel>>,
+    index: RwLock<Index>,
 }
 
 impl MemoryStore {
@@ -19,84 +19,69 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, BTreeMap<Key, Channel>>, StoreError> {
-        self.channels
-            .lock()
-            .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
+    fn read(&self) -> RwLockReadGuard<'_, Index> {
+        // Changes are applied whole under the lock, so a poisoned lock still holds a
+        // consistent index.
+        self.index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn change(&self, change: Change) -> Result<(), StoreError> {
+        let mut index = self.write();
+        index.check(&change, &Staged::default())?;
+        index.apply(change);
+        Ok(())
     }
 }
 
+#[async_trait]
 impl Store for MemoryStore {
-    fn insert(&self, channel: &Channel, max_per_namespace: usize) -> Result<(), StoreError> {
-        let mut map = self.lock()?;
-        let key = (channel.ns.clone(), channel.name.clone());
-        if map.contains_key(&key) {
-            return Err(StoreError::AlreadyExists);
-        }
-        let count = map.keys().filter(|(ns, _)| *ns == channel.ns).count();
-        if count >= max_per_namespace {
-            return Err(StoreError::LimitExceeded);
-        }
-        map.insert(key, channel.clone());
-        Ok(())
+    async fn insert(&self, channel: Channel, max_per_namespace: usize) -> Result<(), StoreError> {
+        self.change(Change::Insert {
+            channel,
+            max_per_namespace,
+        })
     }
 
-    fn get(&self, ns: &Namespace, name: &ChannelName) -> Result<Option<Channel>, StoreError> {
-        Ok(self.lock()?.get(&(ns.clone(), name.clone())).cloned())
+    async fn get(&self, ns: &Namespace, name: &ChannelName) -> Result<Option<Channel>, StoreError> {
+        Ok(self.read().get(ns, name).cloned())
     }
 
-    fn list(
+    async fn list(
         &self,
         ns: &Namespace,
         prefix: Option<&str>,
         after: Option<&ChannelName>,
         limit: usize,
     ) -> Result<Vec<Channel>, StoreError> {
-        let map = self.lock()?;
-        Ok(map
-            .iter()
-            .filter(|((n, name), _)| {
-                n == ns
-                    && after.is_none_or(|a| name > a)
-                    && prefix.is_none_or(|p| name.as_str().starts_with(p))
-            })
-            .take(limit)
-            .map(|(_, c)| c.clone())
-            .collect())
+        Ok(self.read().list(ns, prefix, after, limit))
     }
 
-    fn replace(&self, channel: &Channel, expected_revision: u64) -> Result<(), StoreError> {
-        let mut map = self.lock()?;
-        let slot = map
-            .get_mut(&(channel.ns.clone(), channel.name.clone()))
-            .ok_or(StoreError::NotFound)?;
-        if slot.revision != expected_revision {
-            return Err(StoreError::VersionConflict);
-        }
-        *slot = channel.clone();
-        Ok(())
+    async fn replace(&self, channel: Channel, expected_revision: u64) -> Result<(), StoreError> {
+        self.change(Change::Replace {
+            channel,
+            expected_revision,
+        })
     }
 
-    fn remove(
+    async fn remove(
         &self,
         ns: &Namespace,
         name: &ChannelName,
         expected_revision: u64,
     ) -> Result<(), StoreError> {
-        let mut map = self.lock()?;
-        let key = (ns.clone(), name.clone());
-        match map.get(&key) {
-            None => Err(StoreError::NotFound),
-            Some(c) if c.revision != expected_revision => Err(StoreError::VersionConflict),
-            Some(_) => {
-                map.remove(&key);
-                Ok(())
-            }
-        }
-    }
-
-    fn all(&self) -> Result<Vec<Channel>, StoreError> {
-        Ok(self.lock()?.values().cloned().collect())
+        self.change(Change::Remove {
+            ns: ns.clone(),
+            name: name.clone(),
+            expected_revision,
+        })
     }
 }
 
@@ -104,8 +89,5 @@ impl Store for MemoryStore {
 mod tests {
     use std::sync::Arc;
 
-    #[test]
-    fn memory_store_conforms() {
-        super::super::conformance::run_all(&|| Arc::new(super::MemoryStore::new()));
-    }
+    crate::store_conformance!(async { Arc::new(super::MemoryStore::new()) });
 }

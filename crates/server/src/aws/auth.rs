@@ -50,20 +50,28 @@ pub struct SignedParts {
 
 impl SignedParts {
     pub fn from_parts(parts: &Parts) -> Self {
+        let mut headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        // HTTP/2 carries the host as the `:authority` pseudo-header, which a client that signed
+        // `host` expects to be verified as the Host header (RFC 9113 §8.3.1).
+        if !parts.headers.contains_key(axum::http::header::HOST) {
+            if let Some(authority) = parts.uri.authority() {
+                headers.push(("host".to_owned(), authority.as_str().to_owned()));
+            }
+        }
         Self {
             method: parts.method.as_str().to_owned(),
             path: parts.uri.path().to_owned(),
             query: parts.uri.query().unwrap_or("").to_owned(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
+            headers,
         }
     }
 

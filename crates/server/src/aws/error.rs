@@ -5,7 +5,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kvs_core::ServiceError;
+use kvs_core::{ErrorCode, ServiceError};
 use kvs_sigv4::AuthError;
 
 #[derive(Debug, Clone)]
@@ -45,25 +45,37 @@ impl ApiError {
     }
 }
 
+/// The one status mapping is [`ErrorCode::http_status`]; this only changes its type.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        let status = match &e {
-            ServiceError::InvalidArgument(_)
-            | ServiceError::ResourceInUse(_)
-            | ServiceError::VersionMismatch(_)
-            | ServiceError::AccountChannelLimitExceeded(_)
-            | ServiceError::TagsPerResourceExceededLimit(_)
-            | ServiceError::ClientLimitExceeded(_) => StatusCode::BAD_REQUEST,
-            ServiceError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
-            // 401 in the kinesisvideo model (kvs-spec.md §4.1, §13.1).
-            ServiceError::AccessDenied(_) => StatusCode::UNAUTHORIZED,
+        match e {
+            ServiceError::Client { code, message } => {
+                Self::new(status_of(code), code.as_str(), message)
+            }
             ServiceError::Internal(source) => {
                 // Logged once here, at the boundary; the client gets a generic message.
                 tracing::error!(error = %source, "internal failure");
-                return Self::internal();
+                Self::internal()
             }
-        };
-        Self::new(status, e.code(), e.to_string())
+            ServiceError::Unavailable(detail) => {
+                tracing::warn!(%detail, "backend unavailable");
+                Self::new(
+                    status_of(ErrorCode::ServiceUnavailable),
+                    ErrorCode::ServiceUnavailable.as_str(),
+                    "The service is temporarily unavailable; retry the request.",
+                )
+            }
+        }
+    }
+}
+
+impl From<kvs_core::Violation> for ApiError {
+    fn from(v: kvs_core::Violation) -> Self {
+        Self::invalid(v.message())
     }
 }
 

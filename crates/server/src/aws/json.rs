@@ -4,6 +4,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use kvs_core::{Constraint, Violation};
+
 use super::error::ApiError;
 
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -19,10 +21,8 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        ApiError::invalid(format!(
-            "1 validation error detected: Value at '{path}' failed to satisfy constraint: {}",
-            e.into_inner()
-        ))
+        let detail = e.into_inner().to_string();
+        ApiError::from(Violation::new(path, Constraint::Type(detail)))
     })
 }
 
@@ -37,12 +37,7 @@ pub fn to_body<T: Serialize>(value: &T) -> Result<String, ApiError> {
 
 /// A required member that was absent (or JSON null).
 pub fn required<T>(value: Option<T>, member: &str) -> Result<T, ApiError> {
-    value.ok_or_else(|| {
-        ApiError::invalid(format!(
-            "1 validation error detected: Value null at '{member}' failed to satisfy constraint: \
-             Member must not be null"
-        ))
-    })
+    value.ok_or_else(|| Violation::new(member, Constraint::Required).into())
 }
 
 #[cfg(test)]

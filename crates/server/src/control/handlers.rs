@@ -1,7 +1,7 @@
-//! One function per operation: parse the body, validate, call the service, shape the output.
-//! Handlers are synchronous (the store may block on fsync); the server runs them on the
-//! blocking pool.
+//! One function per operation: parse the body, validate, call the application layer, shape the
+//! output. Reads are answered from the channel index; writes wait for their group commit.
 
+use kvs_core::app::Purpose;
 use kvs_core::ids::{MessageTtl, TagKey, Version};
 use kvs_core::model::ChannelType;
 use kvs_core::service::{ChannelRef, ChannelView, CreateChannel};
@@ -17,7 +17,7 @@ use crate::state::AppState;
 
 /// Runs `op`. `Ok(None)` is a success with an empty body (AWS's answer for operations whose
 /// output has no members, kvs-spec.md §1).
-pub fn handle(
+pub async fn handle(
     op: Operation,
     state: &AppState,
     caller: &Caller,
@@ -26,17 +26,17 @@ pub fn handle(
 ) -> Result<Option<String>, ApiError> {
     let ctx = Ctx { state, caller };
     match op {
-        Operation::CreateSignalingChannel => ctx.create(parse_body(body)?).map(Some),
-        Operation::DescribeSignalingChannel => ctx.describe(parse_body(body)?).map(Some),
-        Operation::ListSignalingChannels => ctx.list(parse_body(body)?).map(Some),
-        Operation::UpdateSignalingChannel => ctx.update(parse_body(body)?).map(|()| None),
-        Operation::DeleteSignalingChannel => ctx.delete(parse_body(body)?).map(|()| None),
+        Operation::CreateSignalingChannel => ctx.create(parse_body(body)?).await.map(Some),
+        Operation::DescribeSignalingChannel => ctx.describe(parse_body(body)?).await.map(Some),
+        Operation::ListSignalingChannels => ctx.list(parse_body(body)?).await.map(Some),
+        Operation::UpdateSignalingChannel => ctx.update(parse_body(body)?).await.map(|()| None),
+        Operation::DeleteSignalingChannel => ctx.delete(parse_body(body)?).await.map(|()| None),
         Operation::GetSignalingChannelEndpoint => {
-            ctx.endpoint(parse_body(body)?, endpoint).map(Some)
+            ctx.endpoint(parse_body(body)?, endpoint).await.map(Some)
         }
-        Operation::TagResource => ctx.tag(parse_body(body)?).map(|()| None),
-        Operation::UntagResource => ctx.untag(parse_body(body)?).map(|()| None),
-        Operation::ListTagsForResource => ctx.list_tags(parse_body(body)?).map(Some),
+        Operation::TagResource => ctx.tag(parse_body(body)?).await.map(|()| None),
+        Operation::UntagResource => ctx.untag(parse_body(body)?).await.map(|()| None),
+        Operation::ListTagsForResource => ctx.list_tags(parse_body(body)?).await.map(Some),
     }
 }
 
@@ -74,7 +74,7 @@ pub fn channel_info(v: &ChannelView) -> ChannelInfo {
 }
 
 impl Ctx<'_> {
-    fn create(&self, input: CreateSignalingChannelInput) -> Result<String, ApiError> {
+    async fn create(&self, input: CreateSignalingChannelInput) -> Result<String, ApiError> {
         let name = required(input.channel_name, "channelName")?;
         let name = validate::channel_name("channelName", &name)?;
         let channel_type = match input.channel_type {
@@ -86,21 +86,26 @@ impl Ctx<'_> {
         };
         let ttl = ttl(input.single_master_configuration)?.unwrap_or(MessageTtl::DEFAULT);
         let tags = validate::tags("tags", input.tags.unwrap_or_default(), 0)?;
-        let channel = self.state.service.create(
-            &self.caller.ns,
-            CreateChannel {
-                name,
-                channel_type,
-                ttl,
-                tags,
-            },
-        )?;
+        let channel = self
+            .state
+            .app
+            .channels()
+            .create(
+                &self.caller.ns,
+                CreateChannel {
+                    name,
+                    channel_type,
+                    ttl,
+                    tags,
+                },
+            )
+            .await?;
         to_body(&CreateSignalingChannelOutput {
             channel_arn: channel.arn.to_string(),
         })
     }
 
-    fn describe(&self, input: DescribeSignalingChannelInput) -> Result<String, ApiError> {
+    async fn describe(&self, input: DescribeSignalingChannelInput) -> Result<String, ApiError> {
         let r = match (input.channel_name, input.channel_arn) {
             (Some(name), None) => ChannelRef::Name(validate::channel_name("channelName", &name)?),
             (None, Some(arn)) => ChannelRef::Arn(validate::arn("channelARN", Some(arn))?),
@@ -115,22 +120,21 @@ impl Ctx<'_> {
                 ))
             }
         };
-        let view = self.state.service.describe(&self.caller.ns, &r)?;
+        let view = self
+            .state
+            .app
+            .channels()
+            .describe(&self.caller.ns, &r)
+            .await?;
         to_body(&DescribeSignalingChannelOutput {
             channel_info: channel_info(&view),
         })
     }
 
-    fn list(&self, input: ListSignalingChannelsInput) -> Result<String, ApiError> {
+    async fn list(&self, input: ListSignalingChannelsInput) -> Result<String, ApiError> {
         let max = match input.max_results {
             None => 500,
-            Some(n) if (1..=10_000).contains(&n) => n as usize,
-            Some(n) => {
-                return Err(ApiError::invalid(format!(
-                    "1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy \
-                     constraint: Member must have value between 1 and 10000 (inclusive)"
-                )))
-            }
+            Some(n) => validate::range("maxResults", n, 1, 10_000)? as usize,
         };
         if let Some(t) = &input.next_token {
             validate::next_token("nextToken", t)?;
@@ -150,42 +154,48 @@ impl Ctx<'_> {
                     .transpose()?
             }
         };
-        let page = self.state.service.list(
-            &self.caller.ns,
-            prefix.as_ref(),
-            max,
-            input.next_token.as_deref(),
-        )?;
+        let page = self
+            .state
+            .app
+            .channels()
+            .list(
+                &self.caller.ns,
+                prefix.as_ref(),
+                max,
+                input.next_token.as_deref(),
+            )
+            .await?;
         to_body(&ListSignalingChannelsOutput {
             channel_info_list: page.channels.iter().map(channel_info).collect(),
             next_token: page.next_token,
         })
     }
 
-    fn update(&self, input: UpdateSignalingChannelInput) -> Result<(), ApiError> {
+    async fn update(&self, input: UpdateSignalingChannelInput) -> Result<(), ApiError> {
         let arn = validate::arn("channelARN", input.channel_arn)?;
         let version = current_version(Some(required(input.current_version, "currentVersion")?))?
             .ok_or_else(ApiError::internal)?;
         let ttl = ttl(input.single_master_configuration)?;
         self.state
-            .service
-            .update(&self.caller.ns, &arn, &version, ttl)?;
+            .app
+            .channels()
+            .update(&self.caller.ns, &arn, &version, ttl)
+            .await?;
         Ok(())
     }
 
-    fn delete(&self, input: DeleteSignalingChannelInput) -> Result<(), ApiError> {
+    async fn delete(&self, input: DeleteSignalingChannelInput) -> Result<(), ApiError> {
         let arn = validate::arn("channelARN", input.channel_arn)?;
         let version = current_version(input.current_version)?;
-        let deleted = self
-            .state
-            .service
-            .delete(&self.caller.ns, &arn, version.as_ref())?;
         // Its connections get GO_AWAY and its held messages are dropped (kvs-spec.md §6.4).
-        self.state.hub.channel_deleted(deleted.arn.as_str());
+        self.state
+            .app
+            .delete_channel(&self.caller.ns, &arn, version.as_ref())
+            .await?;
         Ok(())
     }
 
-    fn endpoint(
+    async fn endpoint(
         &self,
         input: GetSignalingChannelEndpointInput,
         base: &EndpointBase,
@@ -222,7 +232,11 @@ impl Ctx<'_> {
                 wanted.push(p);
             }
         }
-        let view = self.state.service.active_by_arn(&self.caller.ns, &arn)?;
+        let view = self
+            .state
+            .app
+            .usable_channel(&self.caller.ns, &arn, Purpose::Endpoint)
+            .await?;
         if wanted.contains(&"WEBRTC") {
             return Err(ApiError::invalid(format!(
                 "The signaling channel {} is not configured for media storage, so it has no \
@@ -246,14 +260,18 @@ impl Ctx<'_> {
         })
     }
 
-    fn tag(&self, input: TagResourceInput) -> Result<(), ApiError> {
+    async fn tag(&self, input: TagResourceInput) -> Result<(), ApiError> {
         let arn = validate::arn("resourceARN", input.resource_arn)?;
         let tags = validate::tags("tags", required(input.tags, "tags")?, 1)?;
-        self.state.service.tag(&self.caller.ns, &arn, tags)?;
+        self.state
+            .app
+            .channels()
+            .tag(&self.caller.ns, &arn, tags)
+            .await?;
         Ok(())
     }
 
-    fn untag(&self, input: UntagResourceInput) -> Result<(), ApiError> {
+    async fn untag(&self, input: UntagResourceInput) -> Result<(), ApiError> {
         let arn = validate::arn("resourceARN", input.resource_arn)?;
         let keys = required(input.tag_key_list, "tagKeyList")?;
         validate::list_len("tagKeyList", &keys, 1, 50)?;
@@ -262,17 +280,26 @@ impl Ctx<'_> {
             .enumerate()
             .map(|(i, k)| TagKey::parse(&format!("tagKeyList.{}.member", i + 1), k))
             .collect::<Result<Vec<_>, _>>()?;
-        self.state.service.untag(&self.caller.ns, &arn, &keys)?;
+        self.state
+            .app
+            .channels()
+            .untag(&self.caller.ns, &arn, &keys)
+            .await?;
         Ok(())
     }
 
-    fn list_tags(&self, input: ListTagsForResourceInput) -> Result<String, ApiError> {
+    async fn list_tags(&self, input: ListTagsForResourceInput) -> Result<String, ApiError> {
         let arn = validate::arn("resourceARN", input.resource_arn)?;
         if let Some(t) = &input.next_token {
             validate::next_token("nextToken", t)?;
         }
         // At most 50 tags: everything fits in one page, so no NextToken is ever returned.
-        let tags = self.state.service.list_tags(&self.caller.ns, &arn)?;
+        let tags = self
+            .state
+            .app
+            .channels()
+            .list_tags(&self.caller.ns, &arn)
+            .await?;
         to_body(&ListTagsForResourceOutput { tags })
     }
 }

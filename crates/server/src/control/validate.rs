@@ -4,6 +4,7 @@
 
 use kvs_core::ids::{ChannelName, ResourceArn, TagKey, TagValue};
 use kvs_core::model::MAX_TAGS;
+use kvs_core::{Constraint, ErrorCode, ServiceError, Violation};
 
 use super::dto::Tag;
 use crate::aws::error::ApiError;
@@ -18,29 +19,36 @@ pub fn channel_name(member: &str, value: &str) -> Result<ChannelName, ApiError> 
     Ok(ChannelName::parse(member, value)?)
 }
 
-pub fn enum_value<'a>(member: &str, value: &str, allowed: &[&'a str]) -> Result<&'a str, ApiError> {
+pub fn enum_value(
+    member: &str,
+    value: &str,
+    allowed: &'static [&'static str],
+) -> Result<&'static str, ApiError> {
     allowed
         .iter()
         .find(|a| **a == value)
         .copied()
         .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "1 validation error detected: Value '{value}' at '{member}' failed to satisfy \
-                 constraint: Member must satisfy enum value set: [{}]",
-                allowed.join(", ")
-            ))
+            let got = value.to_owned();
+            Violation::new(member, Constraint::Enum { allowed, got }).into()
         })
 }
 
 pub fn list_len<T>(member: &str, list: &[T], min: usize, max: usize) -> Result<(), ApiError> {
-    if list.len() < min || list.len() > max {
-        return Err(ApiError::invalid(format!(
-            "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
-             Member must have length between {min} and {max} (inclusive); got {}",
-            list.len()
-        )));
+    let got = list.len();
+    if got < min || got > max {
+        return Err(Violation::new(member, Constraint::Length { min, max, got }).into());
     }
     Ok(())
+}
+
+/// An integer member within `min..=max`.
+pub fn range(member: &str, value: i64, min: i64, max: i64) -> Result<i64, ApiError> {
+    if !(min..=max).contains(&value) {
+        let got = value;
+        return Err(Violation::new(member, Constraint::Range { min, max, got }).into());
+    }
+    Ok(value)
 }
 
 /// `NextToken`: 0..1024 of `[a-zA-Z0-9+/=]` (the cursor itself is checked by the service).
@@ -50,10 +58,7 @@ pub fn next_token(member: &str, token: &str) -> Result<(), ApiError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
     if !ok {
-        return Err(ApiError::invalid(format!(
-            "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
-             Member must satisfy regular expression pattern: [a-zA-Z0-9+/=]*"
-        )));
+        return Err(Violation::new(member, Constraint::Pattern("[a-zA-Z0-9+/=]*")).into());
     }
     Ok(())
 }
@@ -65,13 +70,14 @@ pub fn tags(member: &str, tags: Vec<Tag>, min: usize) -> Result<Vec<(TagKey, Tag
         list_len(member, &tags, min, MAX_TAGS)?;
     }
     if tags.len() > MAX_TAGS {
-        return Err(
-            kvs_core::ServiceError::TagsPerResourceExceededLimit(format!(
+        return Err(ServiceError::new(
+            ErrorCode::TagsPerResourceExceededLimit,
+            format!(
                 "A resource can have at most {MAX_TAGS} tags; {} were given.",
                 tags.len()
-            ))
-            .into(),
-        );
+            ),
+        )
+        .into());
     }
     tags.into_iter()
         .enumerate()

@@ -8,16 +8,14 @@ use std::time::SystemTime;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kvs_core::ids::ResourceArn;
 use kvs_core::signaling::message::is_valid_id;
-use kvs_core::signaling::Role;
+use kvs_core::signaling::{ChannelSink, Role};
 use percent_encoding::percent_decode_str;
 use tokio::sync::mpsc;
 
 use super::session::{self, Registration};
-use super::sink::MpscSink;
 use crate::aws::auth::SignedParts;
 use crate::aws::error::ApiError;
 use crate::state::SharedState;
@@ -39,7 +37,7 @@ pub async fn connect(state: SharedState, mut parts: Parts) -> Response {
     match authorise(&state, &mut parts).await {
         Ok(resp) => resp,
         Err(e) => {
-            kvs_core::signaling::metrics::inc(&state.hub.metrics().connections_rejected);
+            kvs_core::signaling::metrics::inc(&state.app.hub().metrics().connections_rejected);
             e.into_response()
         }
     }
@@ -70,22 +68,6 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
             Role::Viewer(id)
         }
     };
-    let service = Arc::clone(&state.service);
-    let ns = caller.ns.clone();
-    let arn2 = arn.clone();
-    let view = tokio::task::spawn_blocking(move || service.get_by_arn(&ns, &arn2))
-        .await
-        .map_err(|_| ApiError::internal())??;
-    if view.status != kvs_core::model::ChannelStatus::Active {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "ResourceInUseException",
-            format!(
-                "The signaling channel is {}, not ACTIVE.",
-                view.status.as_str()
-            ),
-        ));
-    }
     let upgrade = WebSocketUpgrade::from_request_parts(parts, &())
         .await
         .map_err(|e| ApiError::invalid(format!("A WebSocket upgrade is required: {e}")))?;
@@ -93,18 +75,27 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
     // browsers offer none (kvs-spec.md §6.1).
     let upgrade = upgrade.protocols(["wss"]);
 
+    // The channel must be ACTIVE; the one-master rule and the viewer limit are the hub's.
     let (tx, rx) = mpsc::channel(state.session.outbox_capacity);
     let conn = state
-        .hub
-        .connect(arn.as_str(), role, Arc::new(MpscSink(tx)))
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.error_type, e.description))?;
+        .app
+        .connect(&caller.ns, &arn, role, Arc::new(ChannelSink(tx)))
+        .await?;
     // Dropping the registration (also when the upgrade fails) takes the connection out of the hub.
-    let reg = Registration::new(Arc::clone(&state.hub), conn);
+    let reg = Registration::new(Arc::clone(&state.app), conn);
     let state = Arc::clone(state);
-    let ns = caller.ns;
-    Ok(upgrade
+    Ok(small_buffers(upgrade).on_upgrade(move |socket| session::run(socket, state, reg, rx)))
+}
+
+/// KVS messages are at most ~14 KiB of JSON (10K payloads, kvs-spec.md §8.2): buffers sized for
+/// that rather than tungstenite's 128 KiB defaults keep an idle connection small (issue 7).
+fn small_buffers(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| session::run(socket, state, ns, arn, reg, rx)))
+        .max_frame_size(64 * 1024)
 }
 
 #[cfg(test)]

@@ -1,18 +1,17 @@
 //! One signaling connection: frames from the socket are parsed, rate-limited and handed to the
-//! hub; frames the hub queued for this connection go out. The session also enforces the idle
-//! timeout and maximum connection duration (kvs-spec.md §6.5) and closes after a GO_AWAY's grace
-//! period (§6.4). Every error is decided here: a bad message costs the sender a STATUS_RESPONSE
+//! application layer; events the hub queued for this connection become frames here. The
+//! session also enforces the idle timeout and maximum connection duration (kvs-spec.md §6.5)
+//! and closes after a GO_AWAY's grace period (§6.4). Every error is decided here: a bad message costs the sender a STATUS_RESPONSE
 //! (when it gave a correlationId), never the connection.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use kvs_core::ids::{Namespace, ResourceArn};
-use kvs_core::signaling::hub::ConnectionId;
+use kvs_core::app::Application;
 use kvs_core::signaling::metrics::inc;
 use kvs_core::signaling::rate::{ConnectionRateLimiter, RateLimits};
-use kvs_core::signaling::{ClientMessage, Hub, Outbound, ServerMessage, SignalError};
+use kvs_core::signaling::{ClientMessage, ConnectionId, Event, ServerMessage, SignalError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -26,42 +25,74 @@ pub struct SessionConfig {
     pub outbox_capacity: usize,
 }
 
-/// A connection's place in the hub, released when dropped.
+/// A connection's place in the hub. [`Registration::release`] takes it out; if the session never
+/// ran (the upgrade failed) dropping it does the same in the background.
 pub struct Registration {
-    hub: Arc<Hub>,
-    conn: ConnectionId,
+    app: Arc<Application>,
+    conn: Option<ConnectionId>,
 }
 
 impl Registration {
-    pub fn new(hub: Arc<Hub>, conn: ConnectionId) -> Self {
-        Self { hub, conn }
+    pub fn new(app: Arc<Application>, conn: ConnectionId) -> Self {
+        Self {
+            app,
+            conn: Some(conn),
+        }
+    }
+
+    fn conn(&self) -> Option<&ConnectionId> {
+        self.conn.as_ref()
+    }
+
+    pub async fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.app.disconnect(&conn).await;
+        }
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.hub.disconnect(&self.conn);
+        let Some(conn) = self.conn.take() else { return };
+        let app = Arc::clone(&self.app);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { app.disconnect(&conn).await });
+        }
     }
 }
 
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
 
+/// The frame an event becomes (kvs-spec.md §6.3, §6.4); `None` for those that are not frames.
+fn frame(event: &Event) -> Option<String> {
+    match event {
+        Event::Message(m) => {
+            Some(ServerMessage::relay(m.action, m.sender.clone(), m.payload.clone()).to_json())
+        }
+        Event::GoAway { .. } => Some(ServerMessage::go_away().to_json()),
+        Event::ReconnectIceServer => Some(ServerMessage::reconnect_ice_server().to_json()),
+        Event::Close { .. } => None,
+    }
+}
+
 pub async fn run(
     mut socket: WebSocket,
     state: SharedState,
-    ns: Namespace,
-    arn: ResourceArn,
     reg: Registration,
-    mut outbox: mpsc::Receiver<Outbound>,
+    mut outbox: mpsc::Receiver<Event>,
 ) {
+    let Some(conn) = reg.conn().cloned() else {
+        return;
+    };
     let cfg = state.session.clone();
     let started = Instant::now();
     let max_end = started + cfg.max_duration;
     let mut idle_end = started + cfg.idle_timeout;
     let mut go_away_end: Option<Instant> = None;
+    let mut outbox_open = true;
     let mut limiter = ConnectionRateLimiter::new(cfg.rate_limits);
-    tracing::info!(channel = %arn, role = ?reg.conn.role, "signaling connection open");
+    tracing::debug!(channel = %conn.channel_arn, role = ?conn.role, "signaling connection open");
     let reason = loop {
         let (close_at, why) = [
             (Some(idle_end), "idle timeout"),
@@ -80,7 +111,7 @@ pub async fn run(
                 };
                 idle_end = Instant::now() + cfg.idle_timeout;
                 let reply = match frame {
-                    Message::Text(t) => handle_text(&state, &ns, &arn, &reg.conn, &mut limiter, t.as_str()).await,
+                    Message::Text(t) => handle_text(&state, &conn, &mut limiter, t.as_str()).await,
                     Message::Binary(b) => binary_refused(&state, &b),
                     // Pings are answered by the WebSocket layer; they count as activity.
                     Message::Ping(_) | Message::Pong(_) => None,
@@ -92,22 +123,22 @@ pub async fn run(
                     }
                 }
             }
-            out = outbox.recv() => match out {
-                None => break None,
-                Some(Outbound::Text(t)) => {
-                    if socket.send(Message::Text(t.into())).await.is_err() {
-                        break None;
+            out = outbox.recv(), if outbox_open => match out {
+                // The hub let go of this connection; keep serving until a timer ends it (a
+                // GO_AWAY's grace period is a promise to the client, kvs-spec.md §6.4).
+                None => outbox_open = false,
+                Some(Event::Close { reason }) => break Some((CLOSE_NORMAL, reason)),
+                Some(event) => {
+                    if let Event::GoAway { grace } = &event {
+                        let end = Instant::now() + *grace;
+                        go_away_end = Some(go_away_end.map_or(end, |e| e.min(end)));
+                    }
+                    if let Some(text) = frame(&event) {
+                        if socket.send(Message::Text(text.into())).await.is_err() {
+                            break None;
+                        }
                     }
                 }
-                Some(Outbound::GoAway { grace }) => {
-                    let go_away = ServerMessage::go_away().to_json();
-                    if socket.send(Message::Text(go_away.into())).await.is_err() {
-                        break None;
-                    }
-                    let end = Instant::now() + grace;
-                    go_away_end = Some(go_away_end.map_or(end, |e| e.min(end)));
-                }
-                Some(Outbound::Close { reason }) => break Some((CLOSE_NORMAL, reason)),
             },
             _ = tokio::time::sleep_until(close_at) => {
                 let code = if why == "going away" { CLOSE_GOING_AWAY } else { CLOSE_NORMAL };
@@ -116,7 +147,7 @@ pub async fn run(
         }
     };
     if let Some((code, reason)) = reason {
-        tracing::info!(channel = %arn, role = ?reg.conn.role, %reason, "closing signaling connection");
+        tracing::debug!(channel = %conn.channel_arn, role = ?conn.role, %reason, "closing signaling connection");
         let _ = socket
             .send(Message::Close(Some(CloseFrame {
                 code,
@@ -124,20 +155,18 @@ pub async fn run(
             })))
             .await;
     }
-    drop(reg);
-    tracing::info!(channel = %arn, "signaling connection closed");
+    reg.release().await;
+    tracing::debug!(channel = %conn.channel_arn, "signaling connection closed");
 }
 
 /// Handles one text frame; returns the frame to send back to this client, if any.
 async fn handle_text(
     state: &Arc<AppState>,
-    ns: &Namespace,
-    arn: &ResourceArn,
     conn: &ConnectionId,
     limiter: &mut ConnectionRateLimiter,
     text: &str,
 ) -> Option<String> {
-    let metrics = state.hub.metrics();
+    let metrics = state.app.hub().metrics();
     let msg = match ClientMessage::parse(text) {
         Ok(m) => m,
         Err(e) => {
@@ -145,7 +174,7 @@ async fn handle_text(
             return status(e);
         }
     };
-    if !limiter.allow(msg.action, state.service.clock().now_millis()) {
+    if !limiter.allow(msg.action, state.app.clock().now_millis()) {
         inc(&metrics.messages_rate_limited);
         return status(SignalError::limit(
             msg.correlation_id,
@@ -155,23 +184,7 @@ async fn handle_text(
             ),
         ));
     }
-    // The TTL in force now is stamped on the message if it must be held (architecture.md §2).
-    let service = Arc::clone(&state.service);
-    let (ns, arn) = (ns.clone(), arn.clone());
-    let channel = tokio::task::spawn_blocking(move || service.get_by_arn(&ns, &arn)).await;
-    let ttl = match channel {
-        Ok(Ok(view)) => view.channel.ttl.seconds(),
-        Ok(Err(_)) | Err(_) => {
-            inc(&metrics.messages_rejected);
-            return status(SignalError {
-                correlation_id: msg.correlation_id,
-                error_type: "ResourceNotFoundException",
-                status_code: 404,
-                description: "The signaling channel no longer exists.".into(),
-            });
-        }
-    };
-    match state.hub.relay(conn, msg, ttl) {
+    match state.app.deliver(conn, msg).await {
         Ok(()) => None,
         Err(e) => status(e),
     }
@@ -184,7 +197,7 @@ fn status(e: SignalError) -> Option<String> {
 /// Only text frames carry signaling messages (kvs-spec.md §6.1). If a binary frame holds JSON
 /// with a correlationId, the refusal is reported against it.
 fn binary_refused(state: &AppState, bytes: &[u8]) -> Option<String> {
-    inc(&state.hub.metrics().messages_rejected);
+    inc(&state.app.hub().metrics().messages_rejected);
     let correlation_id = std::str::from_utf8(bytes).ok().and_then(|t| {
         ClientMessage::parse(t)
             .map(|m| m.correlation_id)

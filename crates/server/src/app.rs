@@ -1,0 +1,430 @@
+//! Assembly: everything `kvs-signaling serve` runs, built in the library so `main.rs` and
+//! in-process tests assemble it the same way. [`Listeners::bind`] binds the sockets,
+//! [`App::build`] validates the configuration (in one place) and wires store, application
+//! layer, authentication, ICE and TURN together with the clock it is given, and [`run`] serves
+//! until the shutdown future completes (the mini-redis shape).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use kvs_core::app::{Application, SignalingPorts};
+use kvs_core::clock::Clock;
+use kvs_core::ids::{AccountId, Region};
+use kvs_core::service::ServiceConfig;
+use kvs_core::signaling::rate::RateLimits;
+use kvs_core::signaling::{Event, HubConfig, NodeId};
+use kvs_core::store::{MemoryStore, SqliteStore, Store};
+
+use crate::aws::auth::Authenticator;
+use crate::config::{ServeConfig, StoreKind};
+use crate::credentials::{self, CredentialMap};
+use crate::endpoints::EndpointBase;
+use crate::server::{self, TlsListener};
+use crate::signaling::ice::IceCredentials;
+use crate::state::{AppState, SharedState};
+use crate::turn_relay;
+use crate::ws::SessionConfig;
+
+/// The configuration, checked once: everything [`App::build`] needs that can be wrong.
+pub struct Validated {
+    pub account: AccountId,
+    pub region: Region,
+    pub credentials: Option<CredentialMap>,
+    pub public_endpoint: Option<EndpointBase>,
+}
+
+impl ServeConfig {
+    /// Checks every option that flags and the file cannot check on their own.
+    pub fn validate(&self) -> anyhow::Result<Validated> {
+        let account =
+            AccountId::parse(&self.account_id).map_err(|e| anyhow::anyhow!("--account-id: {e}"))?;
+        let region = Region::parse(&self.region).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
+        if self.ice_ttl < Duration::from_secs(31) || self.ice_ttl.as_secs() > 86_400 {
+            bail!("--ice-ttl must be between 31s and 24h (the KVS C SDK refreshes 30 s before expiry)");
+        }
+        if self.max_viewers == 0 {
+            bail!("--max-viewers must be at least 1");
+        }
+        if self.max_held_messages == 0 {
+            bail!("--max-held-messages must be at least 1");
+        }
+        let credentials = self
+            .credentials
+            .as_deref()
+            .map(credentials::load)
+            .transpose()?;
+        let public_endpoint = self
+            .public_endpoint
+            .as_deref()
+            .map(EndpointBase::parse)
+            .transpose()
+            .context("--public-endpoint")?;
+        Ok(Validated {
+            account,
+            region,
+            credentials,
+            public_endpoint,
+        })
+    }
+}
+
+/// The bound sockets of the HTTP(S) planes.
+pub struct Listeners {
+    pub http: tokio::net::TcpListener,
+    pub tls: Option<TlsListener>,
+    /// The local CA that issued the TLS certificate, when one was generated.
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl Listeners {
+    /// Binds `--listen` (and `--tls-listen`), refusing a non-loopback address in open mode.
+    pub async fn bind(cfg: &ServeConfig) -> anyhow::Result<Self> {
+        let addrs: Vec<_> = tokio::net::lookup_host(&cfg.listen)
+            .await
+            .with_context(|| format!("--listen {}", cfg.listen))?
+            .collect();
+        let open = cfg.credentials.is_none();
+        if open && !cfg.allow_open_non_loopback && !ServeConfig::listen_addr_is_loopback(&addrs) {
+            bail!(
+                "refusing to listen on non-loopback address {} in open mode (no --credentials): \
+                 anyone who can reach it could act on your channels. Pass --credentials FILE, or \
+                 --allow-open-non-loopback if you really mean it.",
+                cfg.listen
+            );
+        }
+        let http = tokio::net::TcpListener::bind(&addrs[..])
+            .await
+            .with_context(|| format!("binding {}", cfg.listen))?;
+        let (tls, tls_ca) = match &cfg.tls_listen {
+            None => (None, None),
+            Some(addr) => {
+                let (t, ca) = tls_listener(cfg, addr, open).await?;
+                (Some(t), ca)
+            }
+        };
+        Ok(Self { http, tls, tls_ca })
+    }
+
+    /// The line of the CLI contract: `listening on http://HOST:PORT` (and the TLS address).
+    pub fn ready_line(&self) -> anyhow::Result<String> {
+        let mut line = format!(
+            "kvs-signaling listening on http://{}",
+            self.http.local_addr()?
+        );
+        if let Some(t) = &self.tls {
+            line.push_str(&format!(
+                " listening on https://{}",
+                t.listener.local_addr()?
+            ));
+        }
+        Ok(line)
+    }
+}
+
+/// Everything the server runs, assembled.
+pub struct App {
+    state: SharedState,
+    turn: Option<turn_relay::Turn>,
+    turn_secret_file: Option<PathBuf>,
+    drain: Duration,
+}
+
+impl App {
+    /// Validates `cfg`, opens the store (loading its index) and assembles the application.
+    pub async fn build(
+        cfg: &ServeConfig,
+        clock: Arc<dyn Clock>,
+        listeners: &Listeners,
+    ) -> anyhow::Result<Self> {
+        let v = cfg.validate()?;
+        let started = std::time::Instant::now();
+        let store: Arc<dyn Store> = match cfg.store {
+            StoreKind::Memory => Arc::new(MemoryStore::new()),
+            StoreKind::Sqlite => {
+                let dir = cfg.data_dir.clone();
+                let s = tokio::task::spawn_blocking(move || SqliteStore::open_dir(&dir))
+                    .await?
+                    .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+                tracing::info!(
+                    channels = s.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "channel index loaded"
+                );
+                Arc::new(s)
+            }
+        };
+        let application = Arc::new(Application::new(
+            store,
+            clock,
+            ServiceConfig {
+                lifecycle_delay: cfg.lifecycle_delay,
+                max_channels: cfg.max_channels,
+            },
+            HubConfig {
+                max_viewers: cfg.max_viewers,
+                max_held_per_channel: cfg.max_held_messages,
+                go_away_grace: cfg.go_away_grace,
+                ..HubConfig::default()
+            },
+            NodeId::random(),
+            SignalingPorts::in_process(),
+        ));
+        let secret = match (&cfg.turn_secret_file, &cfg.turn_secret) {
+            (Some(path), _) => read_secret(path)?,
+            (None, Some(s)) => s.clone(),
+            (None, None) => random_secret(),
+        };
+        let ice = Arc::new(IceCredentials::new(secret, cfg.ice_ttl.as_secs() as u32));
+        let http_addr = listeners.http.local_addr()?;
+        let turn = if cfg.embedded_turn {
+            Some(start_turn(cfg, &[http_addr], Arc::clone(&ice)).await?)
+        } else {
+            None
+        };
+        let open = v.credentials.is_none();
+        let state = Arc::new(AppState {
+            app: application,
+            auth: Authenticator::new(v.credentials, v.account, v.region),
+            public_endpoint: v.public_endpoint,
+            local_authority: http_addr.to_string(),
+            session: SessionConfig {
+                idle_timeout: cfg.idle_timeout,
+                max_duration: cfg.max_connection_duration,
+                rate_limits: if cfg.message_rate_limits {
+                    RateLimits::AWS
+                } else {
+                    RateLimits::UNLIMITED
+                },
+                // Room for every held message handed over on connect, then live traffic.
+                outbox_capacity: cfg.max_held_messages.max(256) + 64,
+            },
+            ice,
+            turn_uris: cfg.turn_uris.clone(),
+            turn_port: turn.as_ref().map(|t| t.udp_addr.port()),
+            alexa_answer_timeout: cfg.alexa_answer_timeout,
+        });
+        tracing::info!(
+            store = ?cfg.store,
+            data_dir = %cfg.data_dir.display(),
+            auth = if open { "open" } else { "sigv4" },
+            "kvs-signaling assembled"
+        );
+        Ok(Self {
+            state,
+            turn,
+            turn_secret_file: cfg.turn_secret_file.clone(),
+            drain: cfg.shutdown_timeout,
+        })
+    }
+
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+}
+
+/// Serves `app` on `listeners` until `shutdown` completes, then drains (GO_AWAY to this node's
+/// connections) for up to the shutdown timeout.
+pub async fn run(
+    listeners: Listeners,
+    app: App,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let App {
+        state,
+        turn,
+        turn_secret_file,
+        drain,
+    } = app;
+    let hub_tasks = state.app.hub().start();
+    let sweeper = tokio::spawn(sweep_held_messages(Arc::clone(&state)));
+    let watcher = turn_secret_file.map(|p| tokio::spawn(watch_secret_file(p, Arc::clone(&state))));
+    let result = server::serve(
+        listeners.http,
+        listeners.tls,
+        Arc::clone(&state),
+        shutdown,
+        drain,
+    )
+    .await;
+    sweeper.abort();
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    drop(hub_tasks);
+    if let Some(t) = turn {
+        t.close().await;
+    }
+    result
+}
+
+/// Expires held messages once a second, so metrics and memory reflect TTLs even on channels
+/// nobody connects to again.
+async fn sweep_held_messages(state: SharedState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        state.app.hub().sweep().await;
+    }
+}
+
+/// Starts the embedded TURN relay: `--turn-listen`, or the listen host on 3478 (falling back
+/// to an ephemeral port when 3478 is taken, so several servers can run side by side).
+async fn start_turn(
+    cfg: &ServeConfig,
+    http_addrs: &[std::net::SocketAddr],
+    ice: Arc<IceCredentials>,
+) -> anyhow::Result<crate::turn_relay::Turn> {
+    let ip = http_addrs
+        .first()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let (listen, explicit) = match &cfg.turn_listen {
+        Some(a) => {
+            let addr = tokio::net::lookup_host(a)
+                .await
+                .with_context(|| format!("--turn-listen {a}"))?
+                .next()
+                .with_context(|| format!("--turn-listen {a}: no address"))?;
+            (addr, true)
+        }
+        None => (std::net::SocketAddr::new(ip, 3478), false),
+    };
+    let relay_ip = cfg
+        .turn_relay_ip
+        .unwrap_or(if listen.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            listen.ip()
+        });
+    let opts = |listen: std::net::SocketAddr| crate::turn_relay::TurnOptions {
+        listen,
+        relay_ip,
+        relay_bind: listen.ip(),
+        max_per_channel: cfg.turn_max_allocations,
+    };
+    let turn = match crate::turn_relay::start(opts(listen), Arc::clone(&ice)).await {
+        Ok(t) => t,
+        Err(e) if !explicit => {
+            tracing::warn!(error = %e, "TURN port 3478 unavailable; using an ephemeral port");
+            crate::turn_relay::start(opts(std::net::SocketAddr::new(listen.ip(), 0)), ice).await?
+        }
+        Err(e) => return Err(e),
+    };
+    tracing::info!(udp = %turn.udp_addr, tcp = %turn.tcp_addr, %relay_ip, "embedded TURN relay listening");
+    Ok(turn)
+}
+
+fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --turn-secret-file {}", path.display()))?;
+    let s = s.trim().to_owned();
+    if s.is_empty() {
+        bail!("--turn-secret-file {} is empty", path.display());
+    }
+    Ok(s)
+}
+
+fn random_secret() -> String {
+    use rand::distr::Alphanumeric;
+    use rand::RngExt;
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect()
+}
+
+/// Re-reads the TURN secret file every second; a new secret makes every connected client fetch
+/// new ICE credentials (RECONNECT_ICE_SERVER, kvs-spec.md §6.4).
+async fn watch_secret_file(path: std::path::PathBuf, state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Ok(secret) = read_secret(&path) else {
+            continue;
+        };
+        if state.ice.rotate(secret) {
+            let n = state.app.hub().broadcast(&Event::ReconnectIceServer);
+            tracing::info!(
+                connections = n,
+                "TURN secret rotated; sent RECONNECT_ICE_SERVER"
+            );
+        }
+    }
+}
+
+/// Binds `--tls-listen` and prepares its certificate; returns the generated CA's path, if any.
+async fn tls_listener(
+    cfg: &ServeConfig,
+    addr: &str,
+    open: bool,
+) -> anyhow::Result<(crate::server::TlsListener, Option<std::path::PathBuf>)> {
+    // One crypto provider for the whole process, whatever else links rustls.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let addrs: Vec<_> = tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("--tls-listen {addr}"))?
+        .collect();
+    if open && !cfg.allow_open_non_loopback && !ServeConfig::listen_addr_is_loopback(&addrs) {
+        bail!(
+            "refusing to listen on non-loopback address {addr} in open mode (no --credentials); \
+             pass --credentials FILE or --allow-open-non-loopback"
+        );
+    }
+    let listener =
+        std::net::TcpListener::bind(&addrs[..]).with_context(|| format!("binding {addr}"))?;
+    let material = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => crate::tls::load(cert, key)?,
+        _ => {
+            let mut names = vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+                "::1".to_string(),
+            ];
+            let mut add = |n: String| {
+                if !n.is_empty() && !names.contains(&n) {
+                    names.push(n);
+                }
+            };
+            for a in &addrs {
+                if !a.ip().is_unspecified() {
+                    add(a.ip().to_string());
+                }
+            }
+            if let Some(host) = addr
+                .rsplit_once(':')
+                .map(|(h, _)| h.trim_matches(['[', ']']))
+            {
+                if !host.is_empty() && host != "0.0.0.0" && host != "::" {
+                    add(host.to_string());
+                }
+            }
+            if let Some(p) = cfg
+                .public_endpoint
+                .as_deref()
+                .and_then(|u| EndpointBase::parse(u).ok())
+            {
+                add(crate::state::host_of(&p.authority)
+                    .trim_matches(['[', ']'])
+                    .to_string());
+            }
+            for s in &cfg.tls_sans {
+                add(s.clone());
+            }
+            crate::tls::generate(&cfg.data_dir.join("tls"), &names)?
+        }
+    };
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+        material.cert_pem.into_bytes(),
+        material.key_pem.into_bytes(),
+    )
+    .await
+    .context("loading the TLS certificate and key")?;
+    Ok((
+        crate::server::TlsListener { listener, config },
+        material.ca_path,
+    ))
+}
