@@ -229,8 +229,8 @@ async fn the_c_sdk_subprotocol_is_echoed() {
 }
 
 #[tokio::test]
-async fn deleting_a_channel_sends_go_away_then_closes() {
-    let s = Server::start(&["--go-away-grace", "1s"]);
+async fn deleting_a_channel_sends_go_away_then_closes_after_the_grace() {
+    let s = Server::start(&["--go-away-grace", "1500ms"]);
     let arn = s.channel("doomed", 60).await;
     let mut master = s.connect(&arn, None).await;
     let mut viewer = s.connect(&arn, Some("v")).await;
@@ -242,8 +242,19 @@ async fn deleting_a_channel_sends_go_away_then_closes() {
         .unwrap();
     assert_eq!(master.recv().await["messageType"], "GO_AWAY");
     assert_eq!(viewer.recv().await["messageType"], "GO_AWAY");
-    assert!(master.closed_within(Duration::from_secs(3)).await.is_some());
-    assert!(viewer.closed_within(Duration::from_secs(3)).await.is_some());
+    // The grace period is a promise: the connections stay open through it (the deleted
+    // channel's state must not take their outboxes with it)...
+    assert_eq!(master.closed_within(Duration::from_millis(800)).await, None);
+    assert_eq!(viewer.closed_within(Duration::from_millis(10)).await, None);
+    // ...and then end with a close frame (1001 going away), not a dropped socket.
+    assert_eq!(
+        master.closed_within(Duration::from_secs(3)).await,
+        Some(1001)
+    );
+    assert_eq!(
+        viewer.closed_within(Duration::from_secs(3)).await,
+        Some(1001)
+    );
 }
 
 #[tokio::test]
