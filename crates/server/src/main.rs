@@ -10,6 +10,12 @@ use kvs_signaling::app::{self, App, Listeners};
 use kvs_signaling::config::{self, Command, LogFormat, ServeConfig};
 use kvs_signaling::server;
 
+/// mimalloc: glibc's malloc showed as ~16% of a describe's CPU (arena locks, consolidation)
+/// with many small, short-lived allocations on two threads; mimalloc's per-thread heaps make
+/// them cheap (issue 7 profile, docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = match config::parse() {
         Ok(c) => c,

@@ -48,9 +48,10 @@ pub fn router(state: SharedState, scheme: Scheme) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .fallback(dispatch)
-        .layer(axum::middleware::from_fn(request_id::middleware))
-        .layer(axum::Extension(scheme))
+        .fallback(move |State(state): State<SharedState>, req: Request| {
+            dispatch(state, req, scheme)
+        })
+        .layer(request_id::RequestIdLayer)
         .layer(cors())
         .with_state(state)
 }
@@ -161,12 +162,7 @@ pub async fn serve(
     result
 }
 
-async fn dispatch(State(state): State<SharedState>, req: Request) -> Response {
-    let scheme = req
-        .extensions()
-        .get::<Scheme>()
-        .copied()
-        .unwrap_or(Scheme::Http);
+async fn dispatch(state: SharedState, req: Request, scheme: Scheme) -> Response {
     match dispatch_inner(state, req, scheme).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),

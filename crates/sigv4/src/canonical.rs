@@ -15,7 +15,7 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
 const PATH: &AsciiSet = &QUERY.remove(b'/');
 
 pub fn hex_sha256(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    to_hex(&Sha256::digest(data))
 }
 
 /// The canonical URI: the path as sent, encoded once more (non-S3 services double-encode, so an
@@ -60,22 +60,46 @@ pub fn query(pairs: &[(String, String)], exclude: Option<&str>) -> String {
         .join("&")
 }
 
+/// Whitespace runs collapsed to one space, ends trimmed. Values that need nothing (nearly all:
+/// dates, hashes, host names) are copied without splitting (it showed in profiles).
 fn normalise_value(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let clean = bytes.first().is_none_or(|b| !b.is_ascii_whitespace())
+        && bytes.last().is_none_or(|b| !b.is_ascii_whitespace())
+        && !bytes
+            .windows(2)
+            .any(|w| w[0].is_ascii_whitespace() && w[1].is_ascii_whitespace())
+        && !bytes.iter().any(|b| b.is_ascii_whitespace() && *b != b' ')
+        && v.is_ascii();
+    if clean {
+        return v.to_owned();
+    }
     v.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// All values of a header (case-insensitive name), normalised and joined with `,`.
 pub fn header_value(headers: &[(String, String)], name: &str) -> Option<String> {
-    let vals: Vec<String> = headers
+    let mut found = headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| normalise_value(v))
-        .collect();
-    if vals.is_empty() {
-        None
-    } else {
-        Some(vals.join(","))
+        .map(|(_, v)| normalise_value(v));
+    let mut out = found.next()?;
+    for more in found {
+        out.push(',');
+        out.push_str(&more);
     }
+    Some(out)
+}
+
+/// Lower-case hex of `bytes`, written straight into the string.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// The canonical headers block for `signed` (lower-case names, in the given order). `None` names

@@ -35,7 +35,7 @@ pub(crate) fn signature(
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, service.as_bytes());
     let k_signing = hmac(&k_service, b"aws4_request");
-    hex::encode(hmac(&k_signing, string_to_sign.as_bytes()))
+    crate::canonical::to_hex(&hmac(&k_signing, string_to_sign.as_bytes()))
 }
 
 /// Constant-time equality of two signatures.

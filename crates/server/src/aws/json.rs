@@ -14,16 +14,31 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     } else {
         body
     };
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("The request body is not valid JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(ApiError::invalid("The request body must be a JSON object."));
+    // One pass straight into the input type; only a failure looks closer, to say which of
+    // "not JSON", "not an object" and "a member of the wrong type" it was.
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) if de.end().is_ok() => Ok(v),
+        Ok(_) => Err(explain(body, None)),
+        Err(e) => Err(explain(body, Some(e))),
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let detail = e.into_inner().to_string();
-        ApiError::from(Violation::new(path, Constraint::Type(detail)))
-    })
+}
+
+fn explain(body: &[u8], e: Option<serde_path_to_error::Error<serde_json::Error>>) -> ApiError {
+    match (serde_json::from_slice::<serde_json::Value>(body), e) {
+        (Err(syntax), _) => {
+            ApiError::invalid(format!("The request body is not valid JSON: {syntax}"))
+        }
+        (Ok(v), _) if !v.is_object() => {
+            ApiError::invalid("The request body must be a JSON object.")
+        }
+        (Ok(_), Some(e)) => {
+            let path = e.path().to_string();
+            let detail = e.into_inner().to_string();
+            ApiError::from(Violation::new(path, Constraint::Type(detail)))
+        }
+        (Ok(_), None) => ApiError::invalid("The request body is not valid JSON."),
+    }
 }
 
 /// Serialises an operation's output. Serialising our own structs cannot fail in practice; if it
