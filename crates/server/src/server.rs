@@ -13,6 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -120,7 +121,12 @@ pub async fn serve(
         None => None,
         Some(t) => {
             t.listener.set_nonblocking(true)?;
-            let server = axum_server::tls_rustls::from_tcp_rustls(t.listener, t.config)?
+            // TCP_NODELAY: signaling frames are small and latency-bound; with Nagle a frame
+            // that follows another waits for its ACK.
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(t.config)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            let server = axum_server::from_tcp(t.listener)?
+                .acceptor(acceptor)
                 .handle(tls_handle.clone());
             let app = router(Arc::clone(&state), Scheme::Https);
             Some(tokio::spawn(server.serve(app.into_make_service())))
@@ -135,6 +141,9 @@ pub async fn serve(
         tracing::info!(connections = n, "sent GO_AWAY to signaling connections");
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = tx.send(());

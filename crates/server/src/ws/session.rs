@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
 use kvs_core::app::Application;
 use kvs_core::signaling::metrics::inc;
 use kvs_core::signaling::rate::{ConnectionRateLimiter, RateLimits};
@@ -60,6 +61,9 @@ impl Drop for Registration {
         }
     }
 }
+
+/// Most frames written between two flushes.
+const WRITE_BURST: usize = 64;
 
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -129,14 +133,37 @@ pub async fn run(
                 None => outbox_open = false,
                 Some(Event::Close { reason }) => break Some((CLOSE_NORMAL, reason)),
                 Some(event) => {
-                    if let Event::GoAway { grace } = &event {
-                        let end = Instant::now() + *grace;
-                        go_away_end = Some(go_away_end.map_or(end, |e| e.min(end)));
-                    }
-                    if let Some(text) = frame(&event) {
-                        if socket.send(Message::Text(text.into())).await.is_err() {
-                            break None;
+                    // Write what is already waiting, then flush once: a burst costs one write
+                    // (TCP_NODELAY is on, so nothing waits for Nagle either).
+                    let mut next = Some(event);
+                    let mut written = 0;
+                    let mut closing = None;
+                    let mut failed = false;
+                    while let Some(event) = next.take() {
+                        if let Event::Close { reason } = event {
+                            closing = Some(reason);
+                            break;
                         }
+                        if let Event::GoAway { grace } = &event {
+                            let end = Instant::now() + *grace;
+                            go_away_end = Some(go_away_end.map_or(end, |e| e.min(end)));
+                        }
+                        if let Some(text) = frame(&event) {
+                            if socket.feed(Message::Text(text.into())).await.is_err() {
+                                failed = true;
+                                break;
+                            }
+                        }
+                        written += 1;
+                        if written < WRITE_BURST {
+                            next = outbox.try_recv().ok();
+                        }
+                    }
+                    if failed || socket.flush().await.is_err() {
+                        break None;
+                    }
+                    if let Some(reason) = closing {
+                        break Some((CLOSE_NORMAL, reason));
                     }
                 }
             },
