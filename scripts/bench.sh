@@ -51,16 +51,24 @@ T_START=$(date +%s)
 
 # --- build ---------------------------------------------------------------------------------
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+# BENCH_PROFILE=debug (for the test suite's --quick run, which already built debug binaries)
+# proves the benchmark works without a release build; its numbers mean nothing.
+PROFILE=${BENCH_PROFILE:-release}
+case "$PROFILE" in
+  release) PFLAG=(--release) ;;
+  debug) PFLAG=() ;;
+  *) echo "BENCH_PROFILE must be release or debug" >&2; exit 2 ;;
+esac
 if [[ -n "${KVS_SIGNALING_BIN:-}" ]]; then
-  step "cargo build --release -p kvs-bench (server: $KVS_SIGNALING_BIN)"
-  cargo build --release -p kvs-bench
+  step "cargo build ($PROFILE) -p kvs-bench (server: $KVS_SIGNALING_BIN)"
+  cargo build "${PFLAG[@]}" -p kvs-bench
   SERVER=$KVS_SIGNALING_BIN
 else
-  step "cargo build --release -p kvs-signaling -p kvs-bench"
-  cargo build --release -p kvs-signaling -p kvs-bench
-  SERVER=$TARGET/release/kvs-signaling
+  step "cargo build ($PROFILE) -p kvs-signaling -p kvs-bench"
+  cargo build "${PFLAG[@]}" -p kvs-signaling -p kvs-bench
+  SERVER=$TARGET/$PROFILE/kvs-signaling
 fi
-BENCH=$TARGET/release/kvs-bench
+BENCH=$TARGET/$PROFILE/kvs-bench
 SERVER_REV=${KVS_SIGNALING_REV:-$(git describe --always --dirty 2>/dev/null || echo unknown)}
 
 # --- Python: moto (baseline) and matplotlib (chart) ----------------------------------------
@@ -405,7 +413,7 @@ mkdir -p "$(dirname "$OUT_MD")"
   echo "- CPU: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
   echo "- memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
   echo "- kernel: $(uname -sr)"
-  echo "- server: kvs-signaling \`$SERVER_REV\`, release build; baselines: \`kvs-bench\` (same build)"
+  echo "- server: kvs-signaling \`$SERVER_REV\`, $PROFILE build; baselines: \`kvs-bench\` (same build)"
   echo "- other work on the machine: $BUSY_BEFORE % busy just before the run; during it the machine used"
   echo "  $MACHINE_S CPU-seconds, of which this benchmark's processes $OURS_S and other processes about $OTHERS_S"
   echo "  (of $((ELAPSED_S * $(nproc))) available)$(((OTHERS_S * 10 > MACHINE_S)) && echo ': **the numbers are skewed by other work**')"

@@ -4,7 +4,8 @@
 #   2. Rust unit and integration tests (real server on port 0, aws-sdk-kinesisvideo),
 #   3. the Python interop suite (boto3, AWS CLI) and the kill -9 crash test,
 #   4. the Node suite with the official KVS WebRTC JS SDK,
-#   5. browser-to-browser WebRTC calls (host and TURN relay) in Chromium.
+#   5. browser-to-browser WebRTC calls (host and TURN relay) in Chromium,
+#   6. a short run of the benchmark (scripts/bench.sh --quick) proving it works.
 # Usage: scripts/test.sh            (everything)
 #        KVS_SKIP_LINT=1 scripts/test.sh   (skip fmt/clippy while iterating)
 set -euo pipefail
@@ -74,5 +75,11 @@ command -v unshare >/dev/null && command -v ip >/dev/null || {
 # The aiortc viewer (a second WebRTC stack) runs from the interop venv.
 tests/interop/.venv/bin/pip install -q -r tests/interop/aiortc/requirements.txt
 bash tests/interop/node/run-browser.sh
+
+# --- The benchmark, briefly: proves kvs-bench and scripts/bench.sh work (numbers meaningless
+# on debug builds; the real comparison is scripts/bench.sh, docs/benchmarks.md).
+step "benchmark smoke run (scripts/bench.sh --quick, debug build)"
+BENCH_PROFILE=debug bash scripts/bench.sh --quick
+test -s target/bench-quick.md
 
 step "all suites passed"
