@@ -77,7 +77,17 @@ async function page(logs, who) {
   p.on('pageerror', (e) => logs.push(`[${who}] pageerror: ${e.message}`));
   // A secure context (the SDK's signer needs crypto.subtle): a page of the server's own
   // https origin.
-  await p.goto(`${server.tlsEndpoint}/health`);
+  // Chromium may report ERR_NETWORK_CHANGED once while the namespace's fresh veth settles:
+  // a transient of the test network, not of the server, so the navigation is retried (bounded).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await p.goto(`${server.tlsEndpoint}/health`);
+      break;
+    } catch (e) {
+      if (attempt >= 5 || !String(e.message).includes('ERR_NETWORK_CHANGED')) throw e;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
   await p.addScriptTag({ path: BUNDLE });
   return p;
 }
