@@ -240,45 +240,44 @@ fn rev(r: u64) -> Result<i64, StoreError> {
     i64::try_from(r).map_err(|_| StoreError::Backend(format!("revision {r} out of range")))
 }
 
+/// Runs `sql` with a channel's row as ?1 account, ?2 region, ?3 name, ?4 revision, ?5 record.
+fn write_row(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    channel: &Channel,
+) -> Result<(), StoreError> {
+    let record = StoredChannel::from(channel).to_json()?;
+    tx.prepare_cached(sql)
+        .and_then(|mut s| {
+            s.execute(params![
+                channel.ns.account.as_str(),
+                channel.ns.region.as_str(),
+                channel.name.as_str(),
+                rev(channel.revision).unwrap_or(i64::MAX),
+                record
+            ])
+        })
+        .map(|_| ())
+        .map_err(backend)
+}
+
 /// Writes `changes` in one transaction: one commit, one fsync.
 fn write(conn: &mut Connection, changes: &[&Change]) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(backend)?;
     for change in changes {
         match change {
-            Change::Insert { channel, .. } => {
-                let record = StoredChannel::from(channel).to_json()?;
-                tx.prepare_cached(
-                    "INSERT INTO channels (account, region, name, revision, record)
-                     VALUES (?1,?2,?3,?4,?5)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        channel.ns.account.as_str(),
-                        channel.ns.region.as_str(),
-                        channel.name.as_str(),
-                        rev(channel.revision).unwrap_or(i64::MAX),
-                        record
-                    ])
-                })
-                .map_err(backend)?;
-            }
-            Change::Replace { channel, .. } => {
-                let record = StoredChannel::from(channel).to_json()?;
-                tx.prepare_cached(
-                    "UPDATE channels SET revision=?4, record=?5
-                     WHERE account=?1 AND region=?2 AND name=?3",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        channel.ns.account.as_str(),
-                        channel.ns.region.as_str(),
-                        channel.name.as_str(),
-                        rev(channel.revision).unwrap_or(i64::MAX),
-                        record
-                    ])
-                })
-                .map_err(backend)?;
-            }
+            Change::Insert { channel, .. } => write_row(
+                &tx,
+                "INSERT INTO channels (account, region, name, revision, record)
+                 VALUES (?1,?2,?3,?4,?5)",
+                channel,
+            )?,
+            Change::Replace { channel, .. } => write_row(
+                &tx,
+                "UPDATE channels SET revision=?4, record=?5
+                 WHERE account=?1 AND region=?2 AND name=?3",
+                channel,
+            )?,
             Change::Remove { ns, name, .. } => {
                 tx.prepare_cached(
                     "DELETE FROM channels WHERE account=?1 AND region=?2 AND name=?3",
