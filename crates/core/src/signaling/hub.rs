@@ -393,7 +393,7 @@ impl Hub {
             channel: channel.to_owned(),
             conn: to.conn,
             recipient: recipient.clone(),
-            message,
+            message: message.clone(),
         };
         match self.publish(to.node, envelope).await {
             Ok(()) => {
@@ -404,6 +404,11 @@ impl Hub {
                 correlation_id,
                 "The recipient's node is overloaded; this message was dropped.",
             )),
+            // The recipient's node is gone (killed, or between subscriptions) while its lease
+            // still runs: hold the message for the recipient's next connection, on any node.
+            Err(BusError::NoSuchNode) => {
+                self.hold(channel, recipient, message, correlation_id).await
+            }
             Err(e) => Err(backend_failure(e, correlation_id)),
         }
     }

@@ -1,77 +1,13 @@
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicBool, AtomicU32};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU32;
 
 use super::*;
 use crate::clock::ManualClock;
 use crate::signaling::bus::MemoryBus;
 use crate::signaling::held::MemoryHeld;
 use crate::signaling::presence::MemoryPresence;
-
-pub(crate) const ARN: &str = "arn:aws:kinesisvideo:us-east-1:111122223333:channel/c/1";
-
-#[derive(Default)]
-pub(crate) struct RecordingSink {
-    pub events: Mutex<Vec<Event>>,
-    pub capacity: Option<usize>,
-    pub closed: AtomicBool,
-}
-
-impl Sink for RecordingSink {
-    fn send(&self, event: Event) -> super::super::local::SendResult {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(Refused::Closed(event));
-        }
-        let mut f = self.events.lock().unwrap();
-        if self.capacity.is_some_and(|c| f.len() >= c) {
-            return Err(Refused::Full(event));
-        }
-        f.push(event);
-        Ok(())
-    }
-}
-
-impl RecordingSink {
-    /// The relayed messages received, as (sender, payload).
-    pub fn messages(&self) -> Vec<(Option<String>, String)> {
-        self.relayed()
-            .into_iter()
-            .map(|r| (r.sender, r.payload))
-            .collect()
-    }
-
-    pub fn payloads(&self) -> Vec<String> {
-        self.relayed().into_iter().map(|r| r.payload).collect()
-    }
-
-    pub fn relayed(&self) -> Vec<Relayed> {
-        self.all()
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::Message(r) => Some(r),
-                _ => None,
-            })
-            .collect()
-    }
-
-    pub fn all(&self) -> Vec<Event> {
-        self.events.lock().unwrap().clone()
-    }
-}
-
-/// A channel TTL the test sets; `0` means the channel is gone.
-pub(crate) struct TestTtl(pub AtomicU32);
-
-#[async_trait]
-impl ChannelTtl for TestTtl {
-    async fn ttl_seconds(&self, _channel_arn: &str) -> Option<u32> {
-        match self.0.load(Ordering::SeqCst) {
-            0 => None,
-            n => Some(n),
-        }
-    }
-}
+pub(crate) use crate::signaling::testkit::{msg, viewer, RecordingSink, TestTtl, ARN};
 
 struct Fixture {
     hub: Arc<Hub>,
@@ -101,19 +37,6 @@ fn fixture_with(config: HubConfig) -> Fixture {
 
 fn fixture() -> Fixture {
     fixture_with(HubConfig::default())
-}
-
-pub(crate) fn msg(action: Action, recipient: Option<&str>, payload: &str) -> ClientMessage {
-    ClientMessage {
-        action,
-        recipient_client_id: recipient.map(str::to_owned),
-        message_payload: payload.to_owned(),
-        correlation_id: None,
-    }
-}
-
-pub(crate) fn viewer(id: &str) -> Role {
-    Role::Viewer(id.to_owned())
 }
 
 fn sink() -> Arc<RecordingSink> {

@@ -32,7 +32,7 @@ impl Action {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "SDP_OFFER" => Some(Self::SdpOffer),
             "SDP_ANSWER" => Some(Self::SdpAnswer),

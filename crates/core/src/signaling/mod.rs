@@ -14,10 +14,15 @@ pub mod metrics;
 pub mod presence;
 pub mod rate;
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod testkit;
+
 #[cfg(test)]
 mod cluster_tests;
 
-pub use event::{Event, Member, NodeId, Relayed, Role};
+pub use event::{Event, HeldMessage, Member, NodeId, Relayed, Role};
 pub use hub::{ChannelTtl, ConnectionId, Hub, HubConfig, HubPorts, HubTasks};
 pub use local::{ChannelSink, Refused, SendResult, Sink};
 pub use message::{Action, ClientMessage, ServerMessage, SignalError};

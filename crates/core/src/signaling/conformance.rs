@@ -1,0 +1,324 @@
+//! The behaviour every backend of the relay's ports (presence, held messages, bus) must show,
+//! with several hubs linked as nodes of one cluster: what crosses between nodes, and only where
+//! it must; held messages and their TTLs across nodes; one master and the viewer limit
+//! cluster-wide; GO_AWAY on delete everywhere; a dead node's lease. The in-memory ports run it
+//! in `cluster_tests.rs`, the Redis ports in `kvs-redis`. A backend invokes
+//! [`crate::signaling_conformance!`] with an expression that makes a fresh
+//! [`ClusterBackend`] (it may `.await`); the macro expands to one test per case.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::bus::Bus;
+use super::held::HeldMessages;
+use super::presence::Presence;
+use super::testkit::{msg, viewer, RecordingSink, TestTtl, ARN};
+use super::{Action, Event, Hub, HubConfig, HubPorts, HubTasks, NodeId, Role};
+use crate::clock::{Clock, ManualClock};
+
+/// The lease the suite's nodes hold.
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// The ports of one node.
+#[derive(Clone)]
+pub struct NodePorts {
+    pub presence: Arc<dyn Presence>,
+    pub held: Arc<dyn HeldMessages>,
+    pub bus: Arc<dyn Bus>,
+}
+
+/// A backend under test: it makes the ports of one more node, sharing state with the nodes it
+/// made before (as processes share Redis).
+#[async_trait]
+pub trait ClusterBackend: Send + Sync {
+    async fn node(&self, lease: Duration) -> NodePorts;
+}
+
+#[macro_export]
+macro_rules! signaling_conformance {
+    ($make:expr) => {
+        $crate::signaling_conformance!(@cases $make;
+            viewer_and_master_on_different_nodes_talk_through_one_hop_each,
+            late_master_on_another_node_gets_held_messages_in_order,
+            held_offers_replace_older_ones_and_expire_by_their_own_ttl,
+            one_master_cluster_wide_and_the_viewer_limit_counts_every_node,
+            go_away_on_delete_reaches_every_node,
+            a_dead_node_stops_counting_after_its_lease
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let backend: ::std::sync::Arc<dyn $crate::signaling::conformance::ClusterBackend> =
+                    $make.await;
+                $crate::signaling::conformance::$case(backend).await;
+            }
+        )*
+    };
+}
+
+pub struct Cluster {
+    pub hubs: Vec<Arc<Hub>>,
+    pub ports: Vec<NodePorts>,
+    pub tasks: Vec<Option<HubTasks>>,
+    pub clock: Arc<ManualClock>,
+    pub ttl: Arc<TestTtl>,
+}
+
+pub async fn cluster(backend: &dyn ClusterBackend, n: u64, config: HubConfig) -> Cluster {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let ttl = Arc::new(TestTtl(AtomicU32::new(60)));
+    let config = HubConfig {
+        lease: LEASE,
+        ..config
+    };
+    let mut c = Cluster {
+        hubs: Vec::new(),
+        ports: Vec::new(),
+        tasks: Vec::new(),
+        clock,
+        ttl,
+    };
+    for i in 1..=n {
+        let p = backend.node(LEASE).await;
+        let hub = Hub::new(
+            NodeId(i),
+            c.clock.clone(),
+            config.clone(),
+            HubPorts {
+                presence: p.presence.clone(),
+                held: p.held.clone(),
+                bus: p.bus.clone(),
+                ttl: c.ttl.clone(),
+            },
+        );
+        c.tasks.push(Some(hub.start()));
+        c.hubs.push(hub);
+        c.ports.push(p);
+    }
+    // Every node holds its lease before the test starts.
+    for (i, p) in c.ports.iter().enumerate() {
+        let until = c.clock.now_millis() + LEASE.as_millis() as u64;
+        p.presence.renew(NodeId(i as u64 + 1), until).await.unwrap();
+    }
+    c
+}
+
+impl Cluster {
+    fn received(&self, node: usize) -> u64 {
+        self.hubs[node]
+            .metrics()
+            .bus_received
+            .load(Ordering::Relaxed)
+    }
+}
+
+fn sink() -> Arc<RecordingSink> {
+    Arc::new(RecordingSink::default())
+}
+
+/// Waits (bounded) for the bus to deliver.
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+pub async fn viewer_and_master_on_different_nodes_talk_through_one_hop_each(
+    backend: Arc<dyn ClusterBackend>,
+) {
+    let c = cluster(&*backend, 3, HubConfig::default()).await;
+    let (a, b) = (&c.hubs[0], &c.hubs[1]);
+    let (m, v) = (sink(), sink());
+    let mc = b.connect(ARN, Role::Master, m.clone()).await.unwrap();
+    let vc = a.connect(ARN, viewer("v1"), v.clone()).await.unwrap();
+    a.relay(&vc, msg(Action::SdpOffer, None, "b2ZmZXI="))
+        .await
+        .unwrap();
+    eventually("offer at the master", || m.relayed().len() == 1).await;
+    assert_eq!(m.relayed()[0].sender.as_deref(), Some("v1"));
+    b.relay(&mc, msg(Action::SdpAnswer, Some("v1"), "YW5z"))
+        .await
+        .unwrap();
+    b.relay(&mc, msg(Action::IceCandidate, Some("v1"), "aWNl"))
+        .await
+        .unwrap();
+    eventually("answer and candidate at the viewer", || {
+        v.payloads() == ["YW5z", "aWNl"]
+    })
+    .await;
+    // Each message crossed the bus once, to the node of its recipient; the third node saw none.
+    assert_eq!(c.received(1), 1);
+    assert_eq!(c.received(0), 2);
+    assert_eq!(c.received(2), 0);
+}
+
+pub async fn late_master_on_another_node_gets_held_messages_in_order(
+    backend: Arc<dyn ClusterBackend>,
+) {
+    let c = cluster(&*backend, 2, HubConfig::default()).await;
+    let vc = c.hubs[0].connect(ARN, viewer("v1"), sink()).await.unwrap();
+    for p in ["MQ==", "Mg==", "Mw=="] {
+        c.hubs[0]
+            .relay(&vc, msg(Action::IceCandidate, None, p))
+            .await
+            .unwrap();
+    }
+    assert_eq!(c.hubs[1].held_count(ARN).await, 3);
+    let m = sink();
+    c.hubs[1]
+        .connect(ARN, Role::Master, m.clone())
+        .await
+        .unwrap();
+    assert_eq!(m.payloads(), ["MQ==", "Mg==", "Mw=="]);
+    assert_eq!(m.relayed()[0].sender.as_deref(), Some("v1"));
+    // Live messages follow the held ones.
+    c.hubs[0]
+        .relay(&vc, msg(Action::IceCandidate, None, "NA=="))
+        .await
+        .unwrap();
+    eventually("live after held", || m.payloads().len() == 4).await;
+    assert_eq!(m.payloads()[3], "NA==");
+}
+
+pub async fn held_offers_replace_older_ones_and_expire_by_their_own_ttl(
+    backend: Arc<dyn ClusterBackend>,
+) {
+    let c = cluster(&*backend, 2, HubConfig::default()).await;
+    let vc = c.hubs[0].connect(ARN, viewer("v1"), sink()).await.unwrap();
+    // Sent with TTL 60: a newer offer from the same viewer replaces the older one.
+    c.ttl.0.store(60, Ordering::SeqCst);
+    for p in ["b2xk", "bmV3"] {
+        c.hubs[0]
+            .relay(&vc, msg(Action::SdpOffer, None, p))
+            .await
+            .unwrap();
+    }
+    // The TTL changes to 5 s: only messages sent from now on get it (the seed case).
+    c.ttl.0.store(5, Ordering::SeqCst);
+    c.hubs[0]
+        .relay(&vc, msg(Action::IceCandidate, None, "c2hvcnQ="))
+        .await
+        .unwrap();
+    assert_eq!(c.hubs[1].held_count(ARN).await, 2);
+    c.clock.advance(Duration::from_secs(10));
+    for (i, p) in c.ports.iter().enumerate() {
+        let until = c.clock.now_millis() + LEASE.as_millis() as u64;
+        p.presence.renew(NodeId(i as u64 + 1), until).await.unwrap();
+    }
+    let m = sink();
+    c.hubs[1]
+        .connect(ARN, Role::Master, m.clone())
+        .await
+        .unwrap();
+    assert_eq!(m.payloads(), ["bmV3"]);
+    assert_eq!(c.hubs[1].held_count(ARN).await, 0);
+}
+
+pub async fn one_master_cluster_wide_and_the_viewer_limit_counts_every_node(
+    backend: Arc<dyn ClusterBackend>,
+) {
+    let config = HubConfig {
+        max_viewers: 2,
+        ..HubConfig::default()
+    };
+    let c = cluster(&*backend, 3, config).await;
+    let (m1, m2) = (sink(), sink());
+    c.hubs[0]
+        .connect(ARN, Role::Master, m1.clone())
+        .await
+        .unwrap();
+    c.hubs[1]
+        .connect(ARN, Role::Master, m2.clone())
+        .await
+        .unwrap();
+    eventually("old master closed", || {
+        matches!(m1.all().first(), Some(Event::Close { .. }))
+    })
+    .await;
+    c.hubs[0].connect(ARN, viewer("a"), sink()).await.unwrap();
+    c.hubs[1].connect(ARN, viewer("b"), sink()).await.unwrap();
+    let err = c.hubs[2]
+        .connect(ARN, viewer("c"), sink())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "ClientLimitExceededException");
+    // The same viewer id on another node replaces, wherever the old one is.
+    c.hubs[2].connect(ARN, viewer("a"), sink()).await.unwrap();
+}
+
+pub async fn go_away_on_delete_reaches_every_node(backend: Arc<dyn ClusterBackend>) {
+    let c = cluster(&*backend, 3, HubConfig::default()).await;
+    let sinks: Vec<_> = (0..3).map(|_| sink()).collect();
+    c.hubs[0]
+        .connect(ARN, Role::Master, sinks[0].clone())
+        .await
+        .unwrap();
+    c.hubs[1]
+        .connect(ARN, viewer("v1"), sinks[1].clone())
+        .await
+        .unwrap();
+    c.hubs[2]
+        .connect(ARN, viewer("v2"), sinks[2].clone())
+        .await
+        .unwrap();
+    c.hubs[1].channel_deleted(ARN).await;
+    for s in &sinks {
+        eventually("GO_AWAY", || {
+            matches!(s.all().first(), Some(Event::GoAway { .. }))
+        })
+        .await;
+    }
+    assert!(!c.hubs[0].has_master(ARN).await);
+    // A broadcast (shutdown of one node) reaches that node's connections only.
+    let other = sink();
+    let second = "arn:aws:kinesisvideo:us-east-1:111122223333:channel/x/2";
+    c.hubs[0]
+        .connect(second, viewer("z"), other.clone())
+        .await
+        .unwrap();
+    assert_eq!(c.hubs[2].broadcast(&Event::ReconnectIceServer), 1);
+    assert!(other.all().is_empty());
+}
+
+pub async fn a_dead_node_stops_counting_after_its_lease(backend: Arc<dyn ClusterBackend>) {
+    let config = HubConfig {
+        max_viewers: 1,
+        ..HubConfig::default()
+    };
+    let mut c = cluster(&*backend, 2, config).await;
+    c.hubs[1].connect(ARN, Role::Master, sink()).await.unwrap();
+    c.hubs[1].connect(ARN, viewer("a"), sink()).await.unwrap();
+    assert!(c.hubs[0].connect(ARN, viewer("b"), sink()).await.is_err());
+    // Node 2 dies: it stops renewing and leaves the bus.
+    c.tasks[1] = None;
+    c.clock.advance(LEASE + Duration::from_secs(1));
+    c.ports[0]
+        .presence
+        .renew(NodeId(1), c.clock.now_millis() + 30_000)
+        .await
+        .unwrap();
+    assert!(!c.hubs[0].has_master(ARN).await);
+    let vc = c.hubs[0].connect(ARN, viewer("b"), sink()).await.unwrap();
+    // With no master anywhere, the viewer's offer is held for the next one.
+    c.hubs[0]
+        .relay(&vc, msg(Action::SdpOffer, None, "eA=="))
+        .await
+        .unwrap();
+    let m = sink();
+    c.hubs[0]
+        .connect(ARN, Role::Master, m.clone())
+        .await
+        .unwrap();
+    assert_eq!(m.payloads(), ["eA=="]);
+}

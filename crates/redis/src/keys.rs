@@ -1,0 +1,102 @@
+//! The key layout, in one place (docs/deployment.md lists it with each key's expiry).
+//!
+//! Every key of a channel — its record, its presence, its held messages — and its namespace's
+//! name index carry the hash tag of the channel's namespace, `{ACCOUNT:REGION}`. One tag per
+//! namespace is what lets the create, the compare-and-swap updates and the channel limit be one
+//! atomic script on Redis Cluster too (a script may only touch keys of one slot); namespaces
+//! spread over the cluster's slots.
+//!
+//! | key | type | holds | expiry |
+//! |---|---|---|---|
+//! | `P:{A:R}:names` | sorted set, score 0 | the namespace's channel names (listing, limit) | none |
+//! | `P:{A:R}:ch:NAME` | hash `rev`, `rec` | the channel record (JSON) and its revision | none |
+//! | `P:{A:R}:pr:ARN` | hash role → `NODE:CONN` | who is connected to the channel, where | refreshed on each connect |
+//! | `P:{A:R}:hm:ARN` | hash seq → message | held messages | the latest held message's expiry |
+//! | `P:{A:R}:hq:ARN` | sorted set of seq | their acceptance order | same |
+//! | `P:{A:R}:hx:ARN` | hash | the newest offer/answer per (recipient, sender); `#` = seq | same |
+//! | `P:{nodes}` | sorted set node → lease end (ms) | node leases | 1 day, renewed |
+//! | `P:bus:NODE` | pub/sub channel | envelopes to one node | (not stored) |
+
+use kvs_core::ids::{ChannelName, Namespace};
+use kvs_core::signaling::NodeId;
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn ns_tag(ns: &Namespace) -> String {
+        format!("{{{}:{}}}", ns.account, ns.region)
+    }
+
+    /// The namespace tag of a channel ARN (`arn:aws:kinesisvideo:REGION:ACCOUNT:channel/...`),
+    /// so presence and held messages share the slot of the channel's record.
+    fn arn_tag(arn: &str) -> String {
+        let mut parts = arn.split(':');
+        match (parts.nth(3), parts.next()) {
+            (Some(region), Some(account)) => format!("{{{account}:{region}}}"),
+            _ => format!("{{{arn}}}"),
+        }
+    }
+
+    pub fn names(&self, ns: &Namespace) -> String {
+        format!("{}:{}:names", self.prefix, Self::ns_tag(ns))
+    }
+
+    pub fn channel(&self, ns: &Namespace, name: &ChannelName) -> String {
+        format!("{}:{}:ch:{}", self.prefix, Self::ns_tag(ns), name)
+    }
+
+    fn per_channel(&self, kind: &str, arn: &str) -> String {
+        format!("{}:{}:{kind}:{arn}", self.prefix, Self::arn_tag(arn))
+    }
+
+    pub fn presence(&self, arn: &str) -> String {
+        self.per_channel("pr", arn)
+    }
+
+    /// The three keys of a channel's held messages: messages, order, replacement index.
+    pub fn held(&self, arn: &str) -> [String; 3] {
+        [
+            self.per_channel("hm", arn),
+            self.per_channel("hq", arn),
+            self.per_channel("hx", arn),
+        ]
+    }
+
+    pub fn nodes(&self) -> String {
+        format!("{}:{{nodes}}", self.prefix)
+    }
+
+    pub fn bus(&self, node: NodeId) -> String {
+        format!("{}:bus:{node}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_keys_share_the_namespace_tag() {
+        let keys = Keys::new("kvs");
+        let arn = "arn:aws:kinesisvideo:us-west-2:111122223333:channel/cam/1700000000000";
+        assert_eq!(
+            keys.presence(arn),
+            format!("kvs:{{111122223333:us-west-2}}:pr:{arn}")
+        );
+        assert!(keys.held(arn)[0].starts_with("kvs:{111122223333:us-west-2}:hm:"));
+        let ns = Namespace::new(
+            kvs_core::ids::AccountId::parse("111122223333").unwrap_or_else(|_| unreachable!()),
+            kvs_core::ids::Region::parse("us-west-2").unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(keys.names(&ns), "kvs:{111122223333:us-west-2}:names");
+    }
+}

@@ -1,0 +1,42 @@
+//! The signaling conformance suite (the same cases as the in-memory ports) on the Redis
+//! presence, held messages and bus: each node of the cluster is its own Redis connection, as
+//! separate processes would be.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kvs_core::signaling::conformance::{ClusterBackend, NodePorts};
+use kvs_redis::{Redis, RedisBus, RedisHeld, RedisPresence};
+
+struct OnRedis {
+    server: support::RedisServer,
+    prefix: String,
+}
+
+#[async_trait]
+impl ClusterBackend for OnRedis {
+    async fn node(&self, lease: Duration) -> NodePorts {
+        let redis = Redis::open(&self.server.url(), &self.prefix).unwrap_or_else(|e| panic!("{e}"));
+        NodePorts {
+            presence: Arc::new(RedisPresence::new(
+                redis.clone(),
+                lease,
+                Duration::from_secs(3600),
+            )),
+            held: Arc::new(RedisHeld::new(redis.clone())),
+            bus: Arc::new(RedisBus::new(redis)),
+        }
+    }
+}
+
+async fn on_redis() -> Arc<OnRedis> {
+    Arc::new(OnRedis {
+        server: support::RedisServer::start(),
+        prefix: "kvs".into(),
+    })
+}
+
+kvs_core::signaling_conformance!(on_redis());
