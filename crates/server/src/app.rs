@@ -48,6 +48,9 @@ impl ServeConfig {
         if self.max_viewers == 0 {
             bail!("--max-viewers must be at least 1");
         }
+        if self.node_lease < Duration::from_secs(1) || self.node_lease > Duration::from_secs(30) {
+            bail!("--node-lease must be between 1s and 30s");
+        }
         if self.max_held_messages == 0 {
             bail!("--max-held-messages must be at least 1");
         }
@@ -141,8 +144,10 @@ impl App {
     ) -> anyhow::Result<Self> {
         let v = cfg.validate()?;
         let started = std::time::Instant::now();
-        let store: Arc<dyn Store> = match cfg.store {
-            StoreKind::Memory => Arc::new(MemoryStore::new()),
+        // One crypto provider for the whole process (TLS listener, rediss://).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (store, ports): (Arc<dyn Store>, SignalingPorts) = match &cfg.store {
+            StoreKind::Memory => (Arc::new(MemoryStore::new()), SignalingPorts::in_process()),
             StoreKind::Sqlite => {
                 let dir = cfg.data_dir.clone();
                 let s = tokio::task::spawn_blocking(move || SqliteStore::open_dir(&dir))
@@ -153,8 +158,9 @@ impl App {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "channel index loaded"
                 );
-                Arc::new(s)
+                (Arc::new(s), SignalingPorts::in_process())
             }
+            StoreKind::Redis(url) => redis_backends(cfg, url).await?,
         };
         let application = Arc::new(Application::new(
             store,
@@ -167,10 +173,11 @@ impl App {
                 max_viewers: cfg.max_viewers,
                 max_held_per_channel: cfg.max_held_messages,
                 go_away_grace: cfg.go_away_grace,
+                lease: cfg.node_lease,
                 ..HubConfig::default()
             },
             NodeId::random(),
-            SignalingPorts::in_process(),
+            ports,
         ));
         let secret = match (&cfg.turn_secret_file, &cfg.turn_secret) {
             (Some(path), _) => read_secret(path)?,
@@ -207,7 +214,7 @@ impl App {
             alexa_answer_timeout: cfg.alexa_answer_timeout,
         });
         tracing::info!(
-            store = ?cfg.store,
+            store = %cfg.store,
             data_dir = %cfg.data_dir.display(),
             auth = if open { "open" } else { "sigv4" },
             "kvs-signaling assembled"
@@ -258,6 +265,36 @@ pub async fn run(
         t.close().await;
     }
     result
+}
+
+/// The store and the relay's ports on one Redis, shared with every other node that uses it.
+/// Connects lazily: a node started before Redis answers 503 until it can reach it.
+async fn redis_backends(
+    cfg: &ServeConfig,
+    url: &str,
+) -> anyhow::Result<(Arc<dyn Store>, SignalingPorts)> {
+    let redis = kvs_redis::Redis::open(url, &cfg.redis_prefix)
+        .with_context(|| format!("--store {}", cfg.store))?;
+    match redis.ping().await {
+        Ok(()) => tracing::info!(redis = %cfg.store, "connected to Redis"),
+        Err(e) => tracing::warn!(
+            redis = %cfg.store,
+            error = %e,
+            "Redis is not reachable yet; requests are answered 503 until it is"
+        ),
+    }
+    // A presence record outlives its last connect by at least the longest a connection lives.
+    let presence_ttl = cfg.max_connection_duration + Duration::from_secs(600);
+    let ports = SignalingPorts {
+        presence: Arc::new(kvs_redis::RedisPresence::new(
+            redis.clone(),
+            cfg.node_lease,
+            presence_ttl,
+        )),
+        held: Arc::new(kvs_redis::RedisHeld::new(redis.clone())),
+        bus: Arc::new(kvs_redis::RedisBus::new(redis.clone())),
+    };
+    Ok((Arc::new(kvs_redis::RedisStore::new(redis)), ports))
 }
 
 /// Expires held messages once a second, so metrics and memory reflect TTLs even on channels

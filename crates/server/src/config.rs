@@ -30,12 +30,76 @@ pub enum Command {
     Serve(ServeConfig),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// Where channels (and, with Redis, everything the nodes share) live.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
     /// Embedded SQLite in --data-dir (durable).
     Sqlite,
     /// Nothing on disk; everything is lost when the process ends.
     Memory,
+    /// Redis 7 or Valkey at this URL (`redis://[:PASSWORD@]HOST:PORT[/DB]`, `rediss://` for
+    /// TLS): several nodes share channels, presence, held messages and a bus through it.
+    Redis(String),
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite => f.write_str("sqlite"),
+            Self::Memory => f.write_str("memory"),
+            Self::Redis(url) => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+/// `redis://:secret@host` → `redis://:***@host`, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+fn parse_store(s: &str) -> Result<StoreKind, String> {
+    match s {
+        "sqlite" => Ok(StoreKind::Sqlite),
+        "memory" => Ok(StoreKind::Memory),
+        url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            redis_url_ok(url)?;
+            Ok(StoreKind::Redis(url.to_owned()))
+        }
+        _ => {
+            Err("expected sqlite, memory, redis://[:PASSWORD@]HOST:PORT[/DB] or rediss://…".into())
+        }
+    }
+}
+
+/// Checks the shape of a Redis URL without connecting: a host, a numeric port if any, a
+/// numeric database if any.
+fn redis_url_ok(url: &str) -> Result<(), String> {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let (hostport, db) = rest.split_once('/').unwrap_or((rest, ""));
+    let db = db.split('?').next().unwrap_or("");
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return Err(format!(
+            "the database in {} must be a number",
+            redact_url(url)
+        ));
+    }
+    let host = match hostport.rsplit_once(':') {
+        Some((h, port)) if !h.ends_with(']') || hostport.starts_with('[') => {
+            if port.parse::<u16>().is_err() {
+                return Err(format!("the port in {} must be a number", redact_url(url)));
+            }
+            h
+        }
+        _ => hostport,
+    };
+    if host.is_empty() {
+        return Err(format!("{} names no host", redact_url(url)));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -63,9 +127,19 @@ pub struct ServeConfig {
     #[arg(long, env = "KVS_DATA_DIR", default_value = "./kvs-data")]
     pub data_dir: PathBuf,
 
-    /// Store backend.
-    #[arg(long, env = "KVS_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
+    /// Store backend: sqlite, memory, or redis://[:PASSWORD@]HOST:PORT[/DB] (rediss:// for
+    /// TLS) to run several nodes on one Redis.
+    #[arg(long, env = "KVS_STORE", default_value = "sqlite", value_parser = parse_store)]
     pub store: StoreKind,
+
+    /// How long a node's presence (its masters and viewers) outlives the node when it dies
+    /// without a goodbye (kill -9), on Redis. At most 30 s.
+    #[arg(long, env = "KVS_NODE_LEASE", default_value = "15s", value_parser = parse_duration)]
+    pub node_lease: Duration,
+
+    /// Prefix of every Redis key this deployment uses (several deployments may share a Redis).
+    #[arg(long, env = "KVS_REDIS_PREFIX", default_value = "kvs")]
+    pub redis_prefix: String,
 
     /// Region for requests that carry no SigV4 scope (open mode).
     #[arg(long, env = "KVS_REGION", default_value = "us-east-1")]
@@ -196,6 +270,8 @@ const FILE_KEYS: &[&str] = &[
     "listen",
     "data_dir",
     "store",
+    "node_lease",
+    "redis_prefix",
     "region",
     "account_id",
     "credentials",
@@ -337,6 +413,32 @@ mod tests {
     }
 
     #[test]
+    fn store_takes_a_redis_url() {
+        for (arg, want) in [
+            ("redis://127.0.0.1:6379", true),
+            ("redis://:s3cret@10.0.0.5:6380/3", true),
+            ("rediss://cache.example.com:6380", true),
+            ("redis://[::1]:6379/0", true),
+            ("redis://host:port", false),
+            ("redis://host:6379/db", false),
+            ("redis://", false),
+            ("postgres://x", false),
+        ] {
+            let r = parse_from(vec![
+                "k".into(),
+                "serve".into(),
+                "--store".into(),
+                arg.into(),
+            ]);
+            assert_eq!(r.is_ok(), want, "{arg}");
+        }
+        assert_eq!(
+            StoreKind::Redis("redis://:s3cret@h:1/0".into()).to_string(),
+            "redis://***@h:1/0"
+        );
+    }
+
+    #[test]
     fn durations_need_units() {
         assert_eq!(
             serve(&["--lifecycle-delay", "500ms"]).lifecycle_delay,
@@ -375,6 +477,9 @@ mod tests {
         assert_eq!(s.max_channels, 7);
         assert_eq!(s.store, StoreKind::Memory);
         assert_eq!(s.region, "ap-south-1", "the flag wins over the file");
+        std::fs::write(&path, "store = \"redis://127.0.0.1:6390/2\"\n").unwrap();
+        let s = serve(&["--config", &p]);
+        assert_eq!(s.store, StoreKind::Redis("redis://127.0.0.1:6390/2".into()));
         std::fs::write(&path, "no_such_option = 1\n").unwrap();
         let v = vec!["k".into(), "serve".into(), "--config".into(), p];
         assert!(parse_from(v).is_err());
