@@ -23,8 +23,9 @@
 //! if the recipient is there now, hands the held messages over itself. Taking is atomic, so each
 //! held message is handed over exactly once.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -87,9 +88,18 @@ pub struct ConnectionId {
     pub id: u64,
 }
 
+/// Releases that failed (the presence backend was unreachable), retried by the heartbeat so a
+/// connection that closed during an outage does not keep counting toward the viewer limit.
+/// Bounded; overflow policy: the oldest is forgotten (its entry lapses with the presence
+/// record's expiry, or is replaced by the next connection with its role).
+const MAX_PENDING_RELEASES: usize = 10_000;
+
+type PendingRelease = (Arc<str>, Role, Member);
+
 pub struct Hub {
     node: NodeId,
     local: LocalConnections,
+    pending_releases: Mutex<VecDeque<PendingRelease>>,
     ports: HubPorts,
     next_id: AtomicU64,
     clock: Arc<dyn Clock>,
@@ -127,6 +137,7 @@ impl Hub {
         Arc::new(Self {
             node,
             local: LocalConnections::new(config.pending_limit),
+            pending_releases: Mutex::default(),
             ports,
             next_id: AtomicU64::new(1),
             clock,
@@ -297,9 +308,43 @@ impl Hub {
             conn: conn.id,
         };
         if let Err(e) = self.ports.presence.release(&channel, &role, member).await {
-            // The lease ends it anyway.
-            tracing::warn!(error = %e, "cannot release presence");
+            tracing::warn!(error = %e, "cannot release presence; retrying later");
+            let mut pending = self.pending();
+            if pending.len() >= MAX_PENDING_RELEASES {
+                pending.pop_front();
+            }
+            pending.push_back((channel, role, member));
         }
+    }
+
+    fn pending(&self) -> MutexGuard<'_, VecDeque<PendingRelease>> {
+        self.pending_releases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Retries the releases that failed, until one fails again.
+    async fn retry_releases(&self) {
+        loop {
+            let Some((channel, role, member)) = self.pending().pop_front() else {
+                return;
+            };
+            if self
+                .ports
+                .presence
+                .release(&channel, &role, member)
+                .await
+                .is_err()
+            {
+                self.pending().push_front((channel, role, member));
+                return;
+            }
+        }
+    }
+
+    /// Releases waiting for the presence backend to come back.
+    pub fn pending_releases(&self) -> usize {
+        self.pending().len()
     }
 
     /// Relays `msg` from `from`.
@@ -613,8 +658,9 @@ async fn heartbeat(hub: Weak<Hub>) {
         let until = hub
             .now()
             .saturating_add(hub.config.lease.as_millis() as u64);
-        if let Err(e) = hub.ports.presence.renew(hub.node, until).await {
-            tracing::warn!(error = %e, "cannot renew this node's presence lease");
+        match hub.ports.presence.renew(hub.node, until).await {
+            Ok(()) => hub.retry_releases().await,
+            Err(e) => tracing::warn!(error = %e, "cannot renew this node's presence lease"),
         }
     }
 }

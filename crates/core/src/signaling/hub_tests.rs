@@ -1,12 +1,12 @@
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use super::*;
 use crate::clock::ManualClock;
 use crate::signaling::bus::MemoryBus;
 use crate::signaling::held::MemoryHeld;
-use crate::signaling::presence::MemoryPresence;
+use crate::signaling::presence::{self, MemoryPresence};
 pub(crate) use crate::signaling::testkit::{msg, viewer, RecordingSink, TestTtl, ARN};
 
 struct Fixture {
@@ -375,4 +375,93 @@ async fn nothing_crosses_the_bus_on_one_node() {
     let s = f.hub.metrics().snapshot();
     assert_eq!((s.bus_published, s.bus_received), (0, 0));
     assert_eq!(m.payloads(), ["eA=="]);
+}
+
+/// Presence whose releases fail while `down` is set (the backend is unreachable).
+struct FlakyPresence {
+    inner: MemoryPresence,
+    down: AtomicBool,
+}
+
+#[async_trait]
+impl presence::Presence for FlakyPresence {
+    async fn claim(
+        &self,
+        channel: &str,
+        role: &Role,
+        member: Member,
+        max_viewers: usize,
+        now_millis: u64,
+    ) -> Result<Option<Member>, presence::PresenceError> {
+        self.inner
+            .claim(channel, role, member, max_viewers, now_millis)
+            .await
+    }
+    async fn release(
+        &self,
+        channel: &str,
+        role: &Role,
+        member: Member,
+    ) -> Result<(), presence::PresenceError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(presence::PresenceError::Backend("down".into()));
+        }
+        self.inner.release(channel, role, member).await
+    }
+    async fn lookup(
+        &self,
+        channel: &str,
+        role: &Role,
+        now_millis: u64,
+    ) -> Result<Option<Member>, presence::PresenceError> {
+        self.inner.lookup(channel, role, now_millis).await
+    }
+    async fn nodes(
+        &self,
+        channel: &str,
+        now_millis: u64,
+    ) -> Result<Vec<NodeId>, presence::PresenceError> {
+        self.inner.nodes(channel, now_millis).await
+    }
+    async fn remove_channel(&self, channel: &str) -> Result<(), presence::PresenceError> {
+        self.inner.remove_channel(channel).await
+    }
+    async fn renew(&self, node: NodeId, until: u64) -> Result<(), presence::PresenceError> {
+        self.inner.renew(node, until).await
+    }
+}
+
+#[tokio::test]
+async fn a_release_that_failed_is_retried_so_the_viewer_stops_counting() {
+    let presence = Arc::new(FlakyPresence {
+        inner: MemoryPresence::new(None),
+        down: AtomicBool::new(true),
+    });
+    let ports = HubPorts {
+        presence: presence.clone(),
+        held: Arc::new(MemoryHeld::new()),
+        bus: Arc::new(MemoryBus::new()),
+        ttl: Arc::new(TestTtl(AtomicU32::new(60))),
+    };
+    let config = HubConfig {
+        max_viewers: 1,
+        lease: std::time::Duration::from_millis(300),
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(NodeId(1), Arc::new(ManualClock::new(1)), config, ports);
+    let _tasks = hub.start();
+    let v = hub.connect(ARN, viewer("a"), sink()).await.unwrap();
+    hub.disconnect(&v).await;
+    assert_eq!(hub.pending_releases(), 1);
+    assert!(hub.connect(ARN, viewer("b"), sink()).await.is_err());
+    // The backend returns: the heartbeat retries the release.
+    presence.down.store(false, Ordering::SeqCst);
+    for _ in 0..100 {
+        if hub.pending_releases() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(hub.pending_releases(), 0);
+    hub.connect(ARN, viewer("b"), sink()).await.unwrap();
 }
