@@ -43,8 +43,8 @@ enum Wire {
     GoAway { ch: String, grace_ms: u64 },
 }
 
-fn to_wire(e: Envelope) -> Wire {
-    match e {
+fn to_wire(e: Envelope) -> Option<Wire> {
+    Some(match e {
         Envelope::Deliver {
             channel,
             conn,
@@ -63,7 +63,8 @@ fn to_wire(e: Envelope) -> Wire {
             ch: channel,
             grace_ms: grace.as_millis() as u64,
         },
-    }
+        Envelope::Resubscribed => return None,
+    })
 }
 
 fn from_wire(w: Wire) -> Option<Envelope> {
@@ -123,8 +124,9 @@ impl RedisBus {
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, to: NodeId, envelope: Envelope) -> Result<(), BusError> {
-        let text = serde_json::to_string(&to_wire(envelope))
-            .map_err(|e| BusError::Backend(e.to_string()))?;
+        let wire = to_wire(envelope)
+            .ok_or_else(|| BusError::Backend("a local notice is not published".into()))?;
+        let text = serde_json::to_string(&wire).map_err(|e| BusError::Backend(e.to_string()))?;
         let receivers: i64 = redis::cmd("PUBLISH")
             .arg(self.redis.keys().bus(to))
             .arg(text)
@@ -185,6 +187,11 @@ async fn listen(redis: Redis, node: NodeId, tx: mpsc::Sender<Envelope>, dropped:
             Ok(Ok(pubsub)) => {
                 tracing::info!(%node, "subscribed to the node's bus channel");
                 pause = Duration::from_millis(100);
+                // What was published while the node was not subscribed was held: the node
+                // hands it to its connections now.
+                if tx.send(Envelope::Resubscribed).await.is_err() {
+                    return;
+                }
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
                     let envelope = serde_json::from_slice::<Wire>(msg.get_payload_bytes())
@@ -218,6 +225,7 @@ mod tests {
     use kvs_core::signaling::Role;
 
     #[test]
+    #[allow(clippy::unwrap_used)]
     fn envelopes_round_trip() {
         let all = [
             Envelope::Deliver {
@@ -240,7 +248,7 @@ mod tests {
             },
         ];
         for e in all {
-            let text = serde_json::to_string(&to_wire(e.clone())).unwrap_or_default();
+            let text = serde_json::to_string(&to_wire(e.clone()).unwrap()).unwrap_or_default();
             let back = serde_json::from_str::<Wire>(&text).ok().and_then(from_wire);
             assert_eq!(back, Some(e));
         }

@@ -162,9 +162,13 @@ pub async fn serve(
         }
     };
     // Upgraded WebSockets are not tracked by the HTTP server: wait for them to close.
-    while state.app.hub().connection_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Their presence is released before the node goes, so other nodes stop counting them at
+    // once (not only when this node's lease runs out).
+    let hub = state.app.hub();
+    while !hub.is_settled() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let _ = tokio::time::timeout_at(deadline, hub.retry_releases()).await;
     if let Some(task) = tls_task {
         let _ = tokio::time::timeout_at(deadline, task).await;
     }

@@ -34,6 +34,10 @@ pub enum Envelope {
     Close { conn: u64, reason: String },
     /// The channel was deleted: GO_AWAY to every connection of it on the node.
     GoAway { channel: String, grace: Duration },
+    /// From the bus itself, never published: the node's subscription was (re)established.
+    /// Envelopes published while it was down found no subscriber and their messages were
+    /// held, so the node hands its connections what is held for them.
+    Resubscribed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

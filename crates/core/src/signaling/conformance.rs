@@ -48,7 +48,8 @@ macro_rules! signaling_conformance {
             held_offers_replace_older_ones_and_expire_by_their_own_ttl,
             one_master_cluster_wide_and_the_viewer_limit_counts_every_node,
             go_away_on_delete_reaches_every_node,
-            a_dead_node_stops_counting_after_its_lease
+            a_dead_node_stops_counting_after_its_lease,
+            a_message_for_a_node_that_left_the_bus_waits_for_the_next_connection
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -321,4 +322,28 @@ pub async fn a_dead_node_stops_counting_after_its_lease(backend: Arc<dyn Cluster
         .await
         .unwrap();
     assert_eq!(m.payloads(), ["eA=="]);
+}
+
+pub async fn a_message_for_a_node_that_left_the_bus_waits_for_the_next_connection(
+    backend: Arc<dyn ClusterBackend>,
+) {
+    let mut c = cluster(&*backend, 3, HubConfig::default()).await;
+    let vc = c.hubs[0].connect(ARN, viewer("v1"), sink()).await.unwrap();
+    c.hubs[1].connect(ARN, Role::Master, sink()).await.unwrap();
+    // Node 2 is killed: its lease still runs, but nobody listens on its bus any more.
+    c.tasks[1] = None;
+    for p in ["MQ==", "Mg=="] {
+        c.hubs[0]
+            .relay(&vc, msg(Action::IceCandidate, None, p))
+            .await
+            .unwrap();
+    }
+    assert_eq!(c.hubs[0].held_count(ARN).await, 2);
+    // The master reconnects to node 3 and gets them, in order.
+    let m = sink();
+    c.hubs[2]
+        .connect(ARN, Role::Master, m.clone())
+        .await
+        .unwrap();
+    assert_eq!(m.payloads(), ["MQ==", "Mg=="]);
 }

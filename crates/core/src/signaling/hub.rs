@@ -24,7 +24,7 @@
 //! held message is handed over exactly once.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -100,6 +100,11 @@ pub struct Hub {
     node: NodeId,
     local: LocalConnections,
     pending_releases: Mutex<VecDeque<PendingRelease>>,
+    /// Disconnects whose presence release is still running (shutdown waits for them).
+    releasing: AtomicUsize,
+    /// Renewals that failed in a row; at three (one lease at one renewal per third of a
+    /// lease) the lease has run out.
+    failed_renewals: AtomicU64,
     ports: HubPorts,
     next_id: AtomicU64,
     clock: Arc<dyn Clock>,
@@ -115,14 +120,14 @@ fn presence_failure(e: PresenceError, correlation_id: Option<String>) -> SignalE
         ),
         PresenceError::Backend(detail) => {
             tracing::error!(%detail, "presence backend failure");
-            SignalError::internal(correlation_id)
+            SignalError::unavailable(correlation_id)
         }
     }
 }
 
 fn backend_failure(e: impl std::fmt::Display, correlation_id: Option<String>) -> SignalError {
     tracing::error!(error = %e, "signaling backend failure");
-    SignalError::internal(correlation_id)
+    SignalError::unavailable(correlation_id)
 }
 
 impl Hub {
@@ -138,6 +143,8 @@ impl Hub {
             node,
             local: LocalConnections::new(config.pending_limit),
             pending_releases: Mutex::default(),
+            releasing: AtomicUsize::new(0),
+            failed_renewals: AtomicU64::new(0),
             ports,
             next_id: AtomicU64::new(1),
             clock,
@@ -299,6 +306,18 @@ impl Hub {
 
     /// Forgets a connection, unless a newer one already replaced it.
     pub async fn disconnect(&self, conn: &ConnectionId) {
+        self.releasing.fetch_add(1, Ordering::SeqCst);
+        self.release(conn).await;
+        self.releasing.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether this node has no connection left and no presence release in flight: a node
+    /// shutting down waits for this, so its viewers stop counting at once cluster-wide.
+    pub fn is_settled(&self) -> bool {
+        self.local.is_empty() && self.releasing.load(Ordering::SeqCst) == 0
+    }
+
+    async fn release(&self, conn: &ConnectionId) {
         let Some((channel, role)) = self.local.remove(conn.id) else {
             return;
         };
@@ -324,7 +343,7 @@ impl Hub {
     }
 
     /// Retries the releases that failed, until one fails again.
-    async fn retry_releases(&self) {
+    pub async fn retry_releases(&self) {
         loop {
             let Some((channel, role, member)) = self.pending().pop_front() else {
                 return;
@@ -340,6 +359,24 @@ impl Hub {
                 return;
             }
         }
+    }
+
+    /// After a renewal: retries failed releases and, if the lease had run out before this
+    /// renewal (the backend was unreachable for longer than a lease), sends GO_AWAY to every
+    /// connection of this node. Other nodes took them for dead and may have dropped their
+    /// presence; reconnecting registers them again.
+    async fn renewed(&self) {
+        if self.failed_renewals.swap(0, Ordering::SeqCst) >= 3 {
+            let n = self.local.broadcast(&Event::GoAway {
+                grace: Duration::from_secs(1),
+            });
+            tracing::warn!(
+                connections = n,
+                "this node's lease ran out while the presence backend was unreachable; \
+                 GO_AWAY to its connections so they register again"
+            );
+        }
+        self.retry_releases().await;
     }
 
     /// Releases waiting for the presence backend to come back.
@@ -502,28 +539,61 @@ impl Hub {
         Ok(())
     }
 
-    /// Hands what is held for `recipient` to the connection `to`, on whatever node.
-    async fn flush_to(&self, to: Member, channel: &str, recipient: &Role) {
-        if to.node == self.node {
-            self.hand_over_held(channel, recipient, to.conn, false)
-                .await;
-            return;
-        }
-        let Ok(taken) = self.ports.held.take(channel, recipient, self.now()).await else {
-            return;
-        };
-        add(&self.metrics.messages_expired, taken.expired as u64);
-        for h in taken.messages {
-            let envelope = Envelope::Deliver {
-                channel: channel.to_owned(),
-                conn: to.conn,
-                recipient: recipient.clone(),
-                message: h.message.clone(),
-            };
-            match self.publish(to.node, envelope).await {
-                Ok(()) => inc(&self.metrics.messages_delivered_from_hold),
-                Err(_) => self.hold_quietly(channel, h).await,
+    /// Hands what is held for `recipient` to the connection `to`, on whatever node. When the
+    /// recipient's node cannot be reached, the messages are held again and the recipient
+    /// looked up once more: it may have reconnected elsewhere meanwhile, after that connection
+    /// took what was held (bounded: a few rounds).
+    async fn flush_to(&self, mut to: Member, channel: &str, recipient: &Role) {
+        for _ in 0..3 {
+            if to.node == self.node {
+                self.hand_over_held(channel, recipient, to.conn, false)
+                    .await;
+                return;
             }
+            let Ok(taken) = self.ports.held.take(channel, recipient, self.now()).await else {
+                return;
+            };
+            add(&self.metrics.messages_expired, taken.expired as u64);
+            let mut unreachable = false;
+            for h in taken.messages {
+                if unreachable {
+                    self.hold_quietly(channel, h).await;
+                    continue;
+                }
+                let envelope = Envelope::Deliver {
+                    channel: channel.to_owned(),
+                    conn: to.conn,
+                    recipient: recipient.clone(),
+                    message: h.message.clone(),
+                };
+                match self.publish(to.node, envelope).await {
+                    Ok(()) => inc(&self.metrics.messages_delivered_from_hold),
+                    Err(_) => {
+                        unreachable = true;
+                        self.hold_quietly(channel, h).await;
+                    }
+                }
+            }
+            if !unreachable {
+                return;
+            }
+            match self
+                .ports
+                .presence
+                .lookup(channel, recipient, self.now())
+                .await
+            {
+                Ok(Some(m)) if m != to => to = m,
+                _ => return,
+            }
+        }
+    }
+
+    /// Hands every connection of this node what is held for it (after the node's bus
+    /// subscription came back: messages published meanwhile were held).
+    async fn hand_over_all_held(&self) {
+        for (id, channel, role) in self.local.snapshot() {
+            self.hand_over_held(&channel, &role, id, false).await;
         }
     }
 
@@ -619,6 +689,7 @@ impl Hub {
             Envelope::GoAway { channel, grace } => {
                 self.local.send_channel(&channel, &Event::GoAway { grace });
             }
+            Envelope::Resubscribed => self.hand_over_all_held().await,
         }
     }
 }
@@ -659,8 +730,11 @@ async fn heartbeat(hub: Weak<Hub>) {
             .now()
             .saturating_add(hub.config.lease.as_millis() as u64);
         match hub.ports.presence.renew(hub.node, until).await {
-            Ok(()) => hub.retry_releases().await,
-            Err(e) => tracing::warn!(error = %e, "cannot renew this node's presence lease"),
+            Ok(()) => hub.renewed().await,
+            Err(e) => {
+                hub.failed_renewals.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(error = %e, "cannot renew this node's presence lease");
+            }
         }
     }
 }

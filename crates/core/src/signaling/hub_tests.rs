@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::signaling::bus::MemoryBus;
+use crate::signaling::bus::{self, MemoryBus};
 use crate::signaling::held::MemoryHeld;
 use crate::signaling::presence::{self, MemoryPresence};
 pub(crate) use crate::signaling::testkit::{msg, viewer, RecordingSink, TestTtl, ARN};
@@ -427,6 +427,9 @@ impl presence::Presence for FlakyPresence {
         self.inner.remove_channel(channel).await
     }
     async fn renew(&self, node: NodeId, until: u64) -> Result<(), presence::PresenceError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(presence::PresenceError::Backend("down".into()));
+        }
         self.inner.renew(node, until).await
     }
 }
@@ -464,4 +467,83 @@ async fn a_release_that_failed_is_retried_so_the_viewer_stops_counting() {
     }
     assert_eq!(hub.pending_releases(), 0);
     hub.connect(ARN, viewer("b"), sink()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_node_whose_lease_ran_out_sends_go_away_so_its_connections_register_again() {
+    let presence = Arc::new(FlakyPresence {
+        inner: MemoryPresence::new(None),
+        down: AtomicBool::new(false),
+    });
+    let ports = HubPorts {
+        presence: presence.clone(),
+        held: Arc::new(MemoryHeld::new()),
+        bus: Arc::new(MemoryBus::new()),
+        ttl: Arc::new(TestTtl(AtomicU32::new(60))),
+    };
+    let config = HubConfig {
+        lease: std::time::Duration::from_millis(300),
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(NodeId(1), Arc::new(ManualClock::new(1)), config, ports);
+    let _tasks = hub.start();
+    let s = sink();
+    hub.connect(ARN, viewer("a"), s.clone()).await.unwrap();
+    // A short outage (one failed renewal) changes nothing.
+    presence.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    presence.down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert!(s.all().is_empty(), "{:?}", s.all());
+    // Longer than a lease: the others took the node for dead.
+    presence.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    presence.down.store(false, Ordering::SeqCst);
+    for _ in 0..100 {
+        if !s.all().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        matches!(s.all().first(), Some(Event::GoAway { .. })),
+        "{:?}",
+        s.all()
+    );
+}
+
+#[tokio::test]
+async fn after_the_bus_resubscribes_connections_get_what_was_held_for_them() {
+    let f = fixture();
+    let m = sink();
+    f.hub.connect(ARN, Role::Master, m.clone()).await.unwrap();
+    // Held while the node's subscription was down (a publish that found no subscriber).
+    let held = HeldMessage {
+        recipient: Role::Master,
+        message: Relayed {
+            action: Action::SdpOffer,
+            sender: Some("v1".into()),
+            payload: "b2Zm".into(),
+        },
+        expires_at_millis: f.clock.now_millis() + 60_000,
+    };
+    f.hub
+        .ports
+        .held
+        .hold(ARN, held, 10, f.clock.now_millis())
+        .await
+        .unwrap();
+    f.hub
+        .ports
+        .bus
+        .publish(NodeId(1), bus::Envelope::Resubscribed)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if !m.payloads().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(m.payloads(), ["b2Zm"]);
 }

@@ -164,6 +164,15 @@ impl LocalConnections {
         self.lock().conns.len()
     }
 
+    /// Every connection of this node: (id, channel, role).
+    pub fn snapshot(&self) -> Vec<(u64, Arc<str>, Role)> {
+        self.lock()
+            .conns
+            .iter()
+            .map(|(id, c)| (*id, Arc::clone(&c.channel), c.role.clone()))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.lock().conns.is_empty()
     }

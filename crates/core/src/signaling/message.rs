@@ -87,6 +87,15 @@ impl SignalError {
     }
 
     /// A failure of ours (a backend); the client learns nothing more.
+    /// A backend the relay needs (Redis) cannot be reached; the caller may retry.
+    pub fn unavailable(correlation_id: Option<String>) -> Self {
+        Self {
+            correlation_id,
+            error_type: ErrorCode::ServiceUnavailable,
+            description: "The service is temporarily unavailable; retry the request.".into(),
+        }
+    }
+
     pub fn internal(correlation_id: Option<String>) -> Self {
         Self {
             correlation_id,
