@@ -149,17 +149,22 @@ pub async fn serve(
         let _ = tx.send(());
     });
     let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        r = &mut server => return r.map_err(Into::into),
-        _ = rx => {}
-    }
+    // The HTTP server may finish the moment shutdown starts (it does not track upgraded
+    // WebSockets): either way, the drain below runs.
+    let finished = tokio::select! {
+        r = &mut server => Some(r),
+        _ = rx => None,
+    };
     let deadline = tokio::time::Instant::now() + drain;
-    let result = match tokio::time::timeout_at(deadline, server).await {
-        Ok(r) => r.map_err(Into::into),
-        Err(_) => {
-            tracing::warn!("requests still in flight after {drain:?}; stopping anyway");
-            Ok(())
-        }
+    let result = match finished {
+        Some(r) => r.map_err(Into::into),
+        None => match tokio::time::timeout_at(deadline, server).await {
+            Ok(r) => r.map_err(Into::into),
+            Err(_) => {
+                tracing::warn!("requests still in flight after {drain:?}; stopping anyway");
+                Ok(())
+            }
+        },
     };
     // Upgraded WebSockets are not tracked by the HTTP server: wait for them to close.
     // Their presence is released before the node goes, so other nodes stop counting them at
@@ -168,7 +173,9 @@ pub async fn serve(
     while !hub.is_settled() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = tokio::time::timeout_at(deadline, hub.retry_releases()).await;
+    // Sessions still open at the deadline close by themselves; release them now rather than
+    // let the process end before they do.
+    let _ = tokio::time::timeout(Duration::from_secs(3), hub.release_all()).await;
     if let Some(task) = tls_task {
         let _ = tokio::time::timeout_at(deadline, task).await;
     }

@@ -317,6 +317,20 @@ impl Hub {
         self.local.is_empty() && self.releasing.load(Ordering::SeqCst) == 0
     }
 
+    /// Forgets every connection of this node (it is stopping and its sessions may not have
+    /// closed yet), releasing their presence so other nodes stop counting them at once.
+    pub async fn release_all(&self) {
+        for (id, channel, role) in self.local.snapshot() {
+            self.release(&ConnectionId {
+                channel_arn: channel,
+                role,
+                id,
+            })
+            .await;
+        }
+        self.retry_releases().await;
+    }
+
     async fn release(&self, conn: &ConnectionId) {
         let Some((channel, role)) = self.local.remove(conn.id) else {
             return;
