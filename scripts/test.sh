@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh machine: installs what it needs, then runs
 #   1. formatting and lint gates (cargo fmt --check, clippy -D warnings),
 #   2. Rust unit and integration tests (real server on port 0, aws-sdk-kinesisvideo),
-#   3. the Python interop suite (boto3, AWS CLI) and the kill -9 crash test,
+#   3. the Python interop suite (boto3, AWS CLI), the kill -9 crash test and the multi-node
+#      suite (three nodes on a real redis-server on a free loopback port),
 #   4. the Node suite with the official KVS WebRTC JS SDK,
 #   5. browser-to-browser WebRTC calls (host and TURN relay) in Chromium,
 #   6. a short run of the benchmark (scripts/bench.sh --quick) proving it works.
@@ -18,6 +19,8 @@ step() { printf '\n=== %s ===\n' "$*"; }
 need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv python3-pip)
 command -v cc >/dev/null || need_apt+=(build-essential)
+# The multi-node suite (tests/interop/cluster) runs a real Redis; the suite starts and stops it.
+command -v redis-server >/dev/null || [[ -x /usr/bin/redis-server ]] || need_apt+=(redis-server)
 if ((${#need_apt[@]})); then
   step "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -51,7 +54,7 @@ fi
 export KVS_BIN="$ROOT/target/debug/kvs-signaling"
 
 # --- Python interop suite --------------------------------------------------------------
-step "Python interop suite (boto3, AWS CLI, crash test)"
+step "Python interop suite (boto3, AWS CLI, crash test, multi-node on Redis)"
 bash tests/interop/python/run.sh
 
 # --- Node suite: the official KVS WebRTC JS SDK ------------------------------------------

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Runs the Python interop suite (boto3, AWS CLI) and the kill -9 crash test against the real
+# Runs the Python interop suite (boto3, AWS CLI), the kill -9 crash test and the multi-node
+# suite (tests/interop/cluster: three nodes on one real redis-server) against the real
 # kvs-signaling binary, in a venv of their own at tests/interop/.venv.
 #
 #   tests/interop/python/run.sh [pytest args...]
 #
 # Binary: $KVS_BIN, else target/release/kvs-signaling, else target/debug/kvs-signaling.
+# The cluster suite needs redis-server (Debian package redis-server; scripts/test.sh installs it)
+# or $KVS_REDIS_SERVER; KVS_SKIP_CLUSTER=1 leaves it out.
 # pytest's exit code 5 (no test collected) is a failure unless KVS_ALLOW_NO_TESTS=1.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -22,10 +25,20 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
   echo "$want" >"$STAMP"
 fi
 
+suites=("$HERE" "$INTEROP/crash")
+if [[ "${KVS_SKIP_CLUSTER:-}" != "1" ]]; then
+  if [[ -z "${KVS_REDIS_SERVER:-}" ]] && ! command -v redis-server >/dev/null && [[ ! -x /usr/bin/redis-server ]]; then
+    echo "redis-server is missing (apt-get install redis-server, or KVS_REDIS_SERVER=PATH);" \
+      "KVS_SKIP_CLUSTER=1 skips the multi-node suite" >&2
+    exit 1
+  fi
+  suites+=("$INTEROP/cluster")
+fi
+
 cd "$HERE"
 set +e
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider --timeout=300 \
-  "$HERE" "$INTEROP/crash" "$@"
+  "${suites[@]}" "$@"
 rc=$?
 set -e
 if [[ $rc -eq 5 ]]; then

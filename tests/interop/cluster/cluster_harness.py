@@ -1,0 +1,349 @@
+"""Machinery of the multi-node suite (issue 8): a real `redis-server`, kvs-signaling nodes on
+`--store redis://...`, and a small synchronous WebSocket client for the signaling protocol.
+
+- `RedisServer` runs the Debian `redis-server` (or $KVS_REDIS_SERVER, e.g. valkey-server) on a
+  free loopback port in a directory of its own, with the persistence the "nothing acknowledged
+  is lost" promise needs: `--appendonly yes --appendfsync always --save ''`. It can be paused
+  (SIGSTOP: a Redis that hangs), killed (SIGKILL) and restarted on the same port and AOF
+  directory.
+- `start_node()` is the Python suite's `Server` (tests/interop/python/kvs_harness.py) with
+  `--store redis://127.0.0.1:PORT`, the cluster flags every node of a test shares, and a short
+  node lease when the binary has the flag (`--node-lease`), so a killed node's presence expires
+  in seconds rather than the default 15 s.
+- `Ws` wraps `websockets.sync.client` (the package the aiortc viewer uses): open-mode URLs
+  (`?X-Amz-ChannelARN=...&X-Amz-ClientId=...`, no signature needed without --credentials, as in
+  crates/server/tests/ws_signaling.rs), never a proxy, frames parsed as JSON.
+"""
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import functools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "python"))
+
+from kvs_harness import Server, binary  # noqa: E402
+
+from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
+from websockets.sync.client import connect as ws_connect  # noqa: E402
+
+# The node lease the suite asks for (when the binary has --node-lease): short enough that the
+# kill -9 test is quick, long enough that a live node on a busy 2-core CI machine keeps its lease.
+TEST_LEASE = os.environ.get("KVS_TEST_NODE_LEASE", "5s")
+
+
+# --- Redis -----------------------------------------------------------------------------------
+def redis_binary() -> str:
+    env = os.environ.get("KVS_REDIS_SERVER")
+    if env:
+        return env
+    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists()
+                                             else None)
+    if not found:
+        raise RuntimeError("redis-server not found: `apt-get install redis-server` (scripts/test.sh does it), "
+                           "or set KVS_REDIS_SERVER")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def resp_command(port: int, *args: str, timeout: float = 1.0) -> bytes:
+    """One RESP command on a fresh connection; returns the raw first reply line (b'+PONG')."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        req = f"*{len(args)}\r\n".encode() + b"".join(
+            f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args)
+        s.sendall(req)
+        data = b""
+        while not data.endswith(b"\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+class RedisServer:
+    """One redis-server process on 127.0.0.1:PORT with its AOF in `dir`."""
+
+    def __init__(self, dir: Path, port: int | None = None):
+        self.dir = Path(dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0):
+        assert self.proc is None or self.proc.poll() is not None, "redis-server already running"
+        self.starts += 1
+        log = self.dir / f"redis-{self.starts}.log"
+        args = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+                "--daemonize", "no", "--logfile", str(log)]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {args}\n{self.log()}")
+            if self.ping():
+                return
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"redis-server not answering PING within {timeout}s\n{self.log()}")
+            time.sleep(0.05)
+
+    def ping(self) -> bool:
+        try:
+            return resp_command(self.port, "PING").startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        out = []
+        for p in sorted(self.dir.glob("redis-*.log")):
+            out.append(p.read_text(errors="replace")[-2000:])
+        return "\n".join(out)
+
+    def pause(self):
+        """SIGSTOP: Redis keeps its sockets but answers nothing (the hung-Redis case)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def kill(self):
+        """kill -9: nothing but what is already in the AOF survives."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a stopped process dies on SIGKILL too; be explicit
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout: float = 10.0):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# --- nodes -----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def serve_help() -> str:
+    out = subprocess.run([binary(), "serve", "--help"], capture_output=True, text=True, timeout=30)
+    return out.stdout + out.stderr
+
+
+def has_flag(flag: str) -> bool:
+    return flag in serve_help()
+
+
+def lease_args() -> list[str]:
+    return ["--node-lease", TEST_LEASE] if has_flag("--node-lease") else []
+
+
+# Flags every node of the suite runs with: 2 viewers per channel (the cluster-wide limit test;
+# no other test needs more), a short GO_AWAY grace and shutdown, no TURN relay (not under test,
+# and three nodes would fight over port 3478).
+NODE_FLAGS = ("--max-viewers", "2", "--go-away-grace", "1s", "--shutdown-timeout", "3s",
+              "--embedded-turn", "false")
+
+
+def start_node(redis: RedisServer, *extra: str, env: dict | None = None) -> Server:
+    return Server(*NODE_FLAGS, *lease_args(), *extra, store=redis.url, env=env)
+
+
+def stop_quietly(node: Server):
+    try:
+        node.stop()
+    except AssertionError:
+        pass
+
+
+# --- WebSocket -------------------------------------------------------------------------------
+def b64(obj) -> str:
+    raw = obj if isinstance(obj, bytes) else (obj.encode() if isinstance(obj, str) else json.dumps(obj).encode())
+    return base64.b64encode(raw).decode()
+
+
+def ws_url(node: Server, arn: str, client_id: str | None = None) -> str:
+    url = f"ws://127.0.0.1:{node.port}/?X-Amz-ChannelARN={quote(arn, safe='')}"
+    if client_id is not None:
+        url += f"&X-Amz-ClientId={quote(client_id, safe='')}"
+    return url
+
+
+class WsRefused(Exception):
+    """The handshake was answered with an HTTP error (no upgrade)."""
+
+    def __init__(self, status: int, body: bytes, headers):
+        super().__init__(f"HTTP {status}: {body[:300]!r}")
+        self.status, self.body, self.headers = status, body, headers
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Ws:
+    """A signaling connection: master when `client_id` is None, else a viewer."""
+
+    def __init__(self, node: Server, arn: str, client_id: str | None = None, open_timeout: float = 10.0):
+        self.node, self.arn, self.client_id = node, arn, client_id
+        try:
+            self.conn = ws_connect(ws_url(node, arn, client_id), proxy=None, compression=None,
+                                   open_timeout=open_timeout, ping_interval=None, close_timeout=2,
+                                   legacy=True)
+        except InvalidStatus as e:
+            r = e.response
+            raise WsRefused(r.status_code, r.body or b"", r.headers) from None
+
+    def send(self, action: str, payload: str, recipient: str | None = None, correlation_id: str | None = None):
+        msg = {"action": action, "messagePayload": payload}
+        if recipient is not None:
+            msg["recipientClientId"] = recipient
+        if correlation_id is not None:
+            msg["correlationId"] = correlation_id
+        self.conn.send(json.dumps(msg))
+
+    def recv_within(self, timeout: float) -> dict | None:
+        """The next frame, or None if none comes in time or the connection closes."""
+        try:
+            raw = self.conn.recv(timeout=timeout)
+        except TimeoutError:
+            return None
+        except ConnectionClosed:
+            return None
+        return json.loads(raw)
+
+    def recv(self, timeout: float = 5.0) -> dict:
+        try:
+            raw = self.conn.recv(timeout=timeout)
+        except TimeoutError:
+            raise AssertionError(f"{self}: no frame within {timeout}s") from None
+        except ConnectionClosed as e:
+            raise AssertionError(f"{self}: closed ({e}) while waiting for a frame") from None
+        return json.loads(raw)
+
+    def closed_within(self, timeout: float) -> int | None:
+        """Reads (and drops) frames until the connection closes; the close code, or None if it
+        is still open after `timeout` (1006 for a socket dropped without a close frame)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                self.conn.recv(timeout=left)
+            except TimeoutError:
+                return None
+            except ConnectionClosed as e:
+                return e.rcvd.code if e.rcvd is not None else 1006
+
+    def is_open(self) -> bool:
+        from websockets.protocol import State
+        return self.conn.protocol.state is State.OPEN
+
+    def close(self):
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        who = "master" if self.client_id is None else f"viewer {self.client_id}"
+        return f"<{who} on :{self.node.port} {self.arn.rsplit('/', 2)[-2]}>"
+
+
+def connect_status(node: Server, arn: str, client_id: str | None = None, open_timeout: float = 10.0) -> int:
+    """101 if the connect is accepted (and closes it again), else the refusing HTTP status."""
+    try:
+        w = Ws(node, arn, client_id, open_timeout=open_timeout)
+    except WsRefused as e:
+        return e.status
+    w.close()
+    return 101
+
+
+# --- control plane ---------------------------------------------------------------------------
+def outcome(r) -> str:
+    if r.status_code == 200:
+        return "ok"
+    try:
+        return r.json().get("__type", f"HTTP {r.status_code}")
+    except ValueError:
+        return f"HTTP {r.status_code} (not JSON)"
+
+
+def race(calls):
+    """Run the (node, operation, body) calls at (nearly) the same moment, one thread each;
+    returns the responses in order."""
+    barrier = threading.Barrier(len(calls))
+
+    def go(call):
+        node, op, body = call
+        barrier.wait()
+        return node.op(op, body)
+
+    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(go, calls))
+
+
+def create(node: Server, name: str, ttl: int | None = None) -> str:
+    body = {"ChannelName": name}
+    if ttl is not None:
+        body["SingleMasterConfiguration"] = {"MessageTtlSeconds": ttl}
+    r = node.op("CreateSignalingChannel", body)
+    assert r.status_code == 200, (node.url, r.status_code, r.text)
+    return r.json()["ChannelARN"]
+
+
+def describe(node: Server, arn: str) -> dict:
+    r = node.op("DescribeSignalingChannel", {"ChannelARN": arn})
+    assert r.status_code == 200, (node.url, r.status_code, r.text)
+    return r.json()["ChannelInfo"]
+
+
+def update_ttl(node: Server, arn: str, ttl: int, version: str | None = None):
+    v = version or describe(node, arn)["Version"]
+    r = node.op("UpdateSignalingChannel", {"ChannelARN": arn, "CurrentVersion": v,
+                                           "SingleMasterConfiguration": {"MessageTtlSeconds": ttl}})
+    assert r.status_code == 200, (node.url, r.status_code, r.text)
+
+
+def delete(node: Server, arn: str):
+    r = node.op("DeleteSignalingChannel", {"ChannelARN": arn})
+    assert r.status_code == 200, (node.url, r.status_code, r.text)
+
+
+def wait_until(pred, timeout: float, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
