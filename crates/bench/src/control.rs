@@ -6,6 +6,8 @@
 //! - `update`: each client updates its own channel (created during setup). The update answers an
 //!   empty body, so the client re-describes to learn the new Version before its next update;
 //!   only the updates are timed and counted in the rate (the describes are reported apart).
+//! - `list`: ListSignalingChannels with `BEGINS_WITH` a prefix that `--list-channels` channels
+//!   created during setup share (one page: all of them).
 //! - `describe-stream`: DescribeStream (for moto, which has no signaling channels); the stream is
 //!   created with CreateStream during setup.
 //!
@@ -32,6 +34,7 @@ pub enum Op {
     Describe,
     Create,
     Update,
+    List,
     DescribeStream,
 }
 
@@ -63,6 +66,9 @@ pub struct ControlArgs {
     /// Prefix of created channel and stream names.
     #[arg(long, default_value = "bench")]
     pub prefix: String,
+    /// `list`: channels created under the listed prefix (each list answers all of them).
+    #[arg(long, default_value_t = 10)]
+    pub list_channels: usize,
     #[command(flatten)]
     pub id: Identity,
 }
@@ -154,6 +160,8 @@ struct Ctx {
 #[derive(Default)]
 struct ClientResult {
     ok: u64,
+    /// Every request of the op sent, warm-up and failures included.
+    sent: u64,
     lat: Latency,
     errors: Errors,
     describes: u64,
@@ -185,6 +193,26 @@ pub async fn load(a: &ControlArgs) -> anyhow::Result<Value> {
                 )
                 .await?;
             Some(("/describeStream", json!({ "StreamName": name })))
+        }
+        Op::List => {
+            let prefix = format!("{}-l-{rid}-", a.prefix);
+            let n = a.list_channels.max(1);
+            for i in 0..n {
+                setup.create_channel(&format!("{prefix}{i}")).await?;
+            }
+            let body = json!({
+                "ChannelNameCondition": {
+                    "ComparisonOperator": "BEGINS_WITH",
+                    "ComparisonValue": prefix,
+                },
+            });
+            let listed = setup.call("/listSignalingChannels", &body).await?;
+            let got = listed["ChannelInfoList"].as_array().map_or(0, Vec::len);
+            anyhow::ensure!(
+                got == n,
+                "ListSignalingChannels with BEGINS_WITH {prefix} answered {got} channels, not {n}"
+            );
+            Some(("/listSignalingChannels", body))
         }
         Op::Create | Op::Update => None,
     };
@@ -245,6 +273,7 @@ pub async fn load(a: &ControlArgs) -> anyhow::Result<Value> {
     for t in tasks {
         let r = t.await.context("client task failed")?;
         total.ok += r.ok;
+        total.sent += r.sent;
         total.lat.add(&r.lat);
         total.errors.merge(r.errors);
         total.describes += r.describes;
@@ -263,6 +292,9 @@ pub async fn load(a: &ControlArgs) -> anyhow::Result<Value> {
         "clients": clients,
         "window_s": round3(window),
         "ok": total.ok,
+        // Warm-up and failed requests included (setup and the describes between updates not):
+        // per-request costs measured around the whole run divide by this.
+        "requests_total": total.sent,
         "rps": round3(total.ok as f64 / window),
         "latency": total.lat.summary(),
         "errors": total.errors.to_json(),
@@ -271,6 +303,9 @@ pub async fn load(a: &ControlArgs) -> anyhow::Result<Value> {
     });
     if a.op == Op::Update {
         out["describes_between_updates"] = json!(total.describes);
+    }
+    if a.op == Op::List {
+        out["channels_per_list"] = json!(a.list_channels.max(1));
     }
     Ok(out)
 }
@@ -310,6 +345,7 @@ async fn client_loop(
         let t0 = Instant::now();
         let reply = conn.post(path, body, &signed, ctx.timeout).await;
         let t1 = Instant::now();
+        r.sent += 1;
         let measured = t0 >= ctx.measure_from;
         match reply {
             Reply::Ok { status, .. } if (200..300).contains(&status) => {

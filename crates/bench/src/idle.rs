@@ -156,6 +156,7 @@ pub async fn run(a: IdleArgs) -> anyhow::Result<Option<Value>> {
         rate: Some(a.control_rate),
         timeout: Duration::from_secs(5),
         prefix: "bench-idle".into(),
+        list_channels: 10,
         id: a.id.clone(),
     };
     let pid = a.server_pid;

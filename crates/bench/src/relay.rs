@@ -48,9 +48,15 @@ pub enum Kind {
 
 #[derive(Debug, Clone, Args)]
 pub struct RelayArgs {
-    /// Server, http://127.0.0.1:PORT (loopback only); WebSockets go to ws://HOST:PORT/.
+    /// Server, http://127.0.0.1:PORT (loopback only): channels are created there and masters
+    /// connect there (ws://HOST:PORT/); viewers too unless `--viewer-endpoint` is given.
     #[arg(long)]
     pub endpoint: String,
+    /// Servers the viewers connect to instead (repeat the flag or separate with commas), placed
+    /// round-robin: viewer k of all (channel-major order) goes to the k-th modulo their number.
+    /// With nodes sharing one store this makes every relayed message cross nodes.
+    #[arg(long, value_delimiter = ',')]
+    pub viewer_endpoint: Vec<String>,
     #[arg(long, default_value_t = 50)]
     pub channels: usize,
     /// Viewers per channel.
@@ -158,6 +164,7 @@ struct ViewerResult {
 
 #[derive(Default)]
 struct MasterResult {
+    received: u64,
     received_in_window: u64,
     status_responses: u64,
     errors: Errors,
@@ -167,6 +174,7 @@ pub async fn run(a: RelayArgs) -> anyhow::Result<Option<Value>> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let endpoint = Endpoint::parse(&a.endpoint)?;
     let signer = Signer::new(&a.id, &endpoint.host);
+    let viewer_signers = viewer_signers(&a, &signer)?;
     let rid = run_id();
     let channels = a.channels.max(1);
     let viewers = a.viewers.max(1);
@@ -188,12 +196,14 @@ pub async fn run(a: RelayArgs) -> anyhow::Result<Option<Value>> {
     }
     let conns = futures_util::stream::iter(arns.iter().enumerate().map(|(i, arn)| {
         let signer = signer.clone();
+        let viewer_signers = &viewer_signers;
         async move {
             let master = connect(&signer.ws_url(arn, None, SystemTime::now())).await?;
             let mut vs = Vec::with_capacity(viewers);
             for j in 0..viewers {
                 let id = format!("v{i}-{j}");
-                vs.push(connect(&signer.ws_url(arn, Some(&id), SystemTime::now())).await?);
+                let vsig = &viewer_signers[(i * viewers + j) % viewer_signers.len()];
+                vs.push(connect(&vsig.ws_url(arn, Some(&id), SystemTime::now())).await?);
             }
             anyhow::Ok((master, vs))
         }
@@ -260,6 +270,7 @@ pub async fn run(a: RelayArgs) -> anyhow::Result<Option<Value>> {
     let mut mt = MasterResult::default();
     for t in masters {
         let r = t.await.context("master task failed")?;
+        mt.received += r.received;
         mt.received_in_window += r.received_in_window;
         mt.status_responses += r.status_responses;
         mt.errors.merge(r.errors);
@@ -271,11 +282,15 @@ pub async fn run(a: RelayArgs) -> anyhow::Result<Option<Value>> {
         "mode": if ctx.period.is_some() { "open" } else { "closed" },
         "channels": channels,
         "viewers_per_channel": viewers,
+        "viewer_endpoints": viewer_signers.iter().map(|s| s.host.clone()).collect::<Vec<_>>(),
         "inflight_per_viewer": if ctx.period.is_some() { Value::Null } else { json!(ctx.inflight) },
         "offered_round_trips_per_s": a.rate,
         "offered_msgs_per_s": a.rate.map(|r| r * 2.0),
         "window_s": round3(window),
         "relayed_in_window": relayed,
+        // Every message relayed during the whole run (warm-up and grace included): offers the
+        // masters received plus answers the viewers received. Per-message costs divide by this.
+        "relayed_total": mt.received + vt.answered,
         "msgs_per_s": round3(relayed as f64 / window),
         "round_trips_per_s": round3(vt.received_in_window as f64 / window),
         "rtt": vt.rtt.summary(),
@@ -289,6 +304,18 @@ pub async fn run(a: RelayArgs) -> anyhow::Result<Option<Value>> {
         "viewer_errors": vt.errors.to_json(),
         "master_errors": mt.errors.to_json(),
     })))
+}
+
+/// One signer per server the viewers connect to (its host goes into the presigned URL); the
+/// master's server when no `--viewer-endpoint` is given.
+fn viewer_signers(a: &RelayArgs, master: &Signer) -> anyhow::Result<Vec<Signer>> {
+    if a.viewer_endpoint.is_empty() {
+        return Ok(vec![master.clone()]);
+    }
+    a.viewer_endpoint
+        .iter()
+        .map(|url| Ok(Signer::new(&a.id, &Endpoint::parse(url)?.host)))
+        .collect()
 }
 
 /// Connects a WebSocket with small buffers (the load generator holds many).
@@ -349,6 +376,7 @@ async fn master(ws: Ws, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) -> Maste
                 .add("no sender or payload".into(), || text.to_string());
             continue;
         };
+        r.received += 1;
         if ctx.in_window(now) {
             r.received_in_window += 1;
         }
@@ -533,4 +561,47 @@ async fn open_sender(
         at += period;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        relay: RelayArgs,
+    }
+
+    fn hosts(args: &[&str]) -> anyhow::Result<Vec<String>> {
+        let cli = Cli::try_parse_from(
+            ["relay", "--endpoint", "http://127.0.0.1:1"]
+                .iter()
+                .chain(args),
+        )?;
+        let master = Signer::new(&cli.relay.id, "127.0.0.1:1");
+        Ok(viewer_signers(&cli.relay, &master)?
+            .into_iter()
+            .map(|s| s.host)
+            .collect())
+    }
+
+    #[test]
+    fn viewers_connect_to_the_master_server_unless_told_otherwise() {
+        assert_eq!(hosts(&[]).unwrap(), ["127.0.0.1:1"]);
+        assert_eq!(
+            hosts(&[
+                "--viewer-endpoint",
+                "http://127.0.0.1:2,127.0.0.1:3",
+                "--viewer-endpoint",
+                "ws://127.0.0.1:4/",
+            ])
+            .unwrap(),
+            ["127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"]
+        );
+        assert!(hosts(&["--viewer-endpoint", "http://10.0.0.1:80"]).is_err());
+    }
 }
