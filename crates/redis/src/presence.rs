@@ -229,6 +229,31 @@ impl Presence for RedisPresence {
         Ok(self.alive(m.node, now_millis).await?.then_some(m))
     }
 
+    async fn lookup_first(
+        &self,
+        channel: &str,
+        roles: &[Role],
+        now_millis: u64,
+    ) -> Result<Option<(usize, Member)>, PresenceError> {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.redis.keys().presence(channel));
+        for role in roles {
+            cmd.arg(role_field(role));
+        }
+        let values: Vec<Option<String>> = cmd
+            .query_async(&mut self.redis.conn())
+            .await
+            .map_err(backend)?;
+        for (i, value) in values.iter().enumerate() {
+            if let Some(m) = value.as_deref().and_then(parse_member) {
+                if self.alive(m.node, now_millis).await? {
+                    return Ok(Some((i, m)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     async fn nodes(&self, channel: &str, now_millis: u64) -> Result<Vec<NodeId>, PresenceError> {
         let members = self.members(channel).await?;
         let dead = self.dead_nodes(&members, now_millis).await?;

@@ -433,26 +433,24 @@ impl Hub {
     ) -> Result<(), SignalError> {
         let now = self.now();
         let presence = &self.ports.presence;
+        // The master's answer goes to a SendAlexaOfferToMaster call waiting for it, if there
+        // is one, else to the viewer: both looked up at once.
+        let mut candidates = Vec::with_capacity(2);
         if let (Action::SdpAnswer, None, Role::Viewer(id)) =
             (message.action, &message.sender, &recipient)
         {
-            let waiter = Role::AnswerWaiter(id.clone());
-            match presence.lookup(channel, &waiter, now).await {
-                Ok(Some(m)) => {
-                    return self
-                        .deliver(m, channel, waiter, message, correlation_id)
-                        .await
-                }
-                Ok(None) => {}
-                Err(e) => return Err(presence_failure(e, correlation_id)),
-            }
+            candidates.push(Role::AnswerWaiter(id.clone()));
         }
-        match presence.lookup(channel, &recipient, now).await {
-            Ok(Some(m)) => {
-                self.deliver(m, channel, recipient, message, correlation_id)
-                    .await
+        candidates.push(recipient);
+        match presence.lookup_first(channel, &candidates, now).await {
+            Ok(Some((i, m))) => {
+                let to = candidates.swap_remove(i);
+                self.deliver(m, channel, to, message, correlation_id).await
             }
-            Ok(None) => self.hold(channel, recipient, message, correlation_id).await,
+            Ok(None) => {
+                let recipient = candidates.pop().unwrap_or(Role::Master);
+                self.hold(channel, recipient, message, correlation_id).await
+            }
             Err(e) => Err(presence_failure(e, correlation_id)),
         }
     }
@@ -681,7 +679,9 @@ impl Hub {
     }
 
     async fn on_envelope(&self, envelope: Envelope) {
-        inc(&self.metrics.bus_received);
+        if envelope != Envelope::Resubscribed {
+            inc(&self.metrics.bus_received);
+        }
         match envelope {
             Envelope::Deliver {
                 channel,

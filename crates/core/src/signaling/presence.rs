@@ -52,6 +52,22 @@ pub trait Presence: Send + Sync {
         now_millis: u64,
     ) -> Result<Option<Member>, PresenceError>;
 
+    /// The first of `roles` with a live connection, and its index in `roles` (one round trip
+    /// on a networked backend, where looking each up would take one each).
+    async fn lookup_first(
+        &self,
+        channel: &str,
+        roles: &[Role],
+        now_millis: u64,
+    ) -> Result<Option<(usize, Member)>, PresenceError> {
+        for (i, role) in roles.iter().enumerate() {
+            if let Some(m) = self.lookup(channel, role, now_millis).await? {
+                return Ok(Some((i, m)));
+            }
+        }
+        Ok(None)
+    }
+
     /// The nodes with a live connection on `channel`.
     async fn nodes(&self, channel: &str, now_millis: u64) -> Result<Vec<NodeId>, PresenceError>;
 
