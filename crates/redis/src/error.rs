@@ -35,3 +35,9 @@ pub(crate) fn store_error(e: RedisError) -> StoreError {
         StoreError::Backend(e.to_string())
     }
 }
+
+/// Whether `e` says the connection settings themselves are wrong (retrying cannot help): the
+/// server refuses to start with them.
+pub fn misconfigured(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::InvalidClientConfig
+}

@@ -20,7 +20,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use bus::RedisBus;
-pub use error::unavailable;
+pub use error::{misconfigured, unavailable};
 pub use held::RedisHeld;
 pub use keys::Keys;
 pub use presence::RedisPresence;

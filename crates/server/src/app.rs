@@ -277,6 +277,9 @@ async fn redis_backends(
         .with_context(|| format!("--store {}", cfg.store))?;
     match redis.ping().await {
         Ok(()) => tracing::info!(redis = %cfg.store, "connected to Redis"),
+        Err(e) if kvs_redis::misconfigured(&e) => {
+            bail!("--store {}: {e}", cfg.store)
+        }
         Err(e) => tracing::warn!(
             redis = %cfg.store,
             error = %e,

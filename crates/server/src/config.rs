@@ -78,9 +78,10 @@ fn parse_store(s: &str) -> Result<StoreKind, String> {
 /// numeric database if any.
 fn redis_url_ok(url: &str) -> Result<(), String> {
     let rest = url.split_once("://").map_or("", |(_, r)| r);
+    // `#insecure` (skip certificate checks) and `?protocol=resp3` belong to the client.
+    let rest = rest.split(['#', '?']).next().unwrap_or("");
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     let (hostport, db) = rest.split_once('/').unwrap_or((rest, ""));
-    let db = db.split('?').next().unwrap_or("");
     if !db.is_empty() && db.parse::<u32>().is_err() {
         return Err(format!(
             "the database in {} must be a number",
@@ -419,6 +420,8 @@ mod tests {
             ("redis://:s3cret@10.0.0.5:6380/3", true),
             ("rediss://cache.example.com:6380", true),
             ("redis://[::1]:6379/0", true),
+            ("rediss://127.0.0.1:6380/#insecure", true),
+            ("redis://127.0.0.1:6379/1?protocol=resp3", true),
             ("redis://host:port", false),
             ("redis://host:6379/db", false),
             ("redis://", false),

@@ -94,3 +94,62 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A redis-server speaking only TLS (`--tls-port`), with a certificate made for the test.
+pub struct TlsRedisServer {
+    child: Child,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl TlsRedisServer {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("kvs-redis-tls-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+            ])
+            .args(["--tls-cert-file", dir.join("cert.pem").to_str().unwrap()])
+            .args(["--tls-key-file", dir.join("key.pem").to_str().unwrap()])
+            .args(["--tls-ca-cert-file", dir.join("cert.pem").to_str().unwrap()])
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--dir",
+                dir.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server ({e})"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server (TLS) did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port, dir }
+    }
+}
+
+impl Drop for TlsRedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
