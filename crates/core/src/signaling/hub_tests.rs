@@ -434,11 +434,11 @@ impl presence::Presence for FlakyPresence {
     }
 }
 
-#[tokio::test]
-async fn a_release_that_failed_is_retried_so_the_viewer_stops_counting() {
+/// A hub on [`FlakyPresence`] (down or not at first), with a 300 ms lease.
+fn flaky_hub(down: bool, max_viewers: usize) -> (Arc<Hub>, Arc<FlakyPresence>, HubTasks) {
     let presence = Arc::new(FlakyPresence {
         inner: MemoryPresence::new(None),
-        down: AtomicBool::new(true),
+        down: AtomicBool::new(down),
     });
     let ports = HubPorts {
         presence: presence.clone(),
@@ -447,12 +447,18 @@ async fn a_release_that_failed_is_retried_so_the_viewer_stops_counting() {
         ttl: Arc::new(TestTtl(AtomicU32::new(60))),
     };
     let config = HubConfig {
-        max_viewers: 1,
+        max_viewers,
         lease: std::time::Duration::from_millis(300),
         ..HubConfig::default()
     };
     let hub = Hub::new(NodeId(1), Arc::new(ManualClock::new(1)), config, ports);
-    let _tasks = hub.start();
+    let tasks = hub.start();
+    (hub, presence, tasks)
+}
+
+#[tokio::test]
+async fn a_release_that_failed_is_retried_so_the_viewer_stops_counting() {
+    let (hub, presence, _tasks) = flaky_hub(true, 1);
     let v = hub.connect(ARN, viewer("a"), sink()).await.unwrap();
     hub.disconnect(&v).await;
     assert_eq!(hub.pending_releases(), 1);
@@ -471,22 +477,7 @@ async fn a_release_that_failed_is_retried_so_the_viewer_stops_counting() {
 
 #[tokio::test]
 async fn a_node_whose_lease_ran_out_sends_go_away_so_its_connections_register_again() {
-    let presence = Arc::new(FlakyPresence {
-        inner: MemoryPresence::new(None),
-        down: AtomicBool::new(false),
-    });
-    let ports = HubPorts {
-        presence: presence.clone(),
-        held: Arc::new(MemoryHeld::new()),
-        bus: Arc::new(MemoryBus::new()),
-        ttl: Arc::new(TestTtl(AtomicU32::new(60))),
-    };
-    let config = HubConfig {
-        lease: std::time::Duration::from_millis(300),
-        ..HubConfig::default()
-    };
-    let hub = Hub::new(NodeId(1), Arc::new(ManualClock::new(1)), config, ports);
-    let _tasks = hub.start();
+    let (hub, presence, _tasks) = flaky_hub(false, 10);
     let s = sink();
     hub.connect(ARN, viewer("a"), s.clone()).await.unwrap();
     // A short outage (one failed renewal) changes nothing.
