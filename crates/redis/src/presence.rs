@@ -306,12 +306,13 @@ impl Presence for RedisPresence {
             .query_async(&mut self.redis.conn())
             .await
             .map_err(backend)?;
-        let mut leases = self.leases();
-        for (n, until) in all {
-            if let Ok(id) = u64::from_str_radix(&n, 16) {
-                leases.insert(NodeId(id), until as u64);
-            }
-        }
+        // The set is the cache, replaced whole: nodes forgotten by Redis leave it too.
+        *self.leases() = all
+            .into_iter()
+            .filter_map(|(n, until)| {
+                Some((NodeId(u64::from_str_radix(&n, 16).ok()?), until as u64))
+            })
+            .collect();
         Ok(())
     }
 }
