@@ -58,7 +58,7 @@ impl Signer {
     }
 
     /// A presigned WebSocket connect URL (`ws://HOST/?X-Amz-ChannelARN=…[&X-Amz-ClientId=…]&X-Amz-…`),
-    /// as the KVS SDKs build it (kvs-spec.md §7.2).
+    /// as the KVS SDKs build it (docs/protocol.md §7.2).
     pub fn ws_url(&self, channel_arn: &str, client_id: Option<&str>, now: SystemTime) -> String {
         let mut params = vec![("X-Amz-ChannelARN".to_string(), channel_arn.to_string())];
         if let Some(c) = client_id {

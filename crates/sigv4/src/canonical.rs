@@ -1,4 +1,4 @@
-//! The canonical request (kvs-spec.md §7.1, §7.2): URI, query, headers and payload hash, as
+//! The canonical request (docs/protocol.md §7.1, §7.2): URI, query, headers and payload hash, as
 //! botocore, aws-sdk-rust, the KVS JS SDK and the KVS C SDK build them.
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};

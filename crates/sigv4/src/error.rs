@@ -1,4 +1,4 @@
-//! Authentication failures, with AWS's error codes and messages (kvs-spec.md §4.2). All are
+//! Authentication failures, with AWS's error codes and messages (docs/protocol.md §4.2). All are
 //! HTTP 403. Clock-skew messages start with `Signature expired` / `Signature not yet current`,
 //! which the KVS C SDK looks for to correct its clock.
 

@@ -1,4 +1,4 @@
-//! Verifying the `Authorization` header form (kvs-spec.md §7.1).
+//! Verifying the `Authorization` header form (docs/protocol.md §7.1).
 //!
 //! Order of checks: structure, scope (service, date), time (skew), then the key and the
 //! signature; so a request from a skewed clock learns about its clock whatever its key.

@@ -1,4 +1,4 @@
-//! AWS Signature Version 4 verification, in the two forms KVS clients use (kvs-spec.md §7):
+//! AWS Signature Version 4 verification, in the two forms KVS clients use (docs/protocol.md §7):
 //! the `Authorization` header of the HTTP APIs and the presigned query of the signaling
 //! WebSocket. Signing is here too, for tests and tools. Pure: no I/O, time passed in.
 //!

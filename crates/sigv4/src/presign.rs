@@ -1,4 +1,4 @@
-//! Verifying the presigned-query form of the signaling WebSocket connect (kvs-spec.md §7.2):
+//! Verifying the presigned-query form of the signaling WebSocket connect (docs/protocol.md §7.2):
 //! signed header `host`, empty payload, `X-Amz-Expires` up to a week (the C SDK sends the
 //! remaining lifetime of its credentials), the security token inside the signed query.
 

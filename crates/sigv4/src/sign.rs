@@ -80,7 +80,7 @@ pub fn sign_headers(
 }
 
 /// A presigned query string (signed header `host` only, empty payload), as the KVS JS SDK's
-/// `SigV4RequestSigner` builds it (kvs-spec.md §7.2). `params` are extra parameters such as
+/// `SigV4RequestSigner` builds it (docs/protocol.md §7.2). `params` are extra parameters such as
 /// `X-Amz-ChannelARN`, `X-Amz-ClientId` and `X-Amz-Security-Token`, unencoded.
 #[allow(clippy::too_many_arguments)]
 pub fn presign_query(

@@ -76,7 +76,7 @@ const UNNORMALISED: &[&str] = &[
 ];
 
 /// The session token is appended to the query *after* signing. KVS requires the token to be
-/// covered by the presigned signature (kvs-spec.md §7.2), so this one must be refused.
+/// covered by the presigned signature (docs/protocol.md §7.2), so this one must be refused.
 const TOKEN_UNSIGNED: &str = "post-sts-header-after";
 
 /// `aws-signing-test-suite/v4` inside the `aws-sigv4` package, found through `cargo metadata`.

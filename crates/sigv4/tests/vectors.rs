@@ -1,4 +1,4 @@
-//! Published SigV4 vectors: the KVS JS SDK's presigned-URL unit tests (kvs-spec.md §7.2) and
+//! Published SigV4 vectors: the KVS JS SDK's presigned-URL unit tests (docs/protocol.md §7.2) and
 //! AWS's SigV4 test suite (`get-vanilla` and friends).
 #![allow(clippy::unwrap_used)]
 

@@ -1,4 +1,4 @@
-"""The Redis store as configured by an operator (issue 8, item 1; architecture.md §2): the URL
+"""The Redis store as configured by an operator (issue 8, item 1; docs/design.md §2): the URL
 with a password and a database, given as the flag, as KVS_STORE and as `store = "..."` in the
 TOML file, all reaching the same Redis; the password never printed; a wrong password fails
 cleanly; --redis-prefix keeps two deployments on one Redis apart."""

@@ -269,7 +269,7 @@ def test_shutting_one_node_down_sends_go_away_to_its_connections_only(nodes, mak
 
 @pytest.mark.timeout(60)
 def test_a_newer_held_offer_replaces_the_older_across_nodes(nodes, name):
-    """kvs-spec §6.3: a pending offer for the same client is overwritten by a newer one, also
+    """docs/protocol.md §6.3: a pending offer for the same client is overwritten by a newer one, also
     when the viewer sent them through different nodes (it reconnected in between)."""
     a, b, c = nodes
     arn = create(a, name)

@@ -1,4 +1,4 @@
-"""kill -9 crash test for the SQLite store (architecture.md §2 'Storage': durable for every
+"""kill -9 crash test for the SQLite store (docs/design.md §2 'Storage': durable for every
 acknowledged write).
 
 Several client threads create, update and delete channels on a server with a --data-dir. Every

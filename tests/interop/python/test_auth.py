@@ -1,6 +1,6 @@
-"""SigV4 with --credentials (kvs-spec §4.2, §7.1; behaviour.md 'Errors'): every failure is a 403
+"""SigV4 with --credentials (docs/protocol.md §4.2, §7.1; behaviour.md 'Errors'): every failure is a 403
 AWS-style JSON error with the documented code and changes nothing; accounts (and regions) are
-isolated namespaces (architecture.md §2 'Namespaces')."""
+isolated namespaces (docs/design.md §2 'Namespaces')."""
 import datetime as dt
 import json
 from unittest import mock
@@ -162,7 +162,7 @@ def test_clock_skew_is_refused(secured, skew, prefix):
     r = secured.op(*CREATE, **A, when=now() + dt.timedelta(seconds=skew))
     body = assert_aws_error(r, "InvalidSignatureException", 403)
     assert body["Message"].startswith(prefix), body
-    assert prefix in r.text  # the C SDK searches the raw body for it (kvs-spec §1.1)
+    assert prefix in r.text  # the C SDK searches the raw body for it (docs/protocol.md §1.1)
     assert snapshot(secured) == before
 
 

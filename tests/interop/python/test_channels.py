@@ -1,5 +1,5 @@
 """Create / Describe / Update / Delete through boto3 (client-side validation off), checked against
-kvs-spec §2.1, §3, §9 and behaviour.md 'Channels'."""
+docs/protocol.md §2.1, §3, §9 and behaviour.md 'Channels'."""
 import datetime as dt
 import random
 import re

@@ -1,4 +1,4 @@
-"""GetSignalingChannelEndpoint (kvs-spec §2.1, §9.3; architecture.md §2 'Endpoints';
+"""GetSignalingChannelEndpoint (docs/protocol.md §2.1, §9.3; docs/design.md §2 'Endpoints';
 behaviour.md 'Channels'): one item per requested protocol, URLs of this server as the client
 reached it (or --public-endpoint), WSS+HTTPS/MASTER by default, duplicates answered once,
 WEBRTC without media storage refused, unknown channel 404."""

@@ -1,4 +1,4 @@
-"""The error (and success) wire format (kvs-spec §1, §1.1, §4.1; behaviour.md 'Errors'):
+"""The error (and success) wire format (docs/protocol.md §1, §1.1, §4.1; behaviour.md 'Errors'):
 status per the model, x-amzn-ErrorType: <Code>, x-amzn-RequestId, a correct Date,
 Content-Type application/json, body {"__type", "Message", "message"}; unknown path or method ->
 UnknownOperationException 404 in JSON, never HTML."""
@@ -31,7 +31,7 @@ def full_error_check(r, code, status):
     assert r.headers["x-amzn-ErrorType"] == code  # exactly the code: no ':' suffix, no '#' prefix
     assert r.headers["Content-Type"].startswith("application/json")
     assert body["__type"] == code
-    assert body.get("message") == body["Message"], body  # both casings (kvs-spec §1.1)
+    assert body.get("message") == body["Message"], body  # both casings (docs/protocol.md §1.1)
     check_common_headers(r)
     return body
 

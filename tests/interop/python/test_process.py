@@ -1,4 +1,4 @@
-"""The binary's CLI contract (architecture.md §2, behaviour.md 'CLI'): the ready line, GET /health,
+"""The binary's CLI contract (docs/design.md §2, behaviour.md 'CLI'): the ready line, GET /health,
 graceful SIGTERM, open mode refusing a non-loopback listen address unless forced, bad flags."""
 import re
 import signal

@@ -1,4 +1,4 @@
-"""TagResource / UntagResource / ListTagsForResource and tags on create (kvs-spec §2.1, §3.1 notes,
+"""TagResource / UntagResource / ListTagsForResource and tags on create (docs/protocol.md §2.1, §3.1 notes,
 §9.3; behaviour.md 'Channels': ≤ 50 per channel, existing key replaced, unknown key on untag
 ignored, ListTagsForResource returns a map, {} when none)."""
 import pytest

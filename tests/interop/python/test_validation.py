@@ -1,4 +1,4 @@
-"""The server validates everything itself (kvs-spec §3.1: botocore checks only required/types/min,
+"""The server validates everything itself (docs/protocol.md §3.1: botocore checks only required/types/min,
 and here even that is off). Every constraint of every member of the signaling operations is read
 from the service model and violated one at a time: too long, too short, pattern, range, enum,
 list size, wrong JSON type, missing required member; plus malformed JSON and empty bodies.
