@@ -4,11 +4,14 @@ with real AWS clients (boto3, the AWS CLI) and with hand-built HTTP requests.
 Kept out of conftest.py so that the crash test (tests/interop/crash) can import it too.
 
 - `Server` starts `kvs-signaling serve --listen 127.0.0.1:0 --store memory|--data-dir DIR ...`,
-  waits for the ready line (`listening on http://HOST:PORT`, architecture.md §2), keeps draining
-  stdout, keeps stderr in a log file (shown when a start fails) and stops with SIGTERM, then SIGKILL.
+  waits for the ready line (`listening on http://HOST:PORT`, docs/design.md §2), keeps draining
+  stdout, keeps stderr in a log file (shown when a start or a stop fails) and stops with SIGTERM.
+  Every stop is checked: the server must exit within `SHUTDOWN_BOUND` seconds of SIGTERM with
+  exit code 0, else `ShutdownError` (it is then killed with SIGKILL). A server that died on its
+  own before the stop is reported the same way. Only `kill()` (kill -9) is unchecked.
 - `Server.client()` is a boto3 client with client-side validation and retries off, so every
-  invalid value reaches the server (kvs-spec §3.1: the server must enforce max/pattern/enum).
-- `sign()` is an independent SigV4 signer (kvs-spec §7.1) that lets a test choose the date, the
+  invalid value reaches the server (docs/protocol.md §3.1: the server must enforce max/pattern/enum).
+- `sign()` is an independent SigV4 signer (docs/protocol.md §7.1) that lets a test choose the date, the
   signed headers, the scope and the secret, so tampered requests can be built precisely.
   `test_auth.py` checks it against botocore's own signer first.
 """
@@ -43,7 +46,7 @@ DEFAULT_KEY = "AKIDEXAMPLE"
 DEFAULT_SECRET = "open-mode-secret"
 DEFAULT_REGION = "us-east-1"
 
-# The control-plane operations of the issue, name -> HTTP path (kvs-spec §2).
+# The control-plane operations of the issue, name -> HTTP path (docs/protocol.md §2).
 OPS = {
     "CreateSignalingChannel": "/createSignalingChannel",
     "DescribeSignalingChannel": "/describeSignalingChannel",
@@ -82,8 +85,42 @@ _SESSION = boto3.session.Session()
 _SESSION_LOCK = threading.Lock()
 
 
+# How long a test server may take to exit after SIGTERM. Only bounds a hang: a server with no
+# request or connection left exits in well under a second (its drain has nothing to wait for);
+# one that sits out its whole --shutdown-timeout (10 s by default) is a bug to report.
+SHUTDOWN_BOUND = 10.0
+
+
 class ServerStartError(RuntimeError):
     pass
+
+
+class ShutdownError(AssertionError):
+    """A server did not exit in time after SIGTERM, or exited with an unexpected code."""
+
+
+def describe_exit(rc: int) -> str:
+    """`-9 (SIGKILL)` for a death by signal, else the number."""
+    if rc is not None and rc < 0:
+        try:
+            return f"{rc} ({signal.Signals(-rc).name})"
+        except ValueError:
+            pass
+    return str(rc)
+
+
+def stop_all(servers) -> None:
+    """Stops every server (each checked as `Server.stop` does) and raises one `ShutdownError`
+    naming every failure, after all were stopped."""
+    failures = []
+    for s in servers:
+        try:
+            s.stop()
+        except ShutdownError as e:
+            failures.append(str(e))
+    if failures:
+        raise ShutdownError(f"{len(failures)} of {len(servers)} servers did not shut down cleanly:\n"
+                            + "\n---\n".join(failures))
 
 
 class Server:
@@ -107,6 +144,8 @@ class Server:
         full_env.setdefault("KVS_LOG", "warn")
         full_env.setdefault("RUST_LOG", "warn")
         full_env.update(env or {})
+        self._ended = False
+        self.stop_seconds: float | None = None
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
                                      text=True, env=full_env)
         self.stdout_lines: list[str] = []
@@ -149,21 +188,39 @@ class Server:
         except OSError:
             return ""
 
-    def stop(self, sig=signal.SIGTERM, timeout: float = 20.0) -> int:
-        """Signal the server and wait; SIGKILL if it does not exit in time. Returns the exit code."""
-        if self.proc.poll() is None:
+    def stop(self, sig=signal.SIGTERM, timeout: float = SHUTDOWN_BOUND, expect_code: int | None = 0) -> int:
+        """Signal the server and wait up to `timeout` s for it to exit; returns the exit code.
+
+        Raises `ShutdownError` (after SIGKILL) if it is still running then, and if its exit code
+        is not `expect_code` (None: any), including a server that had already died on its own.
+        A second stop (or a stop after `kill()`) only returns the code of the first."""
+        if self._ended:
+            return self.proc.returncode
+        self._ended = True
+        died_before = self.proc.poll() is not None
+        if not died_before:
+            t0 = time.monotonic()
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError(f"server did not exit within {timeout}s of signal {sig}:\n{self.log()}")
+                raise ShutdownError(f"server did not exit within {timeout}s of {signal.Signals(sig).name} "
+                                    f"(killed with SIGKILL): {self.args}\n{self.log()}") from None
+            self.stop_seconds = time.monotonic() - t0
+        rc = self.proc.returncode
+        if expect_code is not None and rc != expect_code:
+            how = ("had died on its own before it was stopped" if died_before
+                   else f"exited after {signal.Signals(sig).name}")
+            raise ShutdownError(f"server {how} with exit code {describe_exit(rc)}, expected {expect_code}: "
+                                f"{self.args}\n{self.log()}")
         self._drop_log()
-        return self.proc.returncode
+        return rc
 
     def kill(self) -> int:
-        """kill -9."""
+        """kill -9; returns the exit code (-9 unless it had died already). Not checked."""
+        self._ended = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         rc = self.proc.wait()
@@ -180,11 +237,16 @@ class Server:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        # A failed shutdown is an error of the test. When the body already failed, its error
+        # stays the one reported and the shutdown failure is added to it, not dropped.
         try:
             self.stop()
-        except AssertionError:
-            pass
+        except ShutdownError as e:
+            if exc is None:
+                raise
+            exc.add_note(f"and then the server's shutdown failed: {e}")
+        return False
 
     # --- clients ---------------------------------------------------------------------------
     def client(self, key=DEFAULT_KEY, secret=DEFAULT_SECRET, region=DEFAULT_REGION, service="kinesisvideo",
@@ -223,7 +285,7 @@ class Server:
         return self.post(OPS[operation], body, **kw)
 
 
-# --- SigV4 (kvs-spec §7.1), independent of botocore ---------------------------------------------
+# --- SigV4 (docs/protocol.md §7.1), independent of botocore ---------------------------------------------
 def _hmac(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
