@@ -1,6 +1,8 @@
-//! kvs-core: the domain of kvs-signaling, free of HTTP and SQL.
+//! kvs-core: the domain of kvs-signaling, free of HTTP and SQL: the ports (store, signaling)
+//! with their in-memory implementations and conformance suites; the backends that speak SQLite
+//! and Redis plug in from their own crates (`kvs-sqlite`, `kvs-redis`).
 //!
-//! Data flows one way (architecture.md §3): the wire layer parses requests into the validated
+//! Data flows one way: the wire layer parses requests into the validated
 //! identifiers of [`ids`], calls [`service::ChannelService`], which keeps channels in a
 //! [`store::Store`]. Time comes from a [`clock::Clock`] so lifecycle rules are testable.
 

@@ -115,10 +115,11 @@ impl ChannelService {
     }
 
     async fn purge(&self, channel: &Channel) {
-        // Losing this race is fine: someone else purged or replaced it.
+        // Not waited for durably (`Store::purge`): reads must not cost an fsync each. Losing
+        // this race is fine: someone else purged or replaced it.
         let _ = self
             .store
-            .remove(&channel.ns, &channel.name, channel.revision)
+            .purge(&channel.ns, &channel.name, channel.revision)
             .await;
     }
 

@@ -16,7 +16,8 @@ use kvs_core::ids::{AccountId, Region};
 use kvs_core::service::ServiceConfig;
 use kvs_core::signaling::rate::RateLimits;
 use kvs_core::signaling::{Event, HubConfig, NodeId};
-use kvs_core::store::{MemoryStore, SqliteStore, Store};
+use kvs_core::store::{MemoryStore, Store};
+use kvs_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::aws::auth::Authenticator;
 use crate::config::{ServeConfig, StoreKind};
@@ -150,9 +151,17 @@ impl App {
             StoreKind::Memory => (Arc::new(MemoryStore::new()), SignalingPorts::in_process()),
             StoreKind::Sqlite => {
                 let dir = cfg.data_dir.clone();
-                let s = tokio::task::spawn_blocking(move || SqliteStore::open_dir(&dir))
-                    .await?
-                    .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+                // Named in the data directory's lock, for the error of a second process.
+                let options = SqliteOptions {
+                    holder: format!("listening on http://{}", listeners.http.local_addr()?),
+                    ..SqliteOptions::default()
+                };
+                let s =
+                    tokio::task::spawn_blocking(move || SqliteStore::open_dir_with(&dir, options))
+                        .await?
+                        .with_context(|| {
+                            format!("opening the store in {}", cfg.data_dir.display())
+                        })?;
                 tracing::info!(
                     channels = s.len(),
                     elapsed_ms = started.elapsed().as_millis() as u64,

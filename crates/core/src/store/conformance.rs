@@ -26,7 +26,8 @@ macro_rules! store_conformance {
             namespaces_are_isolated,
             concurrent_replace_has_one_winner,
             concurrent_inserts_of_one_name_have_one_winner,
-            reads_see_acknowledged_writes
+            reads_see_acknowledged_writes,
+            purge_is_ordered_before_later_writes
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -274,4 +275,20 @@ pub async fn reads_see_acknowledged_writes(s: Arc<dyn Store>) {
         assert_eq!(s.get(&a, &c.name).await.unwrap(), Some(next.clone()));
         c = next;
     }
+}
+
+/// A purge may resolve before it is durable, but a later write by the same caller sees it: the
+/// name is free and the namespace has room (the service purges, then creates).
+pub async fn purge_is_ordered_before_later_writes(s: Arc<dyn Store>) {
+    let a = ns("111111111111", "us-east-1");
+    let old = channel(&a, "purged");
+    s.insert(old.clone(), 1).await.unwrap();
+    // A purge that lost its race changes nothing (whether it says so is up to the backend).
+    let _ = s.purge(&a, &old.name, 7).await;
+    s.purge(&a, &old.name, 1).await.unwrap();
+    let mut new = channel(&a, "purged");
+    new.version = Version::generate();
+    s.insert(new.clone(), 1).await.unwrap();
+    assert_eq!(s.get(&a, &new.name).await.unwrap(), Some(new));
+    assert_eq!(s.list(&a, None, None, 10).await.unwrap().len(), 1);
 }

@@ -1,7 +1,7 @@
 //! The in-memory channel index: every channel of every namespace, ordered by name within its
-//! namespace. It is the whole of [`super::MemoryStore`] and the read side of
-//! [`super::SqliteStore`], which is why reads never touch the disk (issue 7, "channels served
-//! from memory").
+//! namespace. It is the whole of [`super::MemoryStore`] and the read side of the SQLite store
+//! (`kvs-sqlite`), which is why reads never touch the disk (issue 7, "channels served from
+//! memory").
 //!
 //! The index only *checks* and *applies* changes; it never decides durability. A backend
 //! validates a change against it ([`Index::check`]), makes the change durable, then applies it

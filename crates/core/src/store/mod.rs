@@ -1,5 +1,6 @@
-//! The channel registry port. One narrow async trait, an in-memory and a SQLite backend, and one
-//! conformance suite that every backend passes, one test per case (architecture.md §5.6).
+//! The channel registry port. One narrow async trait, the in-memory backend, and one conformance
+//! suite that every backend passes, one test per case; the durable backends live in their own
+//! crates (`kvs-sqlite`, `kvs-redis`) and run the suite from there.
 //!
 //! Every method is atomic on its own: uniqueness and the per-namespace limit are checked in the
 //! same step as the insert, and replace/remove are compare-and-swap on the channel's revision,
@@ -13,7 +14,6 @@
 mod index;
 mod memory;
 mod record;
-mod sqlite;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -21,7 +21,6 @@ pub mod conformance;
 pub use index::{Change, Index, Staged};
 pub use memory::MemoryStore;
 pub use record::{StoredChannel, FORMAT_VERSION};
-pub use sqlite::{SqliteOptions, SqliteStore};
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -75,6 +74,20 @@ pub trait Store: Send + Sync {
         name: &ChannelName,
         expected_revision: u64,
     ) -> Result<(), StoreError>;
+
+    /// Removes a channel that finished deleting, like [`Store::remove`], except that the caller
+    /// does not wait for it to be durable: it is a read path's housekeeping, and a purge lost to
+    /// a crash is simply done again by the next read. A backend may queue it and resolve at
+    /// once (the SQLite store does, so reads never wait for an fsync and a burst of purges
+    /// shares one), provided every later write from the same caller is applied after it.
+    async fn purge(
+        &self,
+        ns: &Namespace,
+        name: &ChannelName,
+        expected_revision: u64,
+    ) -> Result<(), StoreError> {
+        self.remove(ns, name, expected_revision).await
+    }
 
     /// Whether the backend answers (`GET /ready`).
     async fn ping(&self) -> Result<(), StoreError> {
