@@ -170,23 +170,81 @@ async fn concurrent_creates_of_one_name_have_one_winner() {
     );
 }
 
-/// Sleeps until `start + d`.
-async fn sleep_until(start: Instant, d: Duration) {
-    tokio::time::sleep_until((start + d).into()).await;
+/// The hour-long delay of the window checks: longer than any test takes, however slow the machine.
+const HELD: &str = "1h";
+/// The delay whose transitions must end.
+const DELAY: Duration = Duration::from_secs(1);
+/// Only bounds a hang while polling for the end of a transition.
+const HANG: Duration = Duration::from_secs(60);
+
+/// The channel's status, or "GONE" once describing it answers 404 ResourceNotFoundException.
+async fn status_or_gone(kv: &aws_sdk_kinesisvideo::Client, arn: &str) -> String {
+    let r = kv
+        .describe_signaling_channel()
+        .channel_arn(arn)
+        .send()
+        .await;
+    match r {
+        Ok(out) => status_of(&out.channel_info.expect("no ChannelInfo")),
+        Err(_) => {
+            expect_error(r, "ResourceNotFoundException", 404);
+            "GONE".to_owned()
+        }
+    }
 }
 
+/// Polls until the channel's status is `after` ("GONE": deleted). Every read whose response came
+/// back less than [`DELAY`] after `t0` (taken before the call that started the transition) must
+/// show `during`: the server cannot have ended the transition before then. No read may show
+/// `after` before that either. Only [`HANG`] bounds the wait.
+async fn await_transition(
+    kv: &aws_sdk_kinesisvideo::Client,
+    arn: &str,
+    during: &str,
+    after: &str,
+    t0: Instant,
+) {
+    let mut seen = Vec::new();
+    loop {
+        let st = status_or_gone(kv, arn).await;
+        let at = t0.elapsed();
+        seen.push((at.as_millis(), st.clone()));
+        if at < DELAY {
+            assert_eq!(st, during, "before the delay could pass: {seen:?}");
+        }
+        if st == after {
+            return;
+        }
+        assert_eq!(st, during, "expected {during} then {after}: {seen:?}");
+        assert!(at < HANG, "still {during} after {HANG:?}: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// CREATING, UPDATING and DELETING refuse what behaviour.md says they refuse. The server's delay
+/// is an hour, so every check lands inside the window however slow the machine; the ACTIVE
+/// channels it updates and deletes were created on the same data dir by a server without one.
 #[tokio::test]
-async fn lifecycle_with_a_one_second_delay() {
-    let s = Server::start(&["--lifecycle-delay", "1s"]);
+async fn lifecycle_windows_refuse_changes() {
+    let dir = TempDir::new("lifecycle");
+    let (upd, del) = {
+        let mut s = Server::start(&["--data-dir", dir.str()]);
+        let kv = s.client();
+        let arns = (create(&kv, "upd").await, create(&kv, "del").await);
+        let status = s
+            .terminate(HANG)
+            .expect("the preparing server hung on SIGTERM");
+        assert!(status.success(), "{status:?}: {}", s.stderr());
+        arns
+    };
+    let s = Server::start(&["--data-dir", dir.str(), "--lifecycle-delay", HELD]);
     let kv = s.client();
-    let settle = Duration::from_millis(1200);
 
     // CREATING right after create.
-    let created_at = Instant::now();
     let arn = create(&kv, "slow").await;
     let info = describe_arn(&kv, &arn).await;
     assert_eq!(status_of(&info), "CREATING");
-    let v = info.version.unwrap();
+    let v = info.version.clone().unwrap();
     let e = expect_error(
         kv.update_signaling_channel()
             .channel_arn(&arn)
@@ -212,79 +270,6 @@ async fn lifecycle_with_a_one_second_delay() {
         "ResourceInUseException",
         400,
     );
-    let still = describe_arn(&kv, &arn).await;
-    assert_eq!(still.version.as_deref(), Some(v.as_str()));
-    assert_eq!(ttl_of(&still), Some(60));
-    assert!(
-        created_at.elapsed() < Duration::from_millis(900),
-        "the CREATING checks took too long to be meaningful"
-    );
-
-    // ACTIVE after the delay.
-    sleep_until(created_at, settle).await;
-    let info = describe_arn(&kv, &arn).await;
-    assert_eq!(status_of(&info), "ACTIVE");
-    assert_eq!(info.version.as_deref(), Some(v.as_str()));
-
-    // UPDATING, with the new Version and TTL at once.
-    let updated_at = Instant::now();
-    kv.update_signaling_channel()
-        .channel_arn(&arn)
-        .current_version(&v)
-        .single_master_configuration(ttl(10))
-        .send()
-        .await
-        .unwrap();
-    let updating = describe_arn(&kv, &arn).await;
-    assert_eq!(status_of(&updating), "UPDATING");
-    assert_eq!(ttl_of(&updating), Some(10));
-    let v2 = updating.version.unwrap();
-    assert_ne!(v2, v);
-    expect_error(
-        kv.update_signaling_channel()
-            .channel_arn(&arn)
-            .current_version(&v2)
-            .single_master_configuration(ttl(20))
-            .send()
-            .await,
-        "ResourceInUseException",
-        400,
-    );
-    expect_error(
-        kv.delete_signaling_channel().channel_arn(&arn).send().await,
-        "ResourceInUseException",
-        400,
-    );
-    sleep_until(updated_at, settle).await;
-    let info = describe_arn(&kv, &arn).await;
-    assert_eq!(status_of(&info), "ACTIVE");
-    assert_eq!(info.version.as_deref(), Some(v2.as_str()));
-    assert_eq!(ttl_of(&info), Some(10));
-
-    // DELETING, still holding its name, then gone.
-    let deleted_at = Instant::now();
-    kv.delete_signaling_channel()
-        .channel_arn(&arn)
-        .current_version(&v2)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status_of(&describe_arn(&kv, &arn).await), "DELETING");
-    assert_eq!(status_of(&describe_name(&kv, "slow").await), "DELETING");
-    expect_error(
-        kv.delete_signaling_channel().channel_arn(&arn).send().await,
-        "ResourceInUseException",
-        400,
-    );
-    expect_error(
-        kv.update_signaling_channel()
-            .channel_arn(&arn)
-            .current_version(&v2)
-            .send()
-            .await,
-        "ResourceInUseException",
-        400,
-    );
     expect_error(
         kv.create_signaling_channel()
             .channel_name("slow")
@@ -293,16 +278,117 @@ async fn lifecycle_with_a_one_second_delay() {
         "ResourceInUseException",
         400,
     );
-    sleep_until(deleted_at, settle).await;
-    let e = expect_error(
-        kv.describe_signaling_channel()
-            .channel_arn(&arn)
+    let still = describe_arn(&kv, &arn).await;
+    assert_eq!(still, info, "nothing changed");
+    assert_eq!(ttl_of(&still), Some(60));
+
+    // UPDATING, with the new Version and TTL at once.
+    let v1 = version_of(&kv, &upd).await;
+    assert_eq!(status_of(&describe_arn(&kv, &upd).await), "ACTIVE");
+    kv.update_signaling_channel()
+        .channel_arn(&upd)
+        .current_version(&v1)
+        .single_master_configuration(ttl(10))
+        .send()
+        .await
+        .unwrap();
+    let updating = describe_arn(&kv, &upd).await;
+    assert_eq!(status_of(&updating), "UPDATING");
+    assert_eq!(ttl_of(&updating), Some(10));
+    let v2 = updating.version.clone().unwrap();
+    assert_ne!(v2, v1);
+    expect_error(
+        kv.update_signaling_channel()
+            .channel_arn(&upd)
+            .current_version(&v2)
+            .single_master_configuration(ttl(20))
             .send()
             .await,
-        "ResourceNotFoundException",
-        404,
+        "ResourceInUseException",
+        400,
     );
-    assert!(e.is_resource_not_found_exception());
+    expect_error(
+        kv.delete_signaling_channel().channel_arn(&upd).send().await,
+        "ResourceInUseException",
+        400,
+    );
+    assert_eq!(describe_arn(&kv, &upd).await, updating, "nothing changed");
+
+    // DELETING, still holding its name.
+    let v = version_of(&kv, &del).await;
+    kv.delete_signaling_channel()
+        .channel_arn(&del)
+        .current_version(&v)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(&describe_arn(&kv, &del).await), "DELETING");
+    assert_eq!(status_of(&describe_name(&kv, "del").await), "DELETING");
+    expect_error(
+        kv.delete_signaling_channel().channel_arn(&del).send().await,
+        "ResourceInUseException",
+        400,
+    );
+    expect_error(
+        kv.update_signaling_channel()
+            .channel_arn(&del)
+            .current_version(&v)
+            .send()
+            .await,
+        "ResourceInUseException",
+        400,
+    );
+    expect_error(
+        kv.create_signaling_channel()
+            .channel_name("del")
+            .send()
+            .await,
+        "ResourceInUseException",
+        400,
+    );
+}
+
+/// With a one-second delay each transition ends: polled for (only a hang is bounded), never
+/// seen ended before the delay could pass.
+#[tokio::test]
+async fn lifecycle_transitions_end_after_a_one_second_delay() {
+    let s = Server::start(&["--lifecycle-delay", "1s"]);
+    let kv = s.client();
+
+    // CREATING, then ACTIVE with the same Version.
+    let t0 = Instant::now();
+    let arn = create(&kv, "slow").await;
+    let v = version_of(&kv, &arn).await;
+    await_transition(&kv, &arn, "CREATING", "ACTIVE", t0).await;
+    let info = describe_arn(&kv, &arn).await;
+    assert_eq!(info.version.as_deref(), Some(v.as_str()));
+    assert_eq!(ttl_of(&info), Some(60));
+
+    // UPDATING, then ACTIVE with the new Version and TTL.
+    let t0 = Instant::now();
+    kv.update_signaling_channel()
+        .channel_arn(&arn)
+        .current_version(&v)
+        .single_master_configuration(ttl(10))
+        .send()
+        .await
+        .unwrap();
+    let v2 = version_of(&kv, &arn).await;
+    assert_ne!(v2, v);
+    await_transition(&kv, &arn, "UPDATING", "ACTIVE", t0).await;
+    let info = describe_arn(&kv, &arn).await;
+    assert_eq!(info.version.as_deref(), Some(v2.as_str()));
+    assert_eq!(ttl_of(&info), Some(10));
+
+    // DELETING, then gone: by ARN and by name, and the name is free again.
+    let t0 = Instant::now();
+    kv.delete_signaling_channel()
+        .channel_arn(&arn)
+        .current_version(&v2)
+        .send()
+        .await
+        .unwrap();
+    await_transition(&kv, &arn, "DELETING", "GONE", t0).await;
     expect_error(
         kv.describe_signaling_channel()
             .channel_name("slow")
@@ -311,7 +397,8 @@ async fn lifecycle_with_a_one_second_delay() {
         "ResourceNotFoundException",
         404,
     );
-    // The name is free once the channel is gone; the new one starts CREATING.
+    let t0 = Instant::now();
     let again = create(&kv, "slow").await;
-    assert_eq!(status_of(&describe_arn(&kv, &again).await), "CREATING");
+    assert_ne!(again, arn, "a new channel, not the deleted one");
+    await_transition(&kv, &again, "CREATING", "ACTIVE", t0).await;
 }
