@@ -371,21 +371,24 @@ def http_status(exc) -> int:
     return exc.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
-def assert_aws_error(r: requests.Response, code: str | set | None, status: int | None = None):
-    """An AWS-style JSON error (behaviour.md 'Errors'): status, x-amzn-ErrorType, JSON __type."""
-    codes = {code} if isinstance(code, str) else code
+def assert_client_error(exc, code: str, status: int):
+    """A botocore ClientError with exactly this error code and HTTP status."""
+    assert (error_code(exc), http_status(exc)) == (code, status), exc.response
+
+
+def assert_aws_error(r: requests.Response, code: str | set, status: int):
+    """An AWS-style JSON error (behaviour.md 'Errors'): exactly `status`, and `code` (or one of
+    a set of codes, where the model allows several) as x-amzn-ErrorType and JSON __type."""
+    codes = {code} if isinstance(code, str) else set(code)
+    assert codes, "name the error code(s) expected"
     assert "json" in r.headers.get("Content-Type", ""), (r.status_code, r.headers, r.text[:500])
     try:
         body = r.json()
     except ValueError:
         raise AssertionError(f"error body is not JSON: {r.status_code} {r.text[:500]!r}")
-    if status is not None:
-        assert r.status_code == status, (r.status_code, r.text[:500])
-    else:
-        assert 400 <= r.status_code < 500, (r.status_code, r.text[:500])
-    if codes is not None:
-        assert body.get("__type") in codes, (r.status_code, body)
-        assert r.headers.get("x-amzn-ErrorType") in codes, (r.headers, body)
+    assert r.status_code == status, (r.status_code, r.text[:500])
+    assert body.get("__type") in codes, (r.status_code, body)
+    assert r.headers.get("x-amzn-ErrorType") in codes, (r.headers, body)
     assert body.get("__type") == r.headers.get("x-amzn-ErrorType"), (r.headers, body)
     assert isinstance(body.get("Message"), str) and body["Message"], body
     return body

@@ -12,7 +12,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from kvs_harness import Server, assert_aws_error, error_code, http_status, raw_http, sign
+from kvs_harness import Server, assert_aws_error, assert_client_error, error_code, http_status, raw_http, sign
 
 CREDS = """
 [[credentials]]
@@ -109,14 +109,14 @@ CREATE = ("CreateSignalingChannel", {"ChannelName": "intruder"})
     ("signed-header-changed", {**A, "headers": {"X-Extra": "1"}, "after_sign": {"X-Extra": "2"}},
      "InvalidSignatureException"),
     ("signed-header-dropped", {**A, "headers": {"X-Extra": "1"}, "drop": ("X-Extra",)}, "InvalidSignatureException"),
-    ("no-date", {**A, "drop": ("X-Amz-Date",)}, None),
+    ("no-date", {**A, "drop": ("X-Amz-Date",)}, "IncompleteSignatureException"),
     ("garbage-authorization", {**A, "after_sign": {"Authorization": "AWS4-HMAC-SHA256 garbage"}},
      "IncompleteSignatureException"),
     ("no-signature-part", {**A, "after_sign": {
         "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDALPHA/20260101/us-east-1/kinesisvideo/aws4_request, "
                          "SignedHeaders=host;x-amz-date"}}, "IncompleteSignatureException"),
-    ("other-algorithm", {**A, "after_sign": {"Authorization": "Bearer abc"}}, None),
-    ("scope-date-mismatch", {**A, "after_sign": {}, "scope_shift": True}, None),
+    ("other-algorithm", {**A, "after_sign": {"Authorization": "Bearer abc"}}, "IncompleteSignatureException"),
+    ("scope-date-mismatch", {**A, "after_sign": {}, "scope_shift": True}, "InvalidSignatureException"),
 ])
 def test_bad_signatures_are_refused_and_change_nothing(secured, case, kw, code):
     kw = dict(kw)
@@ -182,9 +182,12 @@ def test_missing_host_header_is_refused(secured):
     head = "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
     req = (f"POST /createSignalingChannel HTTP/1.0\r\n{head}Content-Length: {len(data)}\r\n\r\n").encode() + data
     status, headers, body = raw_http(secured, req)
-    assert 400 <= status < 500, (status, body)
+    # behaviour.md 'Errors': `host` not signed (here: signed, then absent) is 403
+    # InvalidSignatureException, like any signature that does not verify.
+    assert status == 403, (status, body)
     assert "json" in headers.get("content-type", ""), (status, headers, body)
-    assert json.loads(body)["__type"], body
+    assert json.loads(body)["__type"] == "InvalidSignatureException", body
+    assert headers.get("x-amzn-errortype") == "InvalidSignatureException", headers
     assert snapshot(secured) == before
 
 
@@ -233,7 +236,7 @@ def test_regions_are_isolated_within_an_account(secured):
                  lambda: west.delete_signaling_channel(ChannelARN=arn)):
         with pytest.raises(ClientError) as e:
             call()
-        assert error_code(e.value) == "ResourceNotFoundException"
+        assert_client_error(e.value, "ResourceNotFoundException", 404)
     assert east.describe_signaling_channel(ChannelARN=arn)["ChannelInfo"]["ChannelStatus"] == "ACTIVE"
 
 
@@ -246,6 +249,6 @@ def test_per_account_channel_limit(tmp_path):
         a.create_signaling_channel(ChannelName="two")
         with pytest.raises(ClientError) as e:
             a.create_signaling_channel(ChannelName="three")
-        assert error_code(e.value) == "AccountChannelLimitExceededException"
+        assert_client_error(e.value, "AccountChannelLimitExceededException", 400)
         b.create_signaling_channel(ChannelName="one")  # B's quota is its own
         b.create_signaling_channel(ChannelName="two")

@@ -6,7 +6,7 @@ import signal
 import pytest
 from botocore.exceptions import ClientError
 
-from kvs_harness import Server, error_code
+from kvs_harness import Server, assert_client_error
 
 
 def state(kv):
@@ -51,7 +51,7 @@ def test_restart_keeps_every_acknowledged_write(tmp_path, how):
         for gone in (arns[3], arns[4]):
             with pytest.raises(ClientError) as e:
                 kv2.describe_signaling_channel(ChannelARN=gone)
-            assert error_code(e.value) == "ResourceNotFoundException"
+            assert_client_error(e.value, "ResourceNotFoundException", 404)
         # Versions survive too: the pre-restart version is the one that works.
         info = kv2.describe_signaling_channel(ChannelARN=arns[0])["ChannelInfo"]
         kv2.update_signaling_channel(ChannelARN=arns[0], CurrentVersion=info["Version"],
@@ -59,7 +59,7 @@ def test_restart_keeps_every_acknowledged_write(tmp_path, how):
         # A duplicate of a persisted name is still refused.
         with pytest.raises(ClientError) as e:
             kv2.create_signaling_channel(ChannelName="keep-1")
-        assert error_code(e.value) == "ResourceInUseException"
+        assert_client_error(e.value, "ResourceInUseException", 400)
 
 
 def test_many_restarts(tmp_path):
@@ -88,7 +88,7 @@ def test_channel_limit_counts_persisted_channels(tmp_path):
     with Server("--max-channels", "2", data_dir=tmp_path) as s:
         with pytest.raises(ClientError) as e:
             s.client().create_signaling_channel(ChannelName="c")
-        assert error_code(e.value) == "AccountChannelLimitExceededException"
+        assert_client_error(e.value, "AccountChannelLimitExceededException", 400)
 
 
 def test_credentials_mode_namespaces_persist(tmp_path):

@@ -10,7 +10,7 @@ import requests
 
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 
-from kvs_harness import Server, ServerStartError, binary, wait_until
+from kvs_harness import Server, ServerStartError, assert_client_error, binary, wait_until
 
 
 def run_expecting_exit(args, timeout=20):
@@ -150,7 +150,7 @@ def test_env_configuration(tmp_path):
         from botocore.exceptions import ClientError
         with pytest.raises(ClientError) as e:
             kv.create_signaling_channel(ChannelName="two")
-        assert e.value.response["Error"]["Code"] == "AccountChannelLimitExceededException"
+        assert_client_error(e.value, "AccountChannelLimitExceededException", 400)
 
 
 def test_server_start_error_is_reported():
