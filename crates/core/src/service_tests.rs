@@ -411,3 +411,103 @@ async fn tags_merge_replace_and_cap_at_fifty() {
         c.version
     );
 }
+
+/// A store that counts which of `remove` and `purge` the service calls.
+#[derive(Default)]
+struct CountingStore {
+    inner: MemoryStore,
+    removes: std::sync::atomic::AtomicUsize,
+    purges: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for CountingStore {
+    async fn insert(&self, channel: Channel, max: usize) -> Result<(), StoreError> {
+        self.inner.insert(channel, max).await
+    }
+    async fn get(&self, ns: &Namespace, name: &ChannelName) -> Result<Option<Channel>, StoreError> {
+        self.inner.get(ns, name).await
+    }
+    async fn list(
+        &self,
+        ns: &Namespace,
+        prefix: Option<&str>,
+        after: Option<&ChannelName>,
+        limit: usize,
+    ) -> Result<Vec<Channel>, StoreError> {
+        self.inner.list(ns, prefix, after, limit).await
+    }
+    async fn replace(&self, channel: Channel, expected: u64) -> Result<(), StoreError> {
+        self.inner.replace(channel, expected).await
+    }
+    async fn remove(
+        &self,
+        ns: &Namespace,
+        name: &ChannelName,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        self.removes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.remove(ns, name, expected).await
+    }
+    async fn purge(
+        &self,
+        ns: &Namespace,
+        name: &ChannelName,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        self.purges
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.remove(ns, name, expected).await
+    }
+}
+
+/// Reads (describe, list, the create that reuses the name) purge channels that finished
+/// deleting through `Store::purge`, which a durable store need not wait for: a read never
+/// waits for an fsync of its own.
+#[tokio::test]
+async fn reads_purge_finished_deletes_without_a_durable_remove() {
+    use std::sync::atomic::Ordering;
+    let store = Arc::new(CountingStore::default());
+    let clock = Arc::new(ManualClock::new(1_700_000_000_123));
+    let svc = ChannelService::new(
+        Arc::clone(&store) as Arc<dyn Store>,
+        clock.clone(),
+        ServiceConfig {
+            lifecycle_delay: Duration::from_secs(1),
+            max_channels: 10,
+        },
+    );
+    let f = Fixture {
+        svc: Arc::new(svc),
+        clock,
+        ns: Namespace::new(
+            AccountId::parse("111122223333").unwrap(),
+            Region::parse("us-east-1").unwrap(),
+        ),
+    };
+    for n in ["one", "two", "three"] {
+        let c = create(&f, n).await;
+        f.clock.advance(Duration::from_secs(1));
+        f.svc.delete(&f.ns, &c.arn, None).await.unwrap();
+    }
+    f.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        f.svc
+            .describe(&f.ns, &ChannelRef::Name(name("one")))
+            .await
+            .unwrap_err()
+            .code(),
+        "ResourceNotFoundException"
+    );
+    assert!(f
+        .svc
+        .list(&f.ns, None, 10, None)
+        .await
+        .unwrap()
+        .channels
+        .is_empty());
+    create(&f, "three").await;
+    assert_eq!(store.purges.load(Ordering::SeqCst), 3);
+    assert_eq!(store.removes.load(Ordering::SeqCst), 0);
+}
