@@ -1,8 +1,8 @@
 //! The application layer: the one place every plane calls — the control-plane handlers, the
 //! signaling WebSocket, the HTTPS data plane and the console. It answers "is this channel
 //! usable" once (one error per case, as AWS gives it, [`Purpose`]), connects and disconnects
-//! signaling connections, delivers their messages, and deletes channels so that their
-//! connections hear GO_AWAY wherever they are (kvs-spec.md §6.4).
+//! signaling connections, relays their messages, and deletes channels so that their
+//! connections hear GO_AWAY wherever they are (docs/protocol.md §6.4).
 //!
 //! Channel reads come from the store's in-memory index (no blocking hop); the relay asks for a
 //! channel's TTL only when a message must be held ([`ChannelTtl`]).
@@ -23,7 +23,7 @@ use crate::signaling::held::{HeldMessages, MemoryHeld};
 use crate::signaling::presence::{MemoryPresence, Presence};
 use crate::signaling::{
     Action, ChannelSink, ChannelTtl, ClientMessage, ConnectionId, Event, Hub, HubConfig, HubPorts,
-    NodeId, Relayed, Role, SignalError, Sink,
+    NodeId, Registration, Relayed, Role, SignalError, Sink,
 };
 use crate::store::Store;
 
@@ -34,7 +34,7 @@ pub enum Purpose {
     /// GetSignalingChannelEndpoint: 404 when missing, ResourceInUseException when not ACTIVE.
     Endpoint,
     /// ConnectAsMaster / ConnectAsViewer: 404 when missing, 400 ResourceInUseException when
-    /// not ACTIVE (kvs-spec.md §6.1).
+    /// not ACTIVE (docs/protocol.md §6.1).
     Connect,
     /// GetIceServerConfig, SendAlexaOfferToMaster: 404 "not found or not active" for both.
     DataPlane,
@@ -51,7 +51,7 @@ impl SignalingPorts {
     /// One node, everything in this process.
     pub fn in_process() -> Self {
         Self {
-            presence: Arc::new(MemoryPresence::new(None)),
+            presence: Arc::new(MemoryPresence::new()),
             held: Arc::new(MemoryHeld::new()),
             bus: Arc::new(MemoryBus::new()),
         }
@@ -144,18 +144,26 @@ impl Application {
         current: Option<&Version>,
     ) -> Result<Channel, ServiceError> {
         let deleted = self.channels.delete(ns, arn, current).await?;
-        self.hub.channel_deleted(deleted.arn.as_str()).await;
+        if let Err(e) = self.hub.channel_deleted(deleted.arn.as_str()).await {
+            tracing::error!(error = %e, channel = %deleted.arn, "GO_AWAY on delete incomplete");
+            return Err(ServiceError::Unavailable(format!(
+                "The signaling channel was deleted, but its connections could not all be told \
+                 ({e}); they close at their idle timeout."
+            )));
+        }
         Ok(deleted)
     }
 
-    /// Opens a signaling connection as `role` on an ACTIVE channel.
+    /// Opens a signaling connection as `role` on an ACTIVE channel. It stays pending (held
+    /// messages wait) until [`Registration::activate`]; dropping the registration at any point
+    /// takes it out again.
     pub async fn connect(
         &self,
         ns: &Namespace,
         arn: &ResourceArn,
         role: Role,
         sink: Arc<dyn Sink>,
-    ) -> Result<ConnectionId, ServiceError> {
+    ) -> Result<Registration, ServiceError> {
         self.usable_channel(ns, arn, Purpose::Connect).await?;
         self.hub
             .connect(arn.as_str(), role, sink)
@@ -163,16 +171,8 @@ impl Application {
             .map_err(signal_to_service)
     }
 
-    pub async fn disconnect(&self, conn: &ConnectionId) {
-        self.hub.disconnect(conn).await;
-    }
-
     /// Relays one message from a connection.
-    pub async fn deliver(
-        &self,
-        from: &ConnectionId,
-        msg: ClientMessage,
-    ) -> Result<(), SignalError> {
+    pub async fn relay(&self, from: &ConnectionId, msg: ClientMessage) -> Result<(), SignalError> {
         self.hub.relay(from, msg).await
     }
 
@@ -190,6 +190,7 @@ impl Application {
     ) -> Result<String, ServiceError> {
         self.usable_channel(ns, arn, Purpose::DataPlane).await?;
         let (tx, mut rx) = mpsc::channel(16);
+        // If the caller goes away at any await below, dropping `waiter` takes it out.
         let waiter = self
             .hub
             .connect(
@@ -199,6 +200,7 @@ impl Application {
             )
             .await
             .map_err(signal_to_service)?;
+        waiter.activate().await;
         let offer = Relayed {
             action: Action::SdpOffer,
             sender: Some(sender),
@@ -220,7 +222,7 @@ impl Application {
             Err(ServiceError::channel_not_found())
         };
         let result = tokio::time::timeout(timeout, answer).await;
-        self.hub.disconnect(&waiter).await;
+        waiter.release().await;
         match result {
             Ok(r) => r,
             Err(_) => Err(ServiceError::not_found(format!(

@@ -3,9 +3,17 @@
 //! and the other nodes never see it. `PUBLISH` answers how many subscribers got it; none means
 //! the node is gone (or reconnecting), and the relay then holds the message instead.
 //!
-//! Each node's inbox is bounded ([`BUS_INBOX`]); overflow policy: an envelope arriving at a
-//! full inbox is dropped and counted (the sender's TTL hold does not apply: it already
-//! published). The subscription reconnects by itself after Redis comes back.
+//! Each node's inbox is bounded ([`BUS_INBOX`]). Overflow policy, by kind:
+//! - a relayed message arriving at a full inbox is dropped and counted
+//!   ([`Bus::dropped_on_arrival`], exported in `/metrics`), like a recipient that does not read
+//!   (the sender already published, so its hold does not apply);
+//! - a Close or a GoAway is never dropped: the subscription waits for room in the inbox. While
+//!   it waits, Redis buffers what is published to the node; if that buffer passes Redis's
+//!   `client-output-buffer-limit` for pub/sub, Redis drops the subscription, the node
+//!   resubscribes, and the hub catches every connection up against presence (which is where a
+//!   missed Close or GoAway is repaired).
+//!
+//! The subscription reconnects by itself after Redis comes back.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,11 +122,6 @@ impl RedisBus {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-
-    /// Envelopes that arrived at a full inbox.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 #[async_trait]
@@ -157,6 +160,10 @@ impl Bus for RedisBus {
         if let Some(task) = self.subscriptions().remove(&node) {
             task.abort();
         }
+    }
+
+    fn dropped_on_arrival(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -201,8 +208,14 @@ async fn listen(redis: Redis, node: NodeId, tx: mpsc::Sender<Envelope>, dropped:
                         tracing::warn!("unreadable bus envelope dropped");
                         continue;
                     };
+                    let control = !matches!(envelope, Envelope::Deliver { .. });
                     match tx.try_send(envelope) {
                         Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(envelope)) if control => {
+                            if tx.send(envelope).await.is_err() {
+                                return;
+                            }
+                        }
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             dropped.fetch_add(1, Ordering::Relaxed);
                         }

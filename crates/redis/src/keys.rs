@@ -14,7 +14,8 @@
 //! | `P:{A:R}:hm:ARN` | hash seq → message | held messages | the latest held message's expiry |
 //! | `P:{A:R}:hq:ARN` | sorted set of seq | their acceptance order | same |
 //! | `P:{A:R}:hx:ARN` | hash | the newest offer/answer per (recipient, sender); `#` = seq | same |
-//! | `P:{nodes}` | sorted set node → lease end (ms) | node leases | 1 day, renewed |
+//! | `P:{A:R}:gone:ARN` | string | the channel was deleted: claims on it fail | 1 hour |
+//! | `P:{nodes}` | sorted set node → lease end (Redis's clock, ms) | node leases | 1 day, renewed |
 //! | `P:bus:NODE` | pub/sub channel | envelopes to one node | (not stored) |
 
 use kvs_core::ids::{ChannelName, Namespace};
@@ -71,6 +72,21 @@ impl Keys {
         ]
     }
 
+    /// The record key of the channel an ARN names (`…:channel/NAME/MILLIS`), for scripts that
+    /// check the channel still exists; an ARN that does not parse gets a key nothing is at.
+    pub fn channel_of_arn(&self, arn: &str) -> String {
+        let name = arn
+            .split_once(":channel/")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .unwrap_or("");
+        format!("{}:{}:ch:{name}", self.prefix, Self::arn_tag(arn))
+    }
+
+    /// Set for an hour when a channel is deleted: a claim on it after that fails.
+    pub fn gone(&self, arn: &str) -> String {
+        self.per_channel("gone", arn)
+    }
+
     pub fn nodes(&self) -> String {
         format!("{}:{{nodes}}", self.prefix)
     }
@@ -98,5 +114,7 @@ mod tests {
             kvs_core::ids::Region::parse("us-west-2").unwrap_or_else(|_| unreachable!()),
         );
         assert_eq!(keys.names(&ns), "kvs:{111122223333:us-west-2}:names");
+        let name = kvs_core::ids::ChannelName::parse("n", "cam").unwrap_or_else(|_| unreachable!());
+        assert_eq!(keys.channel_of_arn(arn), keys.channel(&ns, &name));
     }
 }

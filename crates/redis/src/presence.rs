@@ -1,28 +1,48 @@
 //! Presence on Redis: one hash per channel, field = role (`M`, `V:ClientId`, `W:ClientId`),
-//! value = `NODE:CONN`, and one sorted set of node leases (node → lease end, ms).
+//! value = `NODE:CONN`, and one sorted set of node leases (node → lease end, in Redis's ms).
 //!
-//! A member counts while its node's lease runs. Leases are checked here, not in the scripts,
+//! Every lease is decided on Redis's clock: a renewal script reads `TIME` and sets the lease
+//! end to Redis's now plus the lease, and liveness is answered by a script that compares with
+//! Redis's now and returns the time left. A node's own clock never enters: a node running
+//! a minute ahead or behind agrees with the others on who is alive. What a node caches is "alive
+//! for at least this long from when I asked", kept on its monotonic clock, which a wall-clock
+//! step does not move.
+//!
+//! A member counts while its node's lease runs. Leases are checked outside the claim script,
 //! because the lease set lives in another hash slot than the channel (Redis Cluster lets a
 //! script touch one slot only): a claim reads the channel's members, works out which belong to
 //! dead nodes, and its script drops those and applies the one-master rule and the viewer limit
-//! atomically. A node's lease end only moves forward while it lives, so a lease end seen once
-//! is a safe lower bound: this node caches them and asks Redis again only about a node whose
-//! cached lease has run out (a dead node, or one that renewed since).
+//! atomically. The same script refuses a claim on a channel whose record is gone, is another
+//! channel's (same name, recreated) or is DELETING, or that a delete marked gone: so a connect
+//! that checked the channel before a delete cannot register after it. A node whose lease ran
+//! out and whose members were dropped learns it at its next renewal, which says so.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kvs_core::signaling::presence::{Presence, PresenceError};
+use kvs_core::signaling::presence::{Presence, PresenceError, Renewal};
 use kvs_core::signaling::{Member, NodeId, Role};
 use redis::Script;
+use tokio::time::Instant;
 
 use crate::Redis;
 
+/// Redis's now in ms, inside a script.
+const REDIS_NOW: &str = "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
+
 const CLAIM: &str = r"
+if redis.call('EXISTS', KEYS[3]) == 1 then return {2, ''} end
+local rec = redis.call('HGET', KEYS[2], 'rec')
+if not rec then return {2, ''} end
+local ok, c = pcall(cjson.decode, rec)
+if not ok or c['arn'] ~= ARGV[6] or c['status'] == 'DELETING' then return {2, ''} end
 local dead = {}
-for i = 6, #ARGV do dead[ARGV[i]] = true end
+for i = 7, #ARGV do dead[ARGV[i]] = true end
 local all = redis.call('HGETALL', KEYS[1])
 local viewers = 0
 for i = 1, #all, 2 do
@@ -47,20 +67,67 @@ end
 return 0
 ";
 
+/// Drops a deleted channel's presence and marks it gone, atomically; returns the members.
+const REMOVE: &str = r"
+local members = redis.call('HVALS', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+return members
+";
+
+/// Keeps a deleted channel's mark this long: far longer than a connect takes between its check
+/// of the channel and its claim (ARNs are never reused, so it guards nothing after that).
+const GONE_MARK_MS: u64 = 3_600_000;
+
 /// Keeps nodes' lease ends for an hour after they pass, then forgets them.
 const FORGET_NODES_AFTER_MS: u64 = 3_600_000;
 
+fn renew_script() -> String {
+    format!(
+        "{REDIS_NOW}
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - {FORGET_NODES_AFTER_MS}))
+redis.call('PEXPIRE', KEYS[1], 86400000)
+if not old then return 0 end
+if tonumber(old) > now then return 1 end
+return 2
+"
+    )
+}
+
+/// For each node in ARGV, the ms its lease still runs (negative: it ran out or never was).
+fn alive_script() -> String {
+    format!(
+        "{REDIS_NOW}
+local out = {{}}
+for i, n in ipairs(ARGV) do
+  local s = redis.call('ZSCORE', KEYS[1], n)
+  if s then out[i] = tonumber(s) - now else out[i] = -1 end
+end
+return out
+"
+    )
+}
+
 pub struct RedisPresence {
     redis: Redis,
-    /// This node's lease: a node that claims is alive, so its lease starts with its first
-    /// claim if the heartbeat has not renewed it yet.
+    /// This node's lease: a node that claims is alive, so it renews before its first claim if
+    /// the heartbeat has not yet.
     lease: Duration,
     /// How long a channel's presence hash outlives its last connect (at least the longest a
     /// connection may stay open).
     key_ttl: Duration,
-    leases: Mutex<HashMap<NodeId, u64>>,
+    /// Nodes known alive until an instant of this node's monotonic clock.
+    alive_until: Mutex<HashMap<NodeId, Instant>>,
+    /// A renewal made by a claim found the lease had run out: the next heartbeat renewal says
+    /// so, so the hub sends its connections GO_AWAY.
+    lapse_seen: AtomicBool,
     claim: Script,
     release: Script,
+    remove: Script,
+    renew: Script,
+    alive: Script,
 }
 
 pub(crate) fn role_field(role: &Role) -> String {
@@ -96,38 +163,77 @@ fn backend(e: redis::RedisError) -> PresenceError {
     PresenceError::Backend(e.to_string())
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl RedisPresence {
     pub fn new(redis: Redis, lease: Duration, key_ttl: Duration) -> Self {
         Self {
             redis,
             lease,
             key_ttl,
-            leases: Mutex::new(HashMap::new()),
+            alive_until: Mutex::new(HashMap::new()),
+            lapse_seen: AtomicBool::new(false),
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
+            remove: Script::new(REMOVE),
+            renew: Script::new(&renew_script()),
+            alive: Script::new(&alive_script()),
         }
     }
 
-    fn leases(&self) -> MutexGuard<'_, HashMap<NodeId, u64>> {
-        self.leases
+    fn cache(&self) -> MutexGuard<'_, HashMap<NodeId, Instant>> {
+        self.alive_until
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether `node`'s lease runs at `now`, asking Redis only when the cached end has passed.
-    async fn alive(&self, node: NodeId, now: u64) -> Result<bool, PresenceError> {
-        if self.leases().get(&node).is_some_and(|until| *until > now) {
-            return Ok(true);
+    /// Which of `nodes` are dead, asking Redis only about those not known alive.
+    async fn dead_among(&self, nodes: &[NodeId]) -> Result<Vec<NodeId>, PresenceError> {
+        let now = Instant::now();
+        let mut unknown: Vec<NodeId> = {
+            let cache = self.cache();
+            nodes
+                .iter()
+                .filter(|n| cache.get(n).is_none_or(|until| *until <= now))
+                .copied()
+                .collect()
+        };
+        unknown.sort();
+        unknown.dedup();
+        if unknown.is_empty() {
+            return Ok(Vec::new());
         }
-        let score: Option<f64> = redis::cmd("ZSCORE")
-            .arg(self.redis.keys().nodes())
-            .arg(node.to_string())
-            .query_async(&mut self.redis.conn())
+        let mut call = self.alive.key(self.redis.keys().nodes());
+        for n in &unknown {
+            call.arg(n.to_string());
+        }
+        let asked = Instant::now();
+        let left: Vec<i64> = call
+            .invoke_async(&mut self.redis.conn())
             .await
             .map_err(backend)?;
-        let until = score.map_or(0, |s| s as u64);
-        self.leases().insert(node, until);
-        Ok(until > now)
+        let mut dead = Vec::new();
+        let mut cache = self.cache();
+        for (n, ms) in unknown.into_iter().zip(left) {
+            match u64::try_from(ms) {
+                // The lease ran at least `ms` past the moment Redis answered, which is after
+                // `asked`: a safe lower bound on this node's monotonic clock.
+                Ok(ms) if ms > 0 => {
+                    cache.insert(n, asked + Duration::from_millis(ms));
+                }
+                _ => {
+                    cache.remove(&n);
+                    dead.push(n);
+                }
+            }
+        }
+        Ok(dead)
+    }
+
+    async fn is_alive(&self, node: NodeId) -> Result<bool, PresenceError> {
+        Ok(self.dead_among(&[node]).await?.is_empty())
     }
 
     async fn members(&self, channel: &str) -> Result<Vec<(String, Member)>, PresenceError> {
@@ -142,18 +248,23 @@ impl RedisPresence {
             .collect())
     }
 
-    async fn dead_nodes(
-        &self,
-        members: &[(String, Member)],
-        now: u64,
-    ) -> Result<Vec<NodeId>, PresenceError> {
-        let mut dead = Vec::new();
-        for (_, m) in members {
-            if !dead.contains(&m.node) && !self.alive(m.node, now).await? {
-                dead.push(m.node);
-            }
-        }
-        Ok(dead)
+    /// Renews `node`'s lease on Redis's clock; caches it alive for the lease from `sent`.
+    async fn renew_now(&self, node: NodeId, lease: Duration) -> Result<Renewal, PresenceError> {
+        let sent = Instant::now();
+        let state: i64 = self
+            .renew
+            .key(self.redis.keys().nodes())
+            .arg(node.to_string())
+            .arg(millis(lease))
+            .invoke_async(&mut self.redis.conn())
+            .await
+            .map_err(backend)?;
+        self.cache().insert(node, sent + lease);
+        Ok(match state {
+            0 => Renewal::Fresh,
+            1 => Renewal::Continued,
+            _ => Renewal::Lapsed,
+        })
     }
 }
 
@@ -165,22 +276,27 @@ impl Presence for RedisPresence {
         role: &Role,
         member: Member,
         max_viewers: usize,
-        now_millis: u64,
     ) -> Result<Option<Member>, PresenceError> {
-        let lease_ms = self.lease.as_millis() as u64;
-        let own = self.leases().get(&member.node).copied().unwrap_or(0);
-        if own < now_millis.saturating_add(lease_ms / 2) {
-            self.renew(member.node, now_millis.saturating_add(lease_ms))
-                .await?;
+        let fresh_enough = self
+            .cache()
+            .get(&member.node)
+            .is_some_and(|until| *until > Instant::now() + self.lease / 2);
+        if !fresh_enough && self.renew_now(member.node, self.lease).await? == Renewal::Lapsed {
+            self.lapse_seen.store(true, Ordering::SeqCst);
         }
         let members = self.members(channel).await?;
-        let dead = self.dead_nodes(&members, now_millis).await?;
-        let mut call = self.claim.key(self.redis.keys().presence(channel));
-        call.arg(role_field(role))
+        let nodes: Vec<NodeId> = members.iter().map(|(_, m)| m.node).collect();
+        let dead = self.dead_among(&nodes).await?;
+        let keys = self.redis.keys();
+        let mut call = self.claim.key(keys.presence(channel));
+        call.key(keys.channel_of_arn(channel))
+            .key(keys.gone(channel))
+            .arg(role_field(role))
             .arg(member_value(&member))
             .arg(if role.is_viewer() { "1" } else { "0" })
             .arg(max_viewers as u64)
-            .arg(self.key_ttl.as_millis() as u64);
+            .arg(millis(self.key_ttl))
+            .arg(channel);
         for n in &dead {
             call.arg(n.to_string());
         }
@@ -188,8 +304,10 @@ impl Presence for RedisPresence {
             .invoke_async(&mut self.redis.conn())
             .await
             .map_err(backend)?;
-        if code == 1 {
-            return Err(PresenceError::ViewerLimit(max_viewers));
+        match code {
+            1 => return Err(PresenceError::ViewerLimit(max_viewers)),
+            2 => return Err(PresenceError::ChannelGone),
+            _ => {}
         }
         Ok(parse_member(&old).filter(|m| !dead.contains(&m.node)))
     }
@@ -211,12 +329,7 @@ impl Presence for RedisPresence {
         Ok(())
     }
 
-    async fn lookup(
-        &self,
-        channel: &str,
-        role: &Role,
-        now_millis: u64,
-    ) -> Result<Option<Member>, PresenceError> {
+    async fn lookup(&self, channel: &str, role: &Role) -> Result<Option<Member>, PresenceError> {
         let value: Option<String> = redis::cmd("HGET")
             .arg(self.redis.keys().presence(channel))
             .arg(role_field(role))
@@ -226,14 +339,13 @@ impl Presence for RedisPresence {
         let Some(m) = value.as_deref().and_then(parse_member) else {
             return Ok(None);
         };
-        Ok(self.alive(m.node, now_millis).await?.then_some(m))
+        Ok(self.is_alive(m.node).await?.then_some(m))
     }
 
     async fn lookup_first(
         &self,
         channel: &str,
         roles: &[Role],
-        now_millis: u64,
     ) -> Result<Option<(usize, Member)>, PresenceError> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(self.redis.keys().presence(channel));
@@ -246,7 +358,7 @@ impl Presence for RedisPresence {
             .map_err(backend)?;
         for (i, value) in values.iter().enumerate() {
             if let Some(m) = value.as_deref().and_then(parse_member) {
-                if self.alive(m.node, now_millis).await? {
+                if self.is_alive(m.node).await? {
                     return Ok(Some((i, m)));
                 }
             }
@@ -254,66 +366,42 @@ impl Presence for RedisPresence {
         Ok(None)
     }
 
-    async fn nodes(&self, channel: &str, now_millis: u64) -> Result<Vec<NodeId>, PresenceError> {
+    async fn nodes(&self, channel: &str) -> Result<Vec<NodeId>, PresenceError> {
         let members = self.members(channel).await?;
-        let dead = self.dead_nodes(&members, now_millis).await?;
+        let mut nodes: Vec<NodeId> = members.into_iter().map(|(_, m)| m.node).collect();
+        let dead = self.dead_among(&nodes).await?;
+        nodes.retain(|n| !dead.contains(n));
+        nodes.sort();
+        nodes.dedup();
+        Ok(nodes)
+    }
+
+    async fn remove_channel(&self, channel: &str) -> Result<Vec<NodeId>, PresenceError> {
+        let keys = self.redis.keys();
+        let members: Vec<String> = self
+            .remove
+            .key(keys.presence(channel))
+            .key(keys.gone(channel))
+            .arg(GONE_MARK_MS)
+            .invoke_async(&mut self.redis.conn())
+            .await
+            .map_err(backend)?;
         let mut nodes: Vec<NodeId> = members
-            .into_iter()
-            .map(|(_, m)| m.node)
-            .filter(|n| !dead.contains(n))
+            .iter()
+            .filter_map(|v| parse_member(v))
+            .map(|m| m.node)
             .collect();
         nodes.sort();
         nodes.dedup();
         Ok(nodes)
     }
 
-    async fn remove_channel(&self, channel: &str) -> Result<(), PresenceError> {
-        redis::cmd("DEL")
-            .arg(self.redis.keys().presence(channel))
-            .query_async::<i64>(&mut self.redis.conn())
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn renew(&self, node: NodeId, until_millis: u64) -> Result<(), PresenceError> {
-        let key = self.redis.keys().nodes();
-        let forget_before = until_millis.saturating_sub(FORGET_NODES_AFTER_MS);
-        let mut pipe = redis::pipe();
-        // GT: a lease end never moves backwards, whatever order renewals arrive in (GT still
-        // adds a node that is not there yet).
-        pipe.cmd("ZADD")
-            .arg(&key)
-            .arg("GT")
-            .arg(until_millis)
-            .arg(node.to_string())
-            .ignore()
-            .cmd("ZREMRANGEBYSCORE")
-            .arg(&key)
-            .arg("-inf")
-            .arg(format!("({forget_before}"))
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(86_400_000u64)
-            .ignore()
-            .cmd("ZRANGE")
-            .arg(&key)
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES");
-        let (all,): (Vec<(String, f64)>,) = pipe
-            .query_async(&mut self.redis.conn())
-            .await
-            .map_err(backend)?;
-        // The set is the cache, replaced whole: nodes forgotten by Redis leave it too.
-        *self.leases() = all
-            .into_iter()
-            .filter_map(|(n, until)| {
-                Some((NodeId(u64::from_str_radix(&n, 16).ok()?), until as u64))
-            })
-            .collect();
-        Ok(())
+    async fn renew(&self, node: NodeId, lease: Duration) -> Result<Renewal, PresenceError> {
+        let renewal = self.renew_now(node, lease).await?;
+        if self.lapse_seen.swap(false, Ordering::SeqCst) {
+            return Ok(Renewal::Lapsed);
+        }
+        Ok(renewal)
     }
 }
 

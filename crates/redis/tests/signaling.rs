@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kvs_core::signaling::conformance::{ClusterBackend, NodePorts};
+use kvs_core::signaling::NodeId;
 use kvs_redis::{Redis, RedisBus, RedisHeld, RedisPresence};
 
 struct OnRedis {
@@ -29,6 +30,28 @@ impl ClusterBackend for OnRedis {
             held: Arc::new(RedisHeld::new(redis.clone())),
             bus: Arc::new(RedisBus::new(redis)),
         }
+    }
+
+    async fn channel_created(&self, arn: &str) {
+        let redis = Redis::open(&self.server.url(), &self.prefix).unwrap_or_else(|e| panic!("{e}"));
+        let rec = serde_json::json!({ "arn": arn, "status": "ACTIVE" }).to_string();
+        self.server
+            .cmd(&[
+                "HSET",
+                &redis.keys().channel_of_arn(arn),
+                "rev",
+                "1",
+                "rec",
+                &rec,
+            ])
+            .await;
+    }
+
+    async fn end_lease(&self, node: NodeId) {
+        let redis = Redis::open(&self.server.url(), &self.prefix).unwrap_or_else(|e| panic!("{e}"));
+        self.server
+            .cmd(&["ZADD", &redis.keys().nodes(), "0", &node.to_string()])
+            .await;
     }
 }
 

@@ -16,7 +16,7 @@ pub fn render(s: &MetricsSnapshot) -> String {
             s.viewers_connected,
         ),
     ];
-    let counters: [(&str, &str, u64); 15] = [
+    let counters: [(&str, &str, u64); 19] = [
         (
             "kvs_signaling_connections_total",
             "Signaling connections accepted",
@@ -91,6 +91,26 @@ pub fn render(s: &MetricsSnapshot) -> String {
             "kvs_signaling_bus_dropped_total",
             "Envelopes the bus refused (inbox full or node gone)",
             s.bus_dropped,
+        ),
+        (
+            "kvs_signaling_bus_dropped_on_arrival_total",
+            "Relayed messages that reached this node's bus subscription with its inbox full",
+            s.bus_dropped_on_arrival,
+        ),
+        (
+            "kvs_signaling_messages_dropped_unavailable_total",
+            "Messages lost because the held-message backend was unreachable when putting them back",
+            s.messages_dropped_unavailable,
+        ),
+        (
+            "kvs_signaling_lease_lapses_total",
+            "Times this node's lease ran out before it was renewed (its connections were told to register again)",
+            s.lease_lapses,
+        ),
+        (
+            "kvs_signaling_connections_reregistered_total",
+            "Connections told to register again because presence no longer listed them",
+            s.connections_reregistered,
         ),
     ];
     let mut out = String::new();

@@ -102,7 +102,7 @@ async fn ready(State(state): State<SharedState>) -> Response {
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(&state.app.hub().metrics().snapshot()),
+        crate::metrics::render(&state.app.hub().metrics_snapshot()),
     )
 }
 

@@ -60,6 +60,12 @@ pub trait Bus: Send + Sync {
 
     /// Stops delivering to `node` (it is shutting down).
     fn unsubscribe(&self, node: NodeId);
+
+    /// Envelopes that reached this node's subscription but not its inbox (the inbox was full).
+    /// A backend that refuses at publish time instead (the sender is told) has none.
+    fn dropped_on_arrival(&self) -> u64 {
+        0
+    }
 }
 
 /// The bus inside one process: the single node's own (where it is never used, every recipient

@@ -10,22 +10,37 @@ use super::bus::MemoryBus;
 use super::conformance::{ClusterBackend, NodePorts};
 use super::held::MemoryHeld;
 use super::presence::MemoryPresence;
+use super::NodeId;
+use crate::clock::SystemClock;
 
-struct InProcess(NodePorts);
+struct InProcess {
+    ports: NodePorts,
+    presence: Arc<MemoryPresence>,
+}
 
 #[async_trait]
 impl ClusterBackend for InProcess {
     async fn node(&self, _lease: Duration) -> NodePorts {
-        self.0.clone()
+        self.ports.clone()
+    }
+
+    async fn end_lease(&self, node: NodeId) {
+        self.presence.end_lease(node);
     }
 }
 
 async fn in_process() -> Arc<InProcess> {
-    Arc::new(InProcess(NodePorts {
-        presence: Arc::new(MemoryPresence::new(Some(super::conformance::LEASE))),
-        held: Arc::new(MemoryHeld::new()),
-        bus: Arc::new(MemoryBus::new()),
-    }))
+    // Leases on the process's clock, as a Redis deployment's are on Redis's: the nodes' own
+    // (manual) clock, which the suite steps for held-message TTLs, does not decide them.
+    let presence = Arc::new(MemoryPresence::with_leases(Arc::new(SystemClock)));
+    Arc::new(InProcess {
+        ports: NodePorts {
+            presence: presence.clone(),
+            held: Arc::new(MemoryHeld::new()),
+            bus: Arc::new(MemoryBus::new()),
+        },
+        presence,
+    })
 }
 
 crate::signaling_conformance!(in_process());

@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use super::bus::Bus;
 use super::held::HeldMessages;
 use super::presence::Presence;
-use super::testkit::{msg, viewer, RecordingSink, TestTtl, ARN};
+use super::testkit::{msg, viewer, Join, RecordingSink, TestTtl, ARN};
 use super::{Action, Event, Hub, HubConfig, HubPorts, HubTasks, NodeId, Role};
-use crate::clock::{Clock, ManualClock};
+use crate::clock::ManualClock;
 
 /// The lease the suite's nodes hold.
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -37,7 +37,17 @@ pub struct NodePorts {
 #[async_trait]
 pub trait ClusterBackend: Send + Sync {
     async fn node(&self, lease: Duration) -> NodePorts;
+
+    /// Makes `channel_arn` an existing, ACTIVE channel for a backend whose presence checks the
+    /// channel's record when it claims (Redis: the claim fails on a deleted channel).
+    async fn channel_created(&self, _channel_arn: &str) {}
+
+    /// Ends `node`'s lease now, as if it had run out (on the backend's clock).
+    async fn end_lease(&self, node: NodeId);
 }
+
+/// The second channel some cases use.
+pub const SECOND_ARN: &str = "arn:aws:kinesisvideo:us-east-1:111122223333:channel/x/2";
 
 #[macro_export]
 macro_rules! signaling_conformance {
@@ -49,7 +59,9 @@ macro_rules! signaling_conformance {
             one_master_cluster_wide_and_the_viewer_limit_counts_every_node,
             go_away_on_delete_reaches_every_node,
             a_dead_node_stops_counting_after_its_lease,
-            a_message_for_a_node_that_left_the_bus_waits_for_the_next_connection
+            a_message_for_a_node_that_left_the_bus_waits_for_the_next_connection,
+            a_claim_after_the_channel_was_removed_fails,
+            a_renewal_after_the_lease_ran_out_says_so
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -105,9 +117,10 @@ pub async fn cluster(backend: &dyn ClusterBackend, n: u64, config: HubConfig) ->
     }
     // Every node holds its lease before the test starts.
     for (i, p) in c.ports.iter().enumerate() {
-        let until = c.clock.now_millis() + LEASE.as_millis() as u64;
-        p.presence.renew(NodeId(i as u64 + 1), until).await.unwrap();
+        p.presence.renew(NodeId(i as u64 + 1), LEASE).await.unwrap();
     }
+    backend.channel_created(ARN).await;
+    backend.channel_created(SECOND_ARN).await;
     c
 }
 
@@ -141,8 +154,8 @@ pub async fn viewer_and_master_on_different_nodes_talk_through_one_hop_each(
     let c = cluster(&*backend, 3, HubConfig::default()).await;
     let (a, b) = (&c.hubs[0], &c.hubs[1]);
     let (m, v) = (sink(), sink());
-    let mc = b.connect(ARN, Role::Master, m.clone()).await.unwrap();
-    let vc = a.connect(ARN, viewer("v1"), v.clone()).await.unwrap();
+    let mc = b.join(ARN, Role::Master, m.clone()).await.unwrap();
+    let vc = a.join(ARN, viewer("v1"), v.clone()).await.unwrap();
     a.relay(&vc, msg(Action::SdpOffer, None, "b2ZmZXI="))
         .await
         .unwrap();
@@ -168,7 +181,7 @@ pub async fn late_master_on_another_node_gets_held_messages_in_order(
     backend: Arc<dyn ClusterBackend>,
 ) {
     let c = cluster(&*backend, 2, HubConfig::default()).await;
-    let vc = c.hubs[0].connect(ARN, viewer("v1"), sink()).await.unwrap();
+    let vc = c.hubs[0].join(ARN, viewer("v1"), sink()).await.unwrap();
     for p in ["MQ==", "Mg==", "Mw=="] {
         c.hubs[0]
             .relay(&vc, msg(Action::IceCandidate, None, p))
@@ -177,10 +190,7 @@ pub async fn late_master_on_another_node_gets_held_messages_in_order(
     }
     assert_eq!(c.hubs[1].held_count(ARN).await, 3);
     let m = sink();
-    c.hubs[1]
-        .connect(ARN, Role::Master, m.clone())
-        .await
-        .unwrap();
+    c.hubs[1].join(ARN, Role::Master, m.clone()).await.unwrap();
     assert_eq!(m.payloads(), ["MQ==", "Mg==", "Mw=="]);
     assert_eq!(m.relayed()[0].sender.as_deref(), Some("v1"));
     // Live messages follow the held ones.
@@ -196,7 +206,7 @@ pub async fn held_offers_replace_older_ones_and_expire_by_their_own_ttl(
     backend: Arc<dyn ClusterBackend>,
 ) {
     let c = cluster(&*backend, 2, HubConfig::default()).await;
-    let vc = c.hubs[0].connect(ARN, viewer("v1"), sink()).await.unwrap();
+    let vc = c.hubs[0].join(ARN, viewer("v1"), sink()).await.unwrap();
     // Sent with TTL 60: a newer offer from the same viewer replaces the older one.
     c.ttl.0.store(60, Ordering::SeqCst);
     for p in ["b2xk", "bmV3"] {
@@ -213,15 +223,8 @@ pub async fn held_offers_replace_older_ones_and_expire_by_their_own_ttl(
         .unwrap();
     assert_eq!(c.hubs[1].held_count(ARN).await, 2);
     c.clock.advance(Duration::from_secs(10));
-    for (i, p) in c.ports.iter().enumerate() {
-        let until = c.clock.now_millis() + LEASE.as_millis() as u64;
-        p.presence.renew(NodeId(i as u64 + 1), until).await.unwrap();
-    }
     let m = sink();
-    c.hubs[1]
-        .connect(ARN, Role::Master, m.clone())
-        .await
-        .unwrap();
+    c.hubs[1].join(ARN, Role::Master, m.clone()).await.unwrap();
     assert_eq!(m.payloads(), ["bmV3"]);
     assert_eq!(c.hubs[1].held_count(ARN).await, 0);
 }
@@ -235,45 +238,36 @@ pub async fn one_master_cluster_wide_and_the_viewer_limit_counts_every_node(
     };
     let c = cluster(&*backend, 3, config).await;
     let (m1, m2) = (sink(), sink());
-    c.hubs[0]
-        .connect(ARN, Role::Master, m1.clone())
-        .await
-        .unwrap();
-    c.hubs[1]
-        .connect(ARN, Role::Master, m2.clone())
-        .await
-        .unwrap();
+    c.hubs[0].join(ARN, Role::Master, m1.clone()).await.unwrap();
+    c.hubs[1].join(ARN, Role::Master, m2.clone()).await.unwrap();
     eventually("old master closed", || {
         matches!(m1.all().first(), Some(Event::Close { .. }))
     })
     .await;
-    c.hubs[0].connect(ARN, viewer("a"), sink()).await.unwrap();
-    c.hubs[1].connect(ARN, viewer("b"), sink()).await.unwrap();
-    let err = c.hubs[2]
-        .connect(ARN, viewer("c"), sink())
-        .await
-        .unwrap_err();
+    c.hubs[0].join(ARN, viewer("a"), sink()).await.unwrap();
+    c.hubs[1].join(ARN, viewer("b"), sink()).await.unwrap();
+    let err = c.hubs[2].join(ARN, viewer("c"), sink()).await.unwrap_err();
     assert_eq!(err.error_type, "ClientLimitExceededException");
     // The same viewer id on another node replaces, wherever the old one is.
-    c.hubs[2].connect(ARN, viewer("a"), sink()).await.unwrap();
+    c.hubs[2].join(ARN, viewer("a"), sink()).await.unwrap();
 }
 
 pub async fn go_away_on_delete_reaches_every_node(backend: Arc<dyn ClusterBackend>) {
     let c = cluster(&*backend, 3, HubConfig::default()).await;
     let sinks: Vec<_> = (0..3).map(|_| sink()).collect();
     c.hubs[0]
-        .connect(ARN, Role::Master, sinks[0].clone())
+        .join(ARN, Role::Master, sinks[0].clone())
         .await
         .unwrap();
     c.hubs[1]
-        .connect(ARN, viewer("v1"), sinks[1].clone())
+        .join(ARN, viewer("v1"), sinks[1].clone())
         .await
         .unwrap();
     c.hubs[2]
-        .connect(ARN, viewer("v2"), sinks[2].clone())
+        .join(ARN, viewer("v2"), sinks[2].clone())
         .await
         .unwrap();
-    c.hubs[1].channel_deleted(ARN).await;
+    c.hubs[1].channel_deleted(ARN).await.unwrap();
     for s in &sinks {
         eventually("GO_AWAY", || {
             matches!(s.all().first(), Some(Event::GoAway { .. }))
@@ -283,9 +277,9 @@ pub async fn go_away_on_delete_reaches_every_node(backend: Arc<dyn ClusterBacken
     assert!(!c.hubs[0].has_master(ARN).await);
     // A broadcast (shutdown of one node) reaches that node's connections only.
     let other = sink();
-    let second = "arn:aws:kinesisvideo:us-east-1:111122223333:channel/x/2";
+    let second = SECOND_ARN;
     c.hubs[0]
-        .connect(second, viewer("z"), other.clone())
+        .join(second, viewer("z"), other.clone())
         .await
         .unwrap();
     assert_eq!(c.hubs[2].broadcast(&Event::ReconnectIceServer), 1);
@@ -297,30 +291,25 @@ pub async fn a_dead_node_stops_counting_after_its_lease(backend: Arc<dyn Cluster
         max_viewers: 1,
         ..HubConfig::default()
     };
-    let mut c = cluster(&*backend, 2, config).await;
-    c.hubs[1].connect(ARN, Role::Master, sink()).await.unwrap();
-    c.hubs[1].connect(ARN, viewer("a"), sink()).await.unwrap();
-    assert!(c.hubs[0].connect(ARN, viewer("b"), sink()).await.is_err());
-    // Node 2 dies: it stops renewing and leaves the bus.
+    let mut c = cluster(&*backend, 3, config).await;
+    c.hubs[1].join(ARN, Role::Master, sink()).await.unwrap();
+    c.hubs[1].join(ARN, viewer("a"), sink()).await.unwrap();
+    let err = c.hubs[0].join(ARN, viewer("b"), sink()).await.unwrap_err();
+    assert_eq!(err.error_type, "ClientLimitExceededException");
+    // Node 2 dies: it stops renewing and leaves the bus; its lease runs out. (Node 1 saw node 2
+    // alive a moment ago and may trust that for the rest of the lease it read; node 3, which
+    // has not looked yet, asks and finds it dead.)
     c.tasks[1] = None;
-    c.clock.advance(LEASE + Duration::from_secs(1));
-    c.ports[0]
-        .presence
-        .renew(NodeId(1), c.clock.now_millis() + 30_000)
-        .await
-        .unwrap();
-    assert!(!c.hubs[0].has_master(ARN).await);
-    let vc = c.hubs[0].connect(ARN, viewer("b"), sink()).await.unwrap();
+    backend.end_lease(NodeId(2)).await;
+    assert!(!c.hubs[2].has_master(ARN).await);
+    let vc = c.hubs[2].join(ARN, viewer("b"), sink()).await.unwrap();
     // With no master anywhere, the viewer's offer is held for the next one.
-    c.hubs[0]
+    c.hubs[2]
         .relay(&vc, msg(Action::SdpOffer, None, "eA=="))
         .await
         .unwrap();
     let m = sink();
-    c.hubs[0]
-        .connect(ARN, Role::Master, m.clone())
-        .await
-        .unwrap();
+    c.hubs[2].join(ARN, Role::Master, m.clone()).await.unwrap();
     assert_eq!(m.payloads(), ["eA=="]);
 }
 
@@ -328,8 +317,8 @@ pub async fn a_message_for_a_node_that_left_the_bus_waits_for_the_next_connectio
     backend: Arc<dyn ClusterBackend>,
 ) {
     let mut c = cluster(&*backend, 3, HubConfig::default()).await;
-    let vc = c.hubs[0].connect(ARN, viewer("v1"), sink()).await.unwrap();
-    c.hubs[1].connect(ARN, Role::Master, sink()).await.unwrap();
+    let vc = c.hubs[0].join(ARN, viewer("v1"), sink()).await.unwrap();
+    c.hubs[1].join(ARN, Role::Master, sink()).await.unwrap();
     // Node 2 is killed: its lease still runs, but nobody listens on its bus any more.
     c.tasks[1] = None;
     for p in ["MQ==", "Mg=="] {
@@ -341,9 +330,41 @@ pub async fn a_message_for_a_node_that_left_the_bus_waits_for_the_next_connectio
     assert_eq!(c.hubs[0].held_count(ARN).await, 2);
     // The master reconnects to node 3 and gets them, in order.
     let m = sink();
-    c.hubs[2]
-        .connect(ARN, Role::Master, m.clone())
+    c.hubs[2].join(ARN, Role::Master, m.clone()).await.unwrap();
+    assert_eq!(m.payloads(), ["MQ==", "Mg=="]);
+}
+
+pub async fn a_claim_after_the_channel_was_removed_fails(backend: Arc<dyn ClusterBackend>) {
+    let c = cluster(&*backend, 2, HubConfig::default()).await;
+    let v = sink();
+    c.hubs[1].join(ARN, viewer("v1"), v.clone()).await.unwrap();
+    // The delete tells node 2 although it runs on node 1.
+    c.hubs[0].channel_deleted(ARN).await.unwrap();
+    eventually("GO_AWAY on node 2", || {
+        matches!(v.all().first(), Some(Event::GoAway { .. }))
+    })
+    .await;
+    // A connect that checked the channel before the delete and claims after it is refused.
+    for (i, role) in [Role::Master, viewer("v2")].into_iter().enumerate() {
+        let err = c.hubs[i].join(ARN, role, sink()).await.unwrap_err();
+        assert_eq!(err.error_type, "ResourceNotFoundException");
+        assert_eq!(c.hubs[i].connection_count(), i);
+    }
+    assert!(!c.hubs[0].has_master(ARN).await);
+    // Another channel is not affected.
+    c.hubs[0]
+        .join(SECOND_ARN, Role::Master, sink())
         .await
         .unwrap();
-    assert_eq!(m.payloads(), ["MQ==", "Mg=="]);
+}
+
+pub async fn a_renewal_after_the_lease_ran_out_says_so(backend: Arc<dyn ClusterBackend>) {
+    use super::presence::Renewal;
+    let c = cluster(&*backend, 2, HubConfig::default()).await;
+    let p = &c.ports[0].presence;
+    assert_eq!(p.renew(NodeId(9), LEASE).await.unwrap(), Renewal::Fresh);
+    assert_eq!(p.renew(NodeId(9), LEASE).await.unwrap(), Renewal::Continued);
+    backend.end_lease(NodeId(9)).await;
+    assert_eq!(p.renew(NodeId(9), LEASE).await.unwrap(), Renewal::Lapsed);
+    assert_eq!(p.renew(NodeId(9), LEASE).await.unwrap(), Renewal::Continued);
 }

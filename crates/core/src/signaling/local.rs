@@ -1,10 +1,11 @@
 //! The connections of this node: each connection's outbox ([`Sink`]) by connection id, and the
 //! ids of each channel's connections (for GO_AWAY on delete and for broadcasts).
 //!
-//! A connection starts *pending*: events for it are buffered until the messages held for it
-//! have been put in its outbox, then the buffer follows ([`LocalConnections::activate`]). That
-//! is what keeps held messages ahead of live ones although presence, held messages and the bus
-//! are separate ports.
+//! A connection starts *pending*: events for it are buffered until it is live (its WebSocket
+//! upgrade completed) and the messages held for it have been put in its outbox; then the buffer
+//! follows ([`LocalConnections::activate`]). That keeps held messages ahead of live ones
+//! although presence, held messages and the bus are separate ports, and it means nothing held
+//! is handed to a connection that never becomes live.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +42,28 @@ struct Conn {
     sink: Arc<dyn Sink>,
     /// `Some` while pending; bounded by `pending_limit`.
     pending: Option<Vec<Event>>,
+    /// A hand-over of held messages was deferred while the connection was pending.
+    missed_hand_over: bool,
+}
+
+/// A connection taken out of this node.
+#[derive(Debug)]
+pub struct Gone {
+    pub channel: Arc<str>,
+    pub role: Role,
+    /// What was buffered for it while it was pending, if it never became live.
+    pub unsent: Vec<Event>,
+}
+
+/// Whether a connection can be handed what is held for it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandOver {
+    /// It is live: hand over.
+    Live,
+    /// It is still pending: its activation will take what is held (noted on the connection).
+    Deferred,
+    /// It is gone.
+    Gone,
 }
 
 #[derive(Default)]
@@ -85,6 +108,7 @@ impl LocalConnections {
                 role,
                 sink,
                 pending: Some(Vec::new()),
+                missed_hand_over: false,
             },
         );
     }
@@ -114,20 +138,36 @@ impl LocalConnections {
         }
     }
 
-    /// Ends the pending state: what was buffered goes out in order.
-    pub fn activate(&self, id: u64) {
+    /// Ends the pending state: what was buffered goes out in order. Returns whether a
+    /// hand-over of held messages was deferred meanwhile (the caller then takes them).
+    pub fn activate(&self, id: u64) -> bool {
         let mut inner = self.lock();
-        if let Some(c) = inner.conns.get_mut(&id) {
-            for event in c.pending.take().unwrap_or_default() {
-                // A refused event here is a peer that left or stopped reading while it
-                // connected; its session ends either way.
-                let _ = c.sink.send(event);
+        let Some(c) = inner.conns.get_mut(&id) else {
+            return false;
+        };
+        for event in c.pending.take().unwrap_or_default() {
+            // A refused event here is a peer that left or stopped reading while it connected;
+            // its session ends either way.
+            let _ = c.sink.send(event);
+        }
+        std::mem::take(&mut c.missed_hand_over)
+    }
+
+    /// Whether held messages can be handed to connection `id` now; a pending connection
+    /// notes that its activation must take them.
+    pub fn hand_over(&self, id: u64) -> HandOver {
+        match self.lock().conns.get_mut(&id) {
+            None => HandOver::Gone,
+            Some(c) if c.pending.is_some() => {
+                c.missed_hand_over = true;
+                HandOver::Deferred
             }
+            Some(_) => HandOver::Live,
         }
     }
 
-    /// Forgets a connection; returns its channel and role if it was registered.
-    pub fn remove(&self, id: u64) -> Option<(Arc<str>, Role)> {
+    /// Forgets a connection; returns what it was if it was registered.
+    pub fn remove(&self, id: u64) -> Option<Gone> {
         let mut inner = self.lock();
         let c = inner.conns.remove(&id)?;
         if let Some(set) = inner.by_channel.get_mut(&c.channel) {
@@ -136,7 +176,11 @@ impl LocalConnections {
                 inner.by_channel.remove(&c.channel);
             }
         }
-        Some((c.channel, c.role))
+        Some(Gone {
+            channel: c.channel,
+            role: c.role,
+            unsent: c.pending.unwrap_or_default(),
+        })
     }
 
     /// Sends `event` to every connection of `channel`; returns how many took it.
@@ -169,6 +213,16 @@ impl LocalConnections {
         self.lock()
             .conns
             .iter()
+            .map(|(id, c)| (*id, Arc::clone(&c.channel), c.role.clone()))
+            .collect()
+    }
+
+    /// The live connections of this node (not those still completing their handshake).
+    pub fn live(&self) -> Vec<(u64, Arc<str>, Role)> {
+        self.lock()
+            .conns
+            .iter()
+            .filter(|(_, c)| c.pending.is_none())
             .map(|(id, c)| (*id, Arc::clone(&c.channel), c.role.clone()))
             .collect()
     }

@@ -25,6 +25,9 @@ pub struct SignalingMetrics {
     pub bus_published: AtomicU64,
     pub bus_received: AtomicU64,
     pub bus_dropped: AtomicU64,
+    pub connections_reregistered: AtomicU64,
+    pub lease_lapses: AtomicU64,
+    pub messages_dropped_unavailable: AtomicU64,
 }
 
 /// A point-in-time copy, for exposition.
@@ -47,6 +50,11 @@ pub struct MetricsSnapshot {
     pub bus_published: u64,
     pub bus_received: u64,
     pub bus_dropped: u64,
+    /// Filled in by [`super::Hub::metrics_snapshot`] from the bus's own count.
+    pub bus_dropped_on_arrival: u64,
+    pub connections_reregistered: u64,
+    pub lease_lapses: u64,
+    pub messages_dropped_unavailable: u64,
 }
 
 pub fn inc(c: &AtomicU64) {
@@ -78,6 +86,10 @@ impl SignalingMetrics {
             bus_published: l(&self.bus_published),
             bus_received: l(&self.bus_received),
             bus_dropped: l(&self.bus_dropped),
+            bus_dropped_on_arrival: 0,
+            connections_reregistered: l(&self.connections_reregistered),
+            lease_lapses: l(&self.lease_lapses),
+            messages_dropped_unavailable: l(&self.messages_dropped_unavailable),
         }
     }
 }

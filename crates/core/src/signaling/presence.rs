@@ -6,34 +6,55 @@
 //! one-master rule and the viewer limit are decided here, atomically per channel, so they hold
 //! cluster-wide whatever node a client reaches.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::event::{Member, NodeId, Role};
+use crate::clock::Clock;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PresenceError {
     #[error("the signaling channel already has the maximum of {0} connected viewers")]
     ViewerLimit(usize),
+    /// The channel was deleted (or is being deleted): nobody may join it any more.
+    #[error("the signaling channel no longer exists")]
+    ChannelGone,
     #[error("presence backend failure: {0}")]
     Backend(String),
 }
 
+/// What a lease renewal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// The node had no lease (its first renewal, or it was forgotten long ago).
+    Fresh,
+    /// The lease was still running: nothing of this node's was taken for dead.
+    Continued,
+    /// The lease had run out before this renewal: other nodes may have dropped this node's
+    /// members, so its connections must register again.
+    Lapsed,
+}
+
+/// Presence, decided on one clock: the backend's own. Nothing here takes a node's wall clock:
+/// leases last a *duration* and whether one still runs is decided where it is stored (Redis's
+/// `TIME` for the Redis backend, the process's clock in memory), so nodes whose clocks disagree
+/// still agree on who is connected.
 #[async_trait]
 pub trait Presence: Send + Sync {
     /// Makes `member` the connection of `role` on `channel`, returning the member it replaced
     /// (a new master replaces the old one; a viewer reconnecting with its ClientId replaces its
-    /// old connection). A viewer that would be the `max_viewers + 1`-th is refused.
+    /// old connection). A viewer that would be the `max_viewers + 1`-th is refused; so is any
+    /// claim on a channel that no longer exists ([`PresenceError::ChannelGone`]), decided
+    /// atomically with the claim so a connect cannot slip in after a delete.
     async fn claim(
         &self,
         channel: &str,
         role: &Role,
         member: Member,
         max_viewers: usize,
-        now_millis: u64,
     ) -> Result<Option<Member>, PresenceError>;
 
     /// Forgets `member` if it still holds `role` (a newer connection may have replaced it).
@@ -45,12 +66,7 @@ pub trait Presence: Send + Sync {
     ) -> Result<(), PresenceError>;
 
     /// The live connection of `role`, if any.
-    async fn lookup(
-        &self,
-        channel: &str,
-        role: &Role,
-        now_millis: u64,
-    ) -> Result<Option<Member>, PresenceError>;
+    async fn lookup(&self, channel: &str, role: &Role) -> Result<Option<Member>, PresenceError>;
 
     /// The first of `roles` with a live connection, and its index in `roles` (one round trip
     /// on a networked backend, where looking each up would take one each).
@@ -58,10 +74,9 @@ pub trait Presence: Send + Sync {
         &self,
         channel: &str,
         roles: &[Role],
-        now_millis: u64,
     ) -> Result<Option<(usize, Member)>, PresenceError> {
         for (i, role) in roles.iter().enumerate() {
-            if let Some(m) = self.lookup(channel, role, now_millis).await? {
+            if let Some(m) = self.lookup(channel, role).await? {
                 return Ok(Some((i, m)));
             }
         }
@@ -69,45 +84,64 @@ pub trait Presence: Send + Sync {
     }
 
     /// The nodes with a live connection on `channel`.
-    async fn nodes(&self, channel: &str, now_millis: u64) -> Result<Vec<NodeId>, PresenceError>;
+    async fn nodes(&self, channel: &str) -> Result<Vec<NodeId>, PresenceError>;
 
-    /// Forgets every connection of `channel` (it was deleted).
-    async fn remove_channel(&self, channel: &str) -> Result<(), PresenceError>;
+    /// Forgets every connection of `channel` (it was deleted) and refuses later claims on it,
+    /// atomically; returns the nodes of the connections it forgot (sorted, once each), which
+    /// are the nodes to tell.
+    async fn remove_channel(&self, channel: &str) -> Result<Vec<NodeId>, PresenceError>;
 
-    /// Extends `node`'s lease to `until_millis`.
-    async fn renew(&self, node: NodeId, until_millis: u64) -> Result<(), PresenceError>;
+    /// Extends `node`'s lease to `lease` from now (the backend's now), saying whether the
+    /// previous lease had already run out.
+    async fn renew(&self, node: NodeId, lease: Duration) -> Result<Renewal, PresenceError>;
 }
+
+/// Deleted channels remembered so a late claim on one fails. Bounded; overflow policy: the
+/// oldest is forgotten (ARNs carry their creation time and are never reused, and a claim
+/// follows its channel check within seconds, so an old entry guards nothing any more).
+const MAX_GONE: usize = 100_000;
 
 #[derive(Default)]
 struct ChannelPresence {
     members: HashMap<Role, Member>,
 }
 
-impl ChannelPresence {
-    fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-}
-
 #[derive(Default)]
 struct Inner {
     channels: HashMap<String, ChannelPresence>,
     leases: HashMap<NodeId, u64>,
+    gone: HashSet<String>,
+    gone_order: VecDeque<String>,
 }
 
 /// Presence in this process: the single-node default, and the shared presence of the hubs that
-/// a test links together. With `lease: None` members never expire (one process: a dead node
-/// takes its presence with it).
+/// a test links together. Without a clock, members never expire (one process: a dead node takes
+/// its presence with it); with one, nodes hold leases on that clock, as they do on Redis's.
 pub struct MemoryPresence {
     inner: Mutex<Inner>,
-    lease: Option<Duration>,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl Default for MemoryPresence {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MemoryPresence {
-    pub fn new(lease: Option<Duration>) -> Self {
+    /// One node: no leases.
+    pub fn new() -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
-            lease,
+            clock: None,
+        }
+    }
+
+    /// Linked nodes in one process, with leases decided on `clock`.
+    pub fn with_leases(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            clock: Some(clock),
         }
     }
 
@@ -116,11 +150,23 @@ impl MemoryPresence {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    fn now(&self) -> Option<u64> {
+        self.clock.as_ref().map(|c| c.now_millis())
+    }
+
+    /// Ends `node`'s lease now (tests of a dead node).
+    #[cfg(any(test, feature = "conformance"))]
+    pub fn end_lease(&self, node: NodeId) {
+        if let Some(l) = self.lock().leases.get_mut(&node) {
+            *l = 0;
+        }
+    }
 }
 
 impl Inner {
-    fn alive(&self, leases_on: bool, m: &Member, now: u64) -> bool {
-        !leases_on || self.leases.get(&m.node).is_some_and(|until| *until > now)
+    fn alive(&self, now: Option<u64>, m: &Member) -> bool {
+        now.is_none_or(|now| self.leases.get(&m.node).is_some_and(|until| *until > now))
     }
 }
 
@@ -132,19 +178,18 @@ impl Presence for MemoryPresence {
         role: &Role,
         member: Member,
         max_viewers: usize,
-        now_millis: u64,
     ) -> Result<Option<Member>, PresenceError> {
-        let leases_on = self.lease.is_some();
+        let now = self.now();
         let mut inner = self.lock();
-        if let Some(lease) = self.lease {
-            // A node claiming is alive: its lease starts now if it had none.
-            let until = now_millis.saturating_add(lease.as_millis() as u64);
-            let l = inner.leases.entry(member.node).or_insert(until);
-            *l = (*l).max(until);
+        if inner.gone.contains(channel) {
+            return Err(PresenceError::ChannelGone);
         }
-        let Inner { channels, leases } = &mut *inner;
+        let Inner {
+            channels, leases, ..
+        } = &mut *inner;
+        let alive =
+            |m: &Member| now.is_none_or(|now| leases.get(&m.node).is_some_and(|u| *u > now));
         let state = channels.entry(channel.to_owned()).or_default();
-        let alive = |m: &Member| !leases_on || leases.get(&m.node).is_some_and(|u| *u > now_millis);
         // Members of dead nodes are gone.
         state.members.retain(|_, m| alive(m));
         if let Role::Viewer(_) = role {
@@ -171,29 +216,26 @@ impl Presence for MemoryPresence {
             if state.members.get(role) == Some(&member) {
                 state.members.remove(role);
             }
-            if state.is_empty() {
+            if state.members.is_empty() {
                 inner.channels.remove(channel);
             }
         }
         Ok(())
     }
 
-    async fn lookup(
-        &self,
-        channel: &str,
-        role: &Role,
-        now_millis: u64,
-    ) -> Result<Option<Member>, PresenceError> {
+    async fn lookup(&self, channel: &str, role: &Role) -> Result<Option<Member>, PresenceError> {
+        let now = self.now();
         let inner = self.lock();
         Ok(inner
             .channels
             .get(channel)
             .and_then(|s| s.members.get(role))
-            .filter(|m| inner.alive(self.lease.is_some(), m, now_millis))
+            .filter(|m| inner.alive(now, m))
             .copied())
     }
 
-    async fn nodes(&self, channel: &str, now_millis: u64) -> Result<Vec<NodeId>, PresenceError> {
+    async fn nodes(&self, channel: &str) -> Result<Vec<NodeId>, PresenceError> {
+        let now = self.now();
         let inner = self.lock();
         let mut nodes: Vec<NodeId> = inner
             .channels
@@ -201,7 +243,7 @@ impl Presence for MemoryPresence {
             .map(|s| {
                 s.members
                     .values()
-                    .filter(|m| inner.alive(self.lease.is_some(), m, now_millis))
+                    .filter(|m| inner.alive(now, m))
                     .map(|m| m.node)
                     .collect()
             })
@@ -211,15 +253,39 @@ impl Presence for MemoryPresence {
         Ok(nodes)
     }
 
-    async fn remove_channel(&self, channel: &str) -> Result<(), PresenceError> {
-        self.lock().channels.remove(channel);
-        Ok(())
+    async fn remove_channel(&self, channel: &str) -> Result<Vec<NodeId>, PresenceError> {
+        let mut inner = self.lock();
+        let mut nodes: Vec<NodeId> = inner
+            .channels
+            .remove(channel)
+            .map(|s| s.members.values().map(|m| m.node).collect())
+            .unwrap_or_default();
+        nodes.sort();
+        nodes.dedup();
+        if inner.gone.insert(channel.to_owned()) {
+            inner.gone_order.push_back(channel.to_owned());
+            if inner.gone_order.len() > MAX_GONE {
+                if let Some(old) = inner.gone_order.pop_front() {
+                    inner.gone.remove(&old);
+                }
+            }
+        }
+        Ok(nodes)
     }
 
-    async fn renew(&self, node: NodeId, until_millis: u64) -> Result<(), PresenceError> {
+    async fn renew(&self, node: NodeId, lease: Duration) -> Result<Renewal, PresenceError> {
+        let Some(now) = self.now() else {
+            return Ok(Renewal::Continued);
+        };
+        let until = now.saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
         let mut inner = self.lock();
-        let l = inner.leases.entry(node).or_insert(until_millis);
-        *l = (*l).max(until_millis);
-        Ok(())
+        let found = match inner.leases.get(&node) {
+            None => Renewal::Fresh,
+            Some(end) if *end > now => Renewal::Continued,
+            Some(_) => Renewal::Lapsed,
+        };
+        let l = inner.leases.entry(node).or_insert(until);
+        *l = (*l).max(until);
+        Ok(found)
     }
 }

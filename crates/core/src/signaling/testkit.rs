@@ -6,11 +6,13 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::hub::ChannelTtl;
 use super::local::{Refused, SendResult, Sink};
-use super::{Action, ClientMessage, Event, Relayed, Role};
+use super::{Action, ClientMessage, ConnectionId, Event, Hub, Relayed, Role, SignalError};
 
 pub const ARN: &str = "arn:aws:kinesisvideo:us-east-1:111122223333:channel/c/1";
 
@@ -87,4 +89,30 @@ pub fn msg(action: Action, recipient: Option<&str>, payload: &str) -> ClientMess
 
 pub fn viewer(id: &str) -> Role {
     Role::Viewer(id.to_owned())
+}
+
+/// Connects and goes live at once, keeping the connection until the test disconnects it (the
+/// tests that keep connections by id; the registration guard itself has tests of its own).
+#[async_trait]
+pub trait Join {
+    async fn join(
+        &self,
+        channel_arn: &str,
+        role: Role,
+        sink: Arc<dyn Sink>,
+    ) -> Result<ConnectionId, SignalError>;
+}
+
+#[async_trait]
+impl Join for Hub {
+    async fn join(
+        &self,
+        channel_arn: &str,
+        role: Role,
+        sink: Arc<dyn Sink>,
+    ) -> Result<ConnectionId, SignalError> {
+        let reg = self.connect(channel_arn, role, sink).await?;
+        reg.activate().await;
+        Ok(reg.detach())
+    }
 }

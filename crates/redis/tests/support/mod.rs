@@ -73,6 +73,17 @@ impl RedisServer {
         Redis::open(&self.url(), &format!("t{:x}", rand::random::<u32>())).unwrap()
     }
 
+    /// Runs one command on a connection of its own (test set-up).
+    pub async fn cmd(&self, args: &[&str]) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query_async::<redis::Value>(&mut conn).await.unwrap();
+    }
+
     /// kill -9, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

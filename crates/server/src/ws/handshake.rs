@@ -15,7 +15,7 @@ use kvs_core::signaling::{ChannelSink, Role};
 use percent_encoding::percent_decode_str;
 use tokio::sync::mpsc;
 
-use super::session::{self, Registration};
+use super::session;
 use crate::aws::auth::SignedParts;
 use crate::aws::error::ApiError;
 use crate::state::SharedState;
@@ -77,12 +77,12 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
 
     // The channel must be ACTIVE; the one-master rule and the viewer limit are the hub's.
     let (tx, rx) = mpsc::channel(state.session.outbox_capacity);
-    let conn = state
+    // Pending until the upgrade completes; dropping the registration (this request went away,
+    // or the upgrade never completed) takes the connection out of the hub again.
+    let reg = state
         .app
         .connect(&caller.ns, &arn, role, Arc::new(ChannelSink(tx)))
         .await?;
-    // Dropping the registration (also when the upgrade fails) takes the connection out of the hub.
-    let reg = Registration::new(Arc::clone(&state.app), conn);
     let state = Arc::clone(state);
     Ok(small_buffers(upgrade).on_upgrade(move |socket| session::run(socket, state, reg, rx)))
 }

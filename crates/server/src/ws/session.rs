@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::SinkExt;
-use kvs_core::app::Application;
 use kvs_core::signaling::metrics::inc;
 use kvs_core::signaling::rate::{ConnectionRateLimiter, RateLimits};
-use kvs_core::signaling::{ClientMessage, ConnectionId, Event, ServerMessage, SignalError};
+use kvs_core::signaling::{
+    ClientMessage, ConnectionId, Event, Registration, ServerMessage, SignalError,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -24,42 +25,6 @@ pub struct SessionConfig {
     pub max_duration: Duration,
     pub rate_limits: RateLimits,
     pub outbox_capacity: usize,
-}
-
-/// A connection's place in the hub. [`Registration::release`] takes it out; if the session never
-/// ran (the upgrade failed) dropping it does the same in the background.
-pub struct Registration {
-    app: Arc<Application>,
-    conn: Option<ConnectionId>,
-}
-
-impl Registration {
-    pub fn new(app: Arc<Application>, conn: ConnectionId) -> Self {
-        Self {
-            app,
-            conn: Some(conn),
-        }
-    }
-
-    fn conn(&self) -> Option<&ConnectionId> {
-        self.conn.as_ref()
-    }
-
-    pub async fn release(mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.app.disconnect(&conn).await;
-        }
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else { return };
-        let app = Arc::clone(&self.app);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { app.disconnect(&conn).await });
-        }
-    }
 }
 
 /// Most frames written between two flushes.
@@ -86,9 +51,9 @@ pub async fn run(
     reg: Registration,
     mut outbox: mpsc::Receiver<Event>,
 ) {
-    let Some(conn) = reg.conn().cloned() else {
-        return;
-    };
+    // Live now: what was held for this connection goes out first.
+    reg.activate().await;
+    let conn = reg.id().clone();
     let cfg = state.session.clone();
     let started = Instant::now();
     let max_end = started + cfg.max_duration;
@@ -211,7 +176,7 @@ async fn handle_text(
             ),
         ));
     }
-    match state.app.deliver(conn, msg).await {
+    match state.app.relay(conn, msg).await {
         Ok(()) => None,
         Err(e) => status(e),
     }
