@@ -5,11 +5,16 @@
   free loopback port in a directory of its own, with the persistence the "nothing acknowledged
   is lost" promise needs: `--appendonly yes --appendfsync always --save ''`. It can be paused
   (SIGSTOP: a Redis that hangs), killed (SIGKILL) and restarted on the same port and AOF
-  directory.
+  directory. Its exit is checked at `stop()` (exit code 0 after SIGTERM, unless the test killed
+  it).
 - `start_node()` is the Python suite's `Server` (tests/interop/python/kvs_harness.py) with
   `--store redis://127.0.0.1:PORT`, the cluster flags every node of a test shares, and a short
   node lease when the binary has the flag (`--node-lease`), so a killed node's presence expires
   in seconds rather than the default 15 s.
+- `stop_checked()` / `stop_all()`: every node's shutdown is checked, never swallowed: after
+  SIGTERM it must exit with code 0 within `EXIT_BOUND` (`Server.stop`); a node that exited by
+  itself before teardown (a crash) is a failure too, unless the test killed it on purpose
+  (`Server.kill()`).
 - `Ws` wraps `websockets.sync.client` (the package the aiortc viewer uses): open-mode URLs
   (`?X-Amz-ChannelARN=...&X-Amz-ClientId=...`, no signature needed without --credentials, as in
   crates/server/tests/ws_signaling.rs), never a proxy, frames parsed as JSON.
@@ -34,7 +39,7 @@ from urllib.parse import quote
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "python"))
 
-from kvs_harness import Server, binary  # noqa: E402
+from kvs_harness import Server, ShutdownError, binary  # noqa: E402
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 from websockets.sync.client import connect as ws_connect  # noqa: E402
@@ -86,6 +91,7 @@ class RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
+        self.killed = False  # the current process was killed on purpose (kill -9)
         self.starts = 0
         self.start()
 
@@ -96,6 +102,7 @@ class RedisServer:
     def start(self, timeout: float = 20.0):
         assert self.proc is None or self.proc.poll() is not None, "redis-server already running"
         self.starts += 1
+        self.killed = False
         log = self.dir / f"redis-{self.starts}.log"
         args = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                 "--appendonly", "yes", "--appendfsync", "always", "--save", "",
@@ -125,6 +132,20 @@ class RedisServer:
             out.append(p.read_text(errors="replace")[-2000:])
         return "\n".join(out)
 
+    def cli(self, *args: str, timeout: float = 10.0) -> list[str]:
+        """redis-cli (or valkey-cli, beside the server binary) against this server; the output's
+        lines."""
+        cli = redis_binary().replace("redis-server", "redis-cli").replace("valkey-server", "valkey-cli")
+        out = subprocess.run([cli, "-p", str(self.port), *args], capture_output=True, text=True, timeout=timeout)
+        assert out.returncode == 0, (args, out.returncode, out.stderr)
+        return [line for line in out.stdout.splitlines() if line]
+
+    def keys_of_channel(self, arn: str) -> list[str]:
+        """Every key that names the channel's ARN (docs/deployment.md 'What is stored where':
+        presence `pr:ARN` and held messages `hm:ARN`, `hq:ARN`, `hx:ARN`)."""
+        assert not any(ch in arn for ch in "*?[]\\"), arn  # used as a SCAN pattern
+        return sorted(self.cli("--scan", "--pattern", f"*:{arn}"))
+
     def pause(self):
         """SIGSTOP: Redis keeps its sockets but answers nothing (the hung-Redis case)."""
         self.proc.send_signal(signal.SIGSTOP)
@@ -135,19 +156,30 @@ class RedisServer:
     def kill(self):
         """kill -9: nothing but what is already in the AOF survives."""
         if self.proc and self.proc.poll() is None:
+            self.killed = True
             self.proc.send_signal(signal.SIGCONT)  # a stopped process dies on SIGKILL too; be explicit
             self.proc.kill()
             self.proc.wait()
 
     def stop(self, timeout: float = 10.0):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """SIGTERM (after SIGCONT, in case it is paused); it must exit with 0 within `timeout`.
+        A redis-server that died by itself (not by `kill()`) is reported too."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is not None:
+            if not self.killed and self.proc.returncode != 0:
+                raise AssertionError(f"redis-server had exited by itself with {self.proc.returncode}\n{self.log()}")
+            return
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.terminate()
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"redis-server did not exit within {timeout}s of SIGTERM\n{self.log()}") from None
+        if rc != 0:
+            raise AssertionError(f"redis-server exited with {rc} after SIGTERM\n{self.log()}")
 
 
 # --- nodes -----------------------------------------------------------------------------------
@@ -166,21 +198,45 @@ def lease_args() -> list[str]:
 
 
 # Flags every node of the suite runs with: 2 viewers per channel (the cluster-wide limit test;
-# no other test needs more), a short GO_AWAY grace and shutdown, no TURN relay (not under test,
-# and three nodes would fight over port 3478).
-NODE_FLAGS = ("--max-viewers", "2", "--go-away-grace", "1s", "--shutdown-timeout", "3s",
-              "--embedded-turn", "false")
+# tests that need AWS's 10 pass max_viewers=10), a short GO_AWAY grace and shutdown, no TURN
+# relay (not under test, and three nodes would fight over port 3478).
+SHUTDOWN_TIMEOUT = 3.0
 
 
-def start_node(redis: RedisServer, *extra: str, env: dict | None = None) -> Server:
-    return Server(*NODE_FLAGS, *lease_args(), *extra, store=redis.url, env=env)
+def node_flags(max_viewers: int = 2) -> tuple[str, ...]:
+    return ("--max-viewers", str(max_viewers), "--go-away-grace", "1s",
+            "--shutdown-timeout", f"{SHUTDOWN_TIMEOUT:g}s", "--embedded-turn", "false")
 
 
-def stop_quietly(node: Server):
+NODE_FLAGS = node_flags()
+
+# How long a node may take to exit after SIGTERM: its --shutdown-timeout (the longest it may
+# drain) plus 5 s for a debug build on a busy 2-core machine to wind down. A node that hangs in
+# shutdown (an abandoned waiter that keeps the hub from settling, issue 12) exceeds it.
+EXIT_BOUND = SHUTDOWN_TIMEOUT + 5.0
+
+
+def start_node(redis: RedisServer, *extra: str, env: dict | None = None, max_viewers: int = 2) -> Server:
+    return Server(*node_flags(max_viewers), *lease_args(), *extra, store=redis.url, env=env)
+
+
+def stop_checked(node: Server, bound: float = EXIT_BOUND) -> str | None:
+    """SIGTERM the node and wait at most `bound` seconds (`Server.stop`, which checks the exit).
+    None if it exited with 0 in time, had already exited with 0, or was killed on purpose
+    (`Server.kill()`); else what went wrong, with the tail of its log."""
     try:
-        node.stop()
-    except AssertionError:
-        pass
+        node.stop(timeout=bound)
+    except ShutdownError as e:
+        return str(e)
+    return None
+
+
+def stop_all(nodes) -> None:
+    """Stops every node (all of them, even when one fails) and raises one AssertionError naming
+    every node whose shutdown failed."""
+    failures = [f for f in (stop_checked(n) for n in nodes) if f]
+    if failures:
+        raise ShutdownError(f"{len(failures)} node(s) did not shut down cleanly:\n\n" + "\n\n".join(failures))
 
 
 # --- WebSocket -------------------------------------------------------------------------------
@@ -208,14 +264,19 @@ class WsRefused(Exception):
 
 
 class Ws:
-    """A signaling connection: master when `client_id` is None, else a viewer."""
+    """A signaling connection: master when `client_id` is None, else a viewer. `url` (with `ssl`,
+    an SSLContext for wss://) connects somewhere else than `node`'s open-mode URL: a presigned
+    URL, a load balancer."""
 
-    def __init__(self, node: Server, arn: str, client_id: str | None = None, open_timeout: float = 10.0):
+    def __init__(self, node: Server | None, arn: str, client_id: str | None = None, open_timeout: float = 10.0,
+                 url: str | None = None, ssl=None):
         self.node, self.arn, self.client_id = node, arn, client_id
+        self.where = url.split("?", 1)[0] if url else f":{node.port}"
+        kw = {"ssl": ssl} if ssl is not None else {}
         try:
-            self.conn = ws_connect(ws_url(node, arn, client_id), proxy=None, compression=None,
+            self.conn = ws_connect(url or ws_url(node, arn, client_id), proxy=None, compression=None,
                                    open_timeout=open_timeout, ping_interval=None, close_timeout=2,
-                                   legacy=True)
+                                   legacy=True, **kw)
         except InvalidStatus as e:
             r = e.response
             raise WsRefused(r.status_code, r.body or b"", r.headers) from None
@@ -274,7 +335,7 @@ class Ws:
 
     def __repr__(self):
         who = "master" if self.client_id is None else f"viewer {self.client_id}"
-        return f"<{who} on :{self.node.port} {self.arn.rsplit('/', 2)[-2]}>"
+        return f"<{who} on {self.where} {self.arn.rsplit('/', 2)[-2]}>"
 
 
 def connect_status(node: Server, arn: str, client_id: str | None = None, open_timeout: float = 10.0) -> int:
@@ -285,6 +346,16 @@ def connect_status(node: Server, arn: str, client_id: str | None = None, open_ti
         return e.status
     w.close()
     return 101
+
+
+def metric(node: Server, name: str) -> float:
+    """One value of the node's /metrics (Prometheus text, no labels)."""
+    import requests
+    text = requests.get(node.url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not in {node.url}/metrics")
 
 
 # --- control plane ---------------------------------------------------------------------------
