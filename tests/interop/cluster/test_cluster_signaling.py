@@ -8,7 +8,12 @@ import time
 
 import pytest
 
-from cluster_harness import Ws, WsRefused, b64, connect_status, create, delete, update_ttl
+from cluster_harness import Ws, WsRefused, b64, connect_status, create, delete, metric, update_ttl, wait_until
+
+# docs/behaviour.md: "Close codes: 1000 for idle timeout, maximum duration and replacement; 1001
+# after GO_AWAY."
+REPLACED = 1000
+GONE_AWAY = 1001
 
 OFFER = b64({"type": "offer", "sdp": "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n"})
 ANSWER = b64({"type": "answer", "sdp": "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\n"})
@@ -153,7 +158,7 @@ def test_one_master_cluster_wide(nodes, name):
     m2 = Ws(b, arn)
     viewer = Ws(c, arn, "v")
     try:
-        assert m1.closed_within(5) is not None, "the first master (node A) was not closed by a master on B"
+        assert m1.closed_within(5) == REPLACED, "the first master (node A) was not closed by a master on B"
         viewer.send("SDP_OFFER", OFFER)
         expect(m2, "SDP_OFFER", OFFER, sender="v")
         m2.send("SDP_ANSWER", ANSWER, recipient="v")
@@ -161,7 +166,7 @@ def test_one_master_cluster_wide(nodes, name):
         # And back: a master on C replaces the one on B.
         m3 = Ws(c, arn)
         try:
-            assert m2.closed_within(5) is not None, "the master on B was not closed by a master on C"
+            assert m2.closed_within(5) == REPLACED, "the master on B was not closed by a master on C"
             viewer.send("ICE_CANDIDATE", cand(1))
             expect(m3, "ICE_CANDIDATE", cand(1), sender="v")
         finally:
@@ -189,7 +194,7 @@ def test_the_viewer_limit_counts_viewers_on_every_node(nodes, name):
         # viewer) and closes the old connection on A.
         v1b = Ws(c, arn, "v1")
         try:
-            assert v1.closed_within(5) is not None, "v1's old connection on A was not closed"
+            assert v1.closed_within(5) == REPLACED, "v1's old connection on A was not closed"
             master.send("SDP_ANSWER", ANSWER, recipient="v1")
             expect(v1b, "SDP_ANSWER", ANSWER)
             v1b.send("SDP_OFFER", OFFER)
@@ -223,7 +228,7 @@ def test_go_away_on_delete_reaches_every_node(nodes, name):
             assert got["messageType"] == "GO_AWAY", (w, got)
         # Then each is closed after the 1 s grace, with a close frame (1001 going away).
         for w in conns:
-            assert w.closed_within(5) == 1001, w
+            assert w.closed_within(5) == GONE_AWAY, w
         for n in nodes:
             assert connect_status(n, arn, "late") == 404
     finally:
@@ -247,7 +252,7 @@ def test_shutting_one_node_down_sends_go_away_to_its_connections_only(nodes, mak
         for w in elsewhere:
             assert_quiet(w, 1.0)
         for w in on_d:
-            assert w.closed_within(8) is not None, w
+            assert w.closed_within(8) == GONE_AWAY, w
         assert d.proc.wait(timeout=10) == 0, d.log()
         # What the viewer on A sends before the master is back is held (D said goodbye: its
         # master no longer counts), and reaches the master when it reconnects to C.
@@ -279,7 +284,7 @@ def test_a_newer_held_offer_replaces_the_older_across_nodes(nodes, name):
     time.sleep(0.2)
     v2 = Ws(b, arn, "again")
     try:
-        v.closed_within(5)
+        assert v.closed_within(5) == REPLACED, "the viewer's first connection was not replaced"
         v2.send("SDP_OFFER", b64("offer-2"))
         v2.send("ICE_CANDIDATE", cand(2))
         time.sleep(0.3)
@@ -298,16 +303,48 @@ def test_a_newer_held_offer_replaces_the_older_across_nodes(nodes, name):
         v2.close()
 
 
+def _assert_no_recipient(ws: Ws, correlation_id: str):
+    """docs/behaviour.md 'Deleting a channel': messages sent on a connection of a deleted
+    channel have no recipient and are answered by ResourceNotFoundException."""
+    ws.send("ICE_CANDIDATE", cand(1), correlation_id=correlation_id)
+    got = ws.recv_within(5)
+    assert got is not None, (f"{ws}: a message sent on a deleted channel's connection got no "
+                             "ResourceNotFoundException STATUS_RESPONSE (the connection closed, or nothing came)")
+    assert got["messageType"] == "STATUS_RESPONSE", got
+    assert got["statusResponse"]["correlationId"] == correlation_id, got
+    assert got["statusResponse"]["errorType"] == "ResourceNotFoundException", got
+
+
 @pytest.mark.timeout(60)
-def test_held_messages_of_a_deleted_channel_reach_nobody(nodes, name):
+def test_held_messages_of_a_deleted_channel_reach_nobody(nodes, redis, name):
+    """Held messages are keyed by the channel's ARN, and the ARN of a deleted channel never comes
+    back (a recreated channel has a new one), so "reach nobody" is checked where it can fail:
+    the delete drops them from Redis at once (no key of the ARN is left, the deleting node counts
+    them as dropped), nothing is held for the ARN afterwards, and no node lets anyone connect to
+    the ARN again."""
     a, b, c = nodes
     arn = create(a, name)
     v = Ws(b, arn, "gone")
-    v.send("SDP_OFFER", OFFER)
-    time.sleep(0.2)
-    delete(c, arn)
-    assert v.recv(5)["messageType"] == "GO_AWAY"
-    v.close()
+    try:
+        v.send("SDP_OFFER", OFFER)  # no master anywhere: held, in Redis
+        wait_until(lambda: any(":hm:" in k for k in redis.keys_of_channel(arn)), timeout=5,
+                   what="the offer to be held in Redis")
+        dropped = metric(c, "kvs_signaling_messages_dropped_deleted_total")
+        delete(c, arn)
+        assert redis.keys_of_channel(arn) == [], "the deleted channel's presence or held messages outlive it"
+        assert metric(c, "kvs_signaling_messages_dropped_deleted_total") - dropped == 1
+        assert v.recv(5)["messageType"] == "GO_AWAY"
+        # In the grace period the viewer's messages have no recipient: answered, never held.
+        _assert_no_recipient(v, "after-delete")
+        assert redis.keys_of_channel(arn) == [], "a message sent after the delete was held"
+        assert v.closed_within(5) == GONE_AWAY
+    finally:
+        v.close()
+    for n in nodes:
+        assert connect_status(n, arn) == 404, n.url
+        assert connect_status(n, arn, "gone") == 404, n.url
+    assert redis.keys_of_channel(arn) == []
+    # A channel recreated with the name is another channel (another ARN) and starts empty.
     arn2 = create(b, name)
     assert arn2 != arn
     master = Ws(a, arn2)
@@ -315,6 +352,48 @@ def test_held_messages_of_a_deleted_channel_reach_nobody(nodes, name):
         assert_quiet(master, 1.0)
     finally:
         master.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_deleting_channel_holds_nothing_and_takes_no_connection(make_node, redis, name):
+    """With --lifecycle-delay the channel is DELETING for a while after the delete's 200: its
+    held messages are already gone (the delete dropped them), its connections got GO_AWAY, a
+    connect to its ARN on any node is refused (ResourceInUseException, not ACTIVE) and nothing
+    sent meanwhile is held; once the delay is over the ARN is unknown (404)."""
+    delay = 3.0
+    a, b = make_node("--lifecycle-delay", f"{delay:g}s"), make_node("--lifecycle-delay", f"{delay:g}s")
+
+    def status():
+        r = a.op("DescribeSignalingChannel", {"ChannelARN": arn})
+        return r.json()["ChannelInfo"]["ChannelStatus"] if r.status_code == 200 else r.status_code
+
+    arn = create(a, name)
+    wait_until(lambda: status() == "ACTIVE", timeout=delay + 10, what="the channel to be ACTIVE")
+    v = Ws(b, arn, "gone")
+    try:
+        v.send("SDP_OFFER", OFFER)
+        wait_until(lambda: any(":hm:" in k for k in redis.keys_of_channel(arn)), timeout=5,
+                   what="the offer to be held in Redis")
+        delete(a, arn)
+        assert status() == "DELETING"
+        assert redis.keys_of_channel(arn) == [], "held messages or presence outlive the delete's 200"
+        assert v.recv(5)["messageType"] == "GO_AWAY"
+        _assert_no_recipient(v, "while-deleting")  # within the 1 s --go-away-grace
+        for n in (a, b):
+            for who in (None, "gone", "late"):
+                try:
+                    Ws(n, arn, who).close()
+                    raise AssertionError(f"{who or 'master'} connected to a DELETING channel on {n.url}")
+                except WsRefused as e:
+                    assert e.status == 400 and e.json().get("__type") == "ResourceInUseException", e
+        assert redis.keys_of_channel(arn) == [], "something was held for a DELETING channel"
+        assert status() == "DELETING", "the checks above outlasted the lifecycle delay; raise `delay`"
+    finally:
+        v.close()
+    wait_until(lambda: status() == 404, timeout=delay + 10, what="the channel to be gone")
+    for n in (a, b):
+        assert connect_status(n, arn, "late") == 404
+    assert redis.keys_of_channel(arn) == []
 
 
 @pytest.mark.timeout(60)
@@ -476,6 +555,7 @@ def test_masters_racing_on_three_nodes_leave_exactly_one(nodes, name, round_):
         closed = [m.closed_within(3) for m in masters]
         alive = [m for m, c in zip(masters, closed) if c is None]
         assert len(alive) == 1, f"{len(alive)} masters still open after a race: {closed}"
+        assert sorted(c for c in closed if c is not None) == [REPLACED, REPLACED], closed
         viewer = Ws(nodes[1], arn, "who")
         viewer.send("SDP_OFFER", OFFER)
         expect(alive[0], "SDP_OFFER", OFFER, sender="who")
