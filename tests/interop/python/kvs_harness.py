@@ -266,7 +266,8 @@ class Server:
     def post(self, path: str, body, *, key=DEFAULT_KEY, secret=DEFAULT_SECRET, region=DEFAULT_REGION,
              service="kinesisvideo", sign_request=True, when: dt.datetime | None = None,
              headers: dict | None = None, signed_headers=None, host: str | None = None,
-             drop: tuple = (), after_sign: dict | None = None, method="POST") -> requests.Response:
+             drop: tuple = (), after_sign: dict | None = None, method="POST",
+             timeout: float = 30) -> requests.Response:
         """Send `body` (dict -> JSON, str/bytes as is) to `path`, SigV4-signed by `sign()`.
 
         `headers` are added before signing; `after_sign` (a dict, or a function of the signed
@@ -279,7 +280,7 @@ class Server:
                         when=when, signed_headers=signed_headers)
         hdrs.update((after_sign(hdrs) if callable(after_sign) else after_sign) or {})
         hdrs = {k: v for k, v in hdrs.items() if k.lower() not in {d.lower() for d in drop}}
-        return requests.request(method, self.url + path, data=data, headers=hdrs, timeout=30)
+        return requests.request(method, self.url + path, data=data, headers=hdrs, timeout=timeout)
 
     def op(self, operation: str, body, **kw) -> requests.Response:
         return self.post(OPS[operation], body, **kw)
