@@ -22,6 +22,11 @@ pub fn unavailable(e: &RedisError) -> bool {
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::MasterDown
                     | ServerErrorKind::ReadOnly
+                    // A Redis Cluster endpoint (refused at start-up; this is one that became a
+                    // cluster node while the server ran): not ours to follow, so "unavailable".
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+                    | ServerErrorKind::CrossSlot
             ) || e.to_string().contains("OOM")
         }
         _ => false,

@@ -74,6 +74,17 @@ impl Redis {
         &self.client
     }
 
+    /// Whether this endpoint is a Redis Cluster node (`INFO cluster` says `cluster_enabled:1`).
+    /// The cluster protocol (MOVED/ASK redirections, sharded pub/sub) is not spoken here, so a
+    /// server refuses such an endpoint at start-up.
+    pub async fn is_cluster_node(&self) -> Result<bool, redis::RedisError> {
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(info.lines().any(|l| l.trim() == "cluster_enabled:1"))
+    }
+
     /// Round trip to Redis.
     pub async fn ping(&self) -> Result<(), redis::RedisError> {
         redis::cmd("PING")

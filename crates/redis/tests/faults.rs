@@ -102,3 +102,22 @@ async fn every_acknowledged_write_survives_a_redis_kill_9() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_node_is_recognised_and_its_refusals_are_unavailable() {
+    let cluster = support::RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let redis = cluster.connect();
+    // What the server checks at start-up, to refuse a Cluster endpoint with one clear line.
+    assert!(redis.is_cluster_node().await.unwrap());
+    // A node that serves no slot (or redirects) answers every key command with an error the
+    // backends map to Unavailable (503 to the caller), never a 500.
+    let store = RedisStore::new(redis);
+    let ns = ns("111122223333", "us-east-1");
+    let r = store.insert(channel(&ns, "c"), 100).await;
+    assert!(
+        matches!(r, Err(StoreError::Unavailable(_))),
+        "expected Unavailable, got {r:?}"
+    );
+    let plain = support::RedisServer::start();
+    assert!(!plain.connect().is_cluster_node().await.unwrap());
+}

@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use kvs_core::app::{Application, SignalingPorts};
 use kvs_core::clock::Clock;
-use kvs_core::ids::{AccountId, Region};
 use kvs_core::service::ServiceConfig;
 use kvs_core::signaling::rate::RateLimits;
 use kvs_core::signaling::{Event, HubConfig, NodeId};
@@ -21,59 +20,12 @@ use kvs_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::aws::auth::Authenticator;
 use crate::config::{ServeConfig, StoreKind};
-use crate::credentials::{self, CredentialMap};
 use crate::endpoints::EndpointBase;
 use crate::server::{self, TlsListener};
 use crate::signaling::ice::IceCredentials;
 use crate::state::{AppState, SharedState};
 use crate::turn_relay;
 use crate::ws::SessionConfig;
-
-/// The configuration, checked once: everything [`App::build`] needs that can be wrong.
-pub struct Validated {
-    pub account: AccountId,
-    pub region: Region,
-    pub credentials: Option<CredentialMap>,
-    pub public_endpoint: Option<EndpointBase>,
-}
-
-impl ServeConfig {
-    /// Checks every option that flags and the file cannot check on their own.
-    pub fn validate(&self) -> anyhow::Result<Validated> {
-        let account =
-            AccountId::parse(&self.account_id).map_err(|e| anyhow::anyhow!("--account-id: {e}"))?;
-        let region = Region::parse(&self.region).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
-        if self.ice_ttl < Duration::from_secs(31) || self.ice_ttl.as_secs() > 86_400 {
-            bail!("--ice-ttl must be between 31s and 24h (the KVS C SDK refreshes 30 s before expiry)");
-        }
-        if self.max_viewers == 0 {
-            bail!("--max-viewers must be at least 1");
-        }
-        if self.node_lease < Duration::from_secs(1) || self.node_lease > Duration::from_secs(30) {
-            bail!("--node-lease must be between 1s and 30s");
-        }
-        if self.max_held_messages == 0 {
-            bail!("--max-held-messages must be at least 1");
-        }
-        let credentials = self
-            .credentials
-            .as_deref()
-            .map(credentials::load)
-            .transpose()?;
-        let public_endpoint = self
-            .public_endpoint
-            .as_deref()
-            .map(EndpointBase::parse)
-            .transpose()
-            .context("--public-endpoint")?;
-        Ok(Validated {
-            account,
-            region,
-            credentials,
-            public_endpoint,
-        })
-    }
-}
 
 /// The bound sockets of the HTTP(S) planes.
 pub struct Listeners {
@@ -285,7 +237,16 @@ async fn redis_backends(
     let redis = kvs_redis::Redis::open(url, &cfg.redis_prefix)
         .with_context(|| format!("--store {}", cfg.store))?;
     match redis.ping().await {
-        Ok(()) => tracing::info!(redis = %cfg.store, "connected to Redis"),
+        Ok(()) => {
+            if redis.is_cluster_node().await.unwrap_or(false) {
+                bail!(
+                    "--store {}: this is a Redis Cluster node (cluster_enabled:1); Redis Cluster \
+                     is not supported: use a standalone Redis (see docs/deployment.md)",
+                    cfg.store
+                );
+            }
+            tracing::info!(redis = %cfg.store, "connected to Redis")
+        }
         Err(e) if kvs_redis::misconfigured(&e) => {
             bail!("--store {}: {e}", cfg.store)
         }

@@ -12,6 +12,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use kvs_core::ids::{AccountId, Region};
+
+use crate::credentials::{self, CredentialMap};
+use crate::endpoints::EndpointBase;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -390,6 +394,64 @@ fn file_args(path: &PathBuf, sub: &ArgMatches) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
+/// The configuration, checked once: everything [`crate::app::App::build`] needs that can be
+/// wrong.
+pub struct Validated {
+    pub account: AccountId,
+    pub region: Region,
+    pub credentials: Option<CredentialMap>,
+    pub public_endpoint: Option<EndpointBase>,
+}
+
+impl ServeConfig {
+    /// Checks every option that flags and the file cannot check on their own.
+    pub fn validate(&self) -> anyhow::Result<Validated> {
+        let account =
+            AccountId::parse(&self.account_id).map_err(|e| anyhow::anyhow!("--account-id: {e}"))?;
+        let region = Region::parse(&self.region).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
+        if self.ice_ttl < Duration::from_secs(31) || self.ice_ttl.as_secs() > 86_400 {
+            bail!("--ice-ttl must be between 31s and 24h (the KVS C SDK refreshes 30 s before expiry)");
+        }
+        if self.max_viewers == 0 {
+            bail!("--max-viewers must be at least 1");
+        }
+        if self.node_lease < Duration::from_secs(1) || self.node_lease > Duration::from_secs(30) {
+            bail!("--node-lease must be between 1s and 30s");
+        }
+        // A renewal may wait a whole response timeout before it fails; the next one (a third
+        // of a lease later) must still come before the lease ends.
+        let min_lease = kvs_redis::RESPONSE_TIMEOUT * 2;
+        if matches!(self.store, StoreKind::Redis(_)) && self.node_lease < min_lease {
+            bail!(
+                "--node-lease must be at least {}s with a Redis store (twice the Redis response \
+                 timeout of {}s, so a renewal that times out can be retried before the lease ends)",
+                min_lease.as_secs(),
+                kvs_redis::RESPONSE_TIMEOUT.as_secs()
+            );
+        }
+        if self.max_held_messages == 0 {
+            bail!("--max-held-messages must be at least 1");
+        }
+        let credentials = self
+            .credentials
+            .as_deref()
+            .map(credentials::load)
+            .transpose()?;
+        let public_endpoint = self
+            .public_endpoint
+            .as_deref()
+            .map(EndpointBase::parse)
+            .transpose()
+            .context("--public-endpoint")?;
+        Ok(Validated {
+            account,
+            region,
+            credentials,
+            public_endpoint,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -400,6 +462,24 @@ mod tests {
         v.extend(args.iter().map(|s| s.to_string()));
         let Command::Serve(s) = parse_from(v).unwrap().command;
         s
+    }
+
+    #[test]
+    fn node_lease_is_checked_against_the_redis_response_timeout() {
+        let redis = "redis://127.0.0.1:6379";
+        for (args, ok) in [
+            (vec!["--node-lease", "1s"], true),
+            (vec!["--store", redis, "--node-lease", "3s"], false),
+            (vec!["--store", redis, "--node-lease", "4s"], true),
+            (vec!["--store", redis], true),
+            (vec!["--store", redis, "--node-lease", "31s"], false),
+        ] {
+            let got = serve(&args).validate();
+            assert_eq!(got.is_ok(), ok, "{args:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().starts_with("--node-lease must be"), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     pub dir: PathBuf,
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -24,12 +25,18 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts a server with AOF `appendfsync always` (the durability the docs require).
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("kvs-redis-test-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut s = Self {
             child: None,
             port: free_port(),
             dir,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         s.spawn();
         s
@@ -47,6 +54,7 @@ impl RedisServer {
                 "always",
             ])
             .args(["--dir", self.dir.to_str().unwrap()])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
