@@ -182,6 +182,56 @@ class RedisServer:
             raise AssertionError(f"redis-server exited with {rc} after SIGTERM\n{self.log()}")
 
 
+# --- Debian tools the suite runs (faketime, nginx, haproxy) -----------------------------------
+def ensure_tool(path: str, package: str) -> str:
+    """The tool at `path` (or on PATH), installed with apt-get when it is missing and we may
+    (root, apt-get present): the suite's own setup, as scripts/test.sh does for redis-server.
+    Missing and not installable is a failure, never a silent skip."""
+    name = Path(path).name
+    found = path if Path(path).exists() else shutil.which(name)
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "install", "-y", "-qq", package],
+                    ["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+            subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+            found = path if Path(path).exists() else shutil.which(name)
+            if found:
+                return found
+    raise RuntimeError(f"{path} is missing: apt-get install {package} (scripts/test.sh should install it)")
+
+
+def libfaketime() -> str:
+    """Debian's libfaketime (package `faketime`/`libfaketime`), for a node with a skewed clock."""
+    for p in Path("/usr/lib").glob("*/faketime/libfaketime.so.1"):
+        return str(p)
+    ensure_tool("/usr/bin/faketime", "faketime")
+    for p in Path("/usr/lib").glob("*/faketime/libfaketime.so.1"):
+        return str(p)
+    raise RuntimeError("libfaketime.so.1 not found after installing faketime")
+
+
+def skewed_clock_env(seconds: int) -> dict:
+    """Environment that runs a process with its wall clock `seconds` off (libfaketime, LD_PRELOAD).
+    Only the wall clock (CLOCK_REALTIME: SystemTime, leases, Date headers) is skewed; the
+    monotonic clock tokio's timers use is left alone (FAKETIME_DONT_FAKE_MONOTONIC), as on a
+    machine whose NTP is off."""
+    return {"LD_PRELOAD": libfaketime(), "FAKETIME": f"{seconds:+d}s", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+def clock_offset(node: Server) -> float:
+    """How far the node's wall clock is from ours, from its Date header (1 s resolution)."""
+    import email.utils
+    import requests
+    t0 = time.time()
+    r = requests.get(node.url + "/health", timeout=10)
+    t1 = time.time()
+    date = r.headers.get("Date")
+    assert date, (node.url, dict(r.headers))
+    return email.utils.parsedate_to_datetime(date).timestamp() - (t0 + t1) / 2
+
+
 # --- nodes -----------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def serve_help() -> str:
