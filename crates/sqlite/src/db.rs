@@ -88,23 +88,45 @@ pub fn rev(r: u64) -> Result<i64, StoreError> {
 
 /// Writes one change inside `tx`, under its own savepoint: when the change fails (a constraint,
 /// a row the index holds but the file does not), only its own statements are rolled back and
-/// the rest of the batch's transaction goes on.
-pub fn write_change(tx: &mut rusqlite::Transaction<'_>, change: &Change) -> Result<(), StoreError> {
-    let sp = tx.savepoint().map_err(backend)?;
+/// the rest of the batch's transaction goes on. The savepoint statements are prepared once
+/// (cached), so a change pays two short statement steps for it, not two parses.
+pub fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), StoreError> {
+    step(tx, "SAVEPOINT change")?;
+    match write_statements(tx, change) {
+        Ok(()) => step(tx, "RELEASE change"),
+        Err(e) => {
+            // Undo this change's statements, then drop the savepoint. If SQLite already rolled
+            // the whole transaction back (an I/O error can), these fail too: the caller sees
+            // that the transaction is gone.
+            let _ = step(tx, "ROLLBACK TO change");
+            let _ = step(tx, "RELEASE change");
+            Err(e)
+        }
+    }
+}
+
+fn step(tx: &Connection, sql: &str) -> Result<(), StoreError> {
+    tx.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(backend)
+}
+
+fn write_statements(tx: &Connection, change: &Change) -> Result<(), StoreError> {
     let rows = match change {
         Change::Insert { channel, .. } => write_row(
-            &sp,
+            tx,
             "INSERT INTO channels (account, region, name, revision, record)
              VALUES (?1,?2,?3,?4,?5)",
             channel,
         )?,
         Change::Replace { channel, .. } => write_row(
-            &sp,
+            tx,
             "UPDATE channels SET revision=?4, record=?5
              WHERE account=?1 AND region=?2 AND name=?3",
             channel,
         )?,
-        Change::Remove { ns, name, .. } => sp
+        Change::Remove { ns, name, .. } => tx
             .prepare_cached("DELETE FROM channels WHERE account=?1 AND region=?2 AND name=?3")
             .and_then(|mut s| {
                 s.execute(params![
@@ -117,7 +139,7 @@ pub fn write_change(tx: &mut rusqlite::Transaction<'_>, change: &Change) -> Resu
     };
     if rows != 1 {
         // The index said the row exists; the file disagrees. Refuse rather than let the two
-        // drift further apart (dropping `sp` rolls the savepoint back).
+        // drift further apart.
         let (ns, name) = change.key();
         return Err(StoreError::Backend(format!(
             "channel {name} of {}/{} is in the index but not in the database",
@@ -125,7 +147,7 @@ pub fn write_change(tx: &mut rusqlite::Transaction<'_>, change: &Change) -> Resu
             ns.region.as_str()
         )));
     }
-    sp.commit().map_err(backend)
+    Ok(())
 }
 
 /// Runs `sql` with a channel's row as ?1 account, ?2 region, ?3 name, ?4 revision, ?5 record;

@@ -208,7 +208,7 @@ pub fn commit(
     index: &RwLock<Index>,
     batch: &[(Change, Option<Reply>)],
 ) -> Vec<Result<(), StoreError>> {
-    let mut tx = match conn.transaction() {
+    let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => return vec![Err(db::backend(e)); batch.len()],
     };
@@ -221,9 +221,14 @@ pub fn commit(
             // a failed row never makes a later check pass or fail.
             let verdict = index
                 .check(change, &staged)
-                .and_then(|()| db::write_change(&mut tx, change));
-            if verdict.is_ok() {
-                staged.stage(change);
+                .and_then(|()| db::write_change(&tx, change));
+            match &verdict {
+                Ok(()) => staged.stage(change),
+                // SQLite rolled the whole transaction back (it may on I/O errors, a full disk):
+                // nothing of the batch is written, and later statements must not run outside
+                // a transaction.
+                Err(e) if tx.is_autocommit() => return vec![Err(e.clone()); batch.len()],
+                Err(_) => {}
             }
             verdicts.push(verdict);
         }
