@@ -17,14 +17,14 @@ use crate::clock::Clock;
 use crate::error::{ErrorCode, ServiceError};
 use crate::ids::{Namespace, ResourceArn, Version};
 use crate::model::{Channel, ChannelStatus};
-use crate::service::{ChannelService, ChannelView, ServiceConfig};
-use crate::signaling::bus::{Bus, MemoryBus};
-use crate::signaling::held::{HeldMessages, MemoryHeld};
-use crate::signaling::presence::{MemoryPresence, Presence};
-use crate::signaling::{
+use crate::relay::bus::{Bus, MemoryBus};
+use crate::relay::held::{HeldMessages, MemoryHeld};
+use crate::relay::presence::{MemoryPresence, Presence};
+use crate::relay::{
     Action, ChannelSink, ChannelTtl, ClientMessage, ConnectionId, Event, Hub, HubConfig, HubPorts,
     NodeId, Registration, Relayed, Role, SignalError, Sink,
 };
+use crate::service::{ChannelService, ChannelView, ServiceConfig};
 use crate::store::Store;
 
 /// Why a caller needs the channel; AWS answers a channel that is missing or not ACTIVE

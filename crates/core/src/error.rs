@@ -1,10 +1,10 @@
-//! One error vocabulary (architecture.md §5.1): the AWS error codes as an enum with one status
+//! One error vocabulary (docs/design.md §5.1): the AWS error codes as an enum with one status
 //! mapping, the service's error type built on it, and validation failures as data
 //! ([`Violation`]) turned into AWS's message text in one place ([`Violation::message`]).
 
 use thiserror::Error;
 
-/// The AWS error codes the service answers with (kvs-spec.md §4.1).
+/// The AWS error codes the service answers with (docs/protocol.md §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     InvalidArgument,
@@ -45,7 +45,7 @@ impl ErrorCode {
             | Self::AccountChannelLimitExceeded
             | Self::TagsPerResourceExceededLimit
             | Self::ClientLimitExceeded => 400,
-            // 401 in the kinesisvideo model (kvs-spec.md §4.1, §13.1).
+            // 401 in the kinesisvideo model (docs/protocol.md §4.1, §13.1).
             Self::AccessDenied => 401,
             Self::ResourceNotFound => 404,
             Self::InternalFailure => 500,

@@ -1,6 +1,6 @@
-//! Validated identifiers, parsed once at the edge (architecture.md §5.4). Each constructor
+//! Validated identifiers, parsed once at the edge (docs/design.md §5.4). Each constructor
 //! enforces the length, pattern and range of its shape in the kinesisvideo model
-//! (kvs-spec.md §3, §8.3) and says which member was wrong, so the wire layer can answer
+//! (docs/protocol.md §3, §8.3) and says which member was wrong, so the wire layer can answer
 //! InvalidArgumentException with a useful message.
 
 use std::fmt;
@@ -85,7 +85,7 @@ impl Version {
         Ok(Self(s.to_owned()))
     }
 
-    /// A fresh token as AWS makes them: 20 random alphanumeric characters (kvs-spec.md §9.1).
+    /// A fresh token as AWS makes them: 20 random alphanumeric characters (docs/protocol.md §9.1).
     pub fn generate() -> Self {
         use rand::distr::Alphanumeric;
         use rand::RngExt;
@@ -132,7 +132,7 @@ impl Region {
     }
 }
 
-/// Where a channel lives: names, ARNs and listings never cross namespaces (architecture.md §2).
+/// Where a channel lives: names, ARNs and listings never cross namespaces (docs/design.md §2).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Namespace {
     pub account: AccountId,
@@ -194,7 +194,7 @@ impl ResourceArn {
         })
     }
 
-    /// The ARN of a channel created at `created_millis` (kvs-spec.md §9.1).
+    /// The ARN of a channel created at `created_millis` (docs/protocol.md §9.1).
     pub fn channel(ns: &Namespace, name: &ChannelName, created_millis: u64) -> Self {
         let text = format!(
             "arn:aws:kinesisvideo:{}:{}:channel/{}/{}",

@@ -1,8 +1,8 @@
-//! kvs-core: the domain of kvs-signaling, free of HTTP and SQL: the ports (store, signaling)
+//! kvs-core: the domain of kvs-signaling, free of HTTP and SQL: the ports (store, relay)
 //! with their in-memory implementations and conformance suites; the backends that speak SQLite
 //! and Redis plug in from their own crates (`kvs-sqlite`, `kvs-redis`).
 //!
-//! Data flows one way: the wire layer parses requests into the validated
+//! Data flows one way (docs/design.md §3): the wire layer parses requests into the validated
 //! identifiers of [`ids`], calls [`service::ChannelService`], which keeps channels in a
 //! [`store::Store`]. Time comes from a [`clock::Clock`] so lifecycle rules are testable.
 
@@ -12,8 +12,8 @@ pub mod error;
 pub mod ids;
 pub mod model;
 pub mod pagination;
+pub mod relay;
 pub mod service;
-pub mod signaling;
 pub mod store;
 
 pub use error::{Constraint, ErrorCode, ServiceError, Violation};

@@ -1,4 +1,4 @@
-//! The channel as the service sees it, and its status lifecycle (kvs-spec.md §9.2).
+//! The channel as the service sees it, and its status lifecycle (docs/protocol.md §9.2).
 //!
 //! Transitional statuses are stored with the moment they end (`status_until_millis`); the status
 //! in force is computed from the clock on every read. That makes the asynchronous lifecycle
@@ -64,7 +64,7 @@ impl ChannelStatus {
 /// Tags keep the caller's keys and values as validated strings; at most 50 per channel.
 pub type Tags = BTreeMap<String, String>;
 
-/// The most tags a channel may carry (kvs-spec.md §9.3).
+/// The most tags a channel may carry (docs/protocol.md §9.3).
 pub const MAX_TAGS: usize = 50;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,9 +106,9 @@ impl Channel {
 }
 
 /// A creation time (epoch millis) at or just after `millis` whose wire form, epoch seconds as a
-/// JSON number (kvs-spec.md §1), reads back as exactly the same millisecond in every client.
+/// JSON number (docs/protocol.md §1), reads back as exactly the same millisecond in every client.
 ///
-/// `CreationTime` must equal the ARN's millisecond suffix / 1000 (kvs-spec.md §9.1). At
+/// `CreationTime` must equal the ARN's millisecond suffix / 1000 (docs/protocol.md §9.1). At
 /// today's epoch an `f64` of seconds carries ~0.2 µs of precision, and clients that split it
 /// into whole seconds and a truncated fraction (aws-sdk-rust) read e.g. `….6` back as 599 ms
 /// when the nearest `f64` lies below the exact value. Moving the creation time by a

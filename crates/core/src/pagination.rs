@@ -1,5 +1,5 @@
 //! Opaque NextToken for ListSignalingChannels: a keyset cursor (the last name returned),
-//! base64-encoded so it matches the model's `[a-zA-Z0-9+/=]*` (kvs-spec.md §3).
+//! base64-encoded so it matches the model's `[a-zA-Z0-9+/=]*` (docs/protocol.md §3).
 //!
 //! A keyset cursor, unlike an offset, stays correct while channels are created and deleted
 //! between pages: every channel that exists throughout the listing is seen exactly once.

@@ -1,4 +1,4 @@
-//! ChannelService: the signaling-channel control plane's rules (kvs-spec.md §9), independent of
+//! ChannelService: the signaling-channel control plane's rules (docs/protocol.md §9), independent of
 //! any wire format. Callers pass validated identifiers and a [`Namespace`]; lookups never cross
 //! namespaces, so a channel of another account or region is simply not found.
 
@@ -14,9 +14,9 @@ use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    /// How long CREATING / UPDATING / DELETING last (architecture.md §2 "Lifecycle").
+    /// How long CREATING / UPDATING / DELETING last (docs/design.md §2 "Lifecycle").
     pub lifecycle_delay: Duration,
-    /// Channels per account and region (kvs-spec.md §8.1).
+    /// Channels per account and region (docs/protocol.md §8.1).
     pub max_channels: usize,
 }
 

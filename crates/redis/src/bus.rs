@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use kvs_core::signaling::bus::{Bus, BusError, Envelope, BUS_INBOX};
-use kvs_core::signaling::{Action, NodeId, Relayed};
+use kvs_core::relay::bus::{Bus, BusError, Envelope, BUS_INBOX};
+use kvs_core::relay::{Action, NodeId, Relayed};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -235,7 +235,7 @@ async fn listen(redis: Redis, node: NodeId, tx: mpsc::Sender<Envelope>, dropped:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kvs_core::signaling::Role;
+    use kvs_core::relay::Role;
 
     #[test]
     #[allow(clippy::unwrap_used)]

@@ -12,8 +12,8 @@
 //! handed over exactly once whatever node takes it.
 
 use async_trait::async_trait;
-use kvs_core::signaling::held::{replaces_older, HeldError, HeldMessages, HoldOutcome, Taken};
-use kvs_core::signaling::{Action, HeldMessage, Relayed, Role};
+use kvs_core::relay::held::{replaces_older, HeldError, HeldMessages, HoldOutcome, Taken};
+use kvs_core::relay::{Action, HeldMessage, Relayed, Role};
 use redis::Script;
 
 use crate::presence::{parse_role, role_field};

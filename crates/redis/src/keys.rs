@@ -19,7 +19,7 @@
 //! | `P:bus:NODE` | pub/sub channel | envelopes to one node | (not stored) |
 
 use kvs_core::ids::{ChannelName, Namespace};
-use kvs_core::signaling::NodeId;
+use kvs_core::relay::NodeId;
 
 #[derive(Debug, Clone)]
 pub struct Keys {

@@ -23,8 +23,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kvs_core::signaling::presence::{Presence, PresenceError, Renewal};
-use kvs_core::signaling::{Member, NodeId, Role};
+use kvs_core::relay::presence::{Presence, PresenceError, Renewal};
+use kvs_core::relay::{Member, NodeId, Role};
 use redis::Script;
 use tokio::time::Instant;
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kvs_core::signaling::conformance::{ClusterBackend, NodePorts};
-use kvs_core::signaling::NodeId;
+use kvs_core::relay::conformance::{ClusterBackend, NodePorts};
+use kvs_core::relay::NodeId;
 use kvs_redis::{Redis, RedisBus, RedisHeld, RedisPresence};
 
 struct OnRedis {
@@ -62,4 +62,4 @@ async fn on_redis() -> Arc<OnRedis> {
     })
 }
 
-kvs_core::signaling_conformance!(on_redis());
+kvs_core::relay_conformance!(on_redis());

@@ -7,8 +7,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvs_core::signaling::bus::{Bus, Envelope};
-use kvs_core::signaling::NodeId;
+use kvs_core::relay::bus::{Bus, Envelope};
+use kvs_core::relay::NodeId;
 use kvs_core::store::conformance::{channel, ns};
 use kvs_core::store::{Store, StoreError};
 use kvs_redis::{Redis, RedisBus, RedisStore};

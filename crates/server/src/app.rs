@@ -12,20 +12,20 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use kvs_core::app::{Application, SignalingPorts};
 use kvs_core::clock::Clock;
+use kvs_core::relay::rate::RateLimits;
+use kvs_core::relay::{Event, HubConfig, NodeId};
 use kvs_core::service::ServiceConfig;
-use kvs_core::signaling::rate::RateLimits;
-use kvs_core::signaling::{Event, HubConfig, NodeId};
 use kvs_core::store::{MemoryStore, Store};
 use kvs_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::aws::auth::Authenticator;
 use crate::config::{ServeConfig, StoreKind};
+use crate::data_plane::ice::IceCredentials;
 use crate::endpoints::EndpointBase;
 use crate::server::{self, TlsListener};
-use crate::signaling::ice::IceCredentials;
 use crate::state::{AppState, SharedState};
 use crate::turn_relay;
-use crate::ws::SessionConfig;
+use crate::websocket::SessionConfig;
 
 /// The bound sockets of the HTTP(S) planes.
 pub struct Listeners {
@@ -348,7 +348,7 @@ fn random_secret() -> String {
 }
 
 /// Re-reads the TURN secret file every second; a new secret makes every connected client fetch
-/// new ICE credentials (RECONNECT_ICE_SERVER, kvs-spec.md §6.4).
+/// new ICE credentials (RECONNECT_ICE_SERVER, docs/protocol.md §6.4).
 async fn watch_secret_file(path: std::path::PathBuf, state: Arc<AppState>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {

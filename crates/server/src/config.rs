@@ -1,5 +1,5 @@
 //! Configuration from flags, `KVS_*` environment variables and an optional TOML file
-//! (architecture.md §2). Precedence: flag, then environment, then file, then default.
+//! (docs/design.md §2). Precedence: flag, then environment, then file, then default.
 //!
 //! The file uses the flags' names in snake_case (`lifecycle_delay = "2s"`). It is merged by
 //! turning its entries into flags for every option the command line and environment left at its

@@ -1,5 +1,5 @@
 //! The `--credentials FILE` format: TOML with `[[credentials]]` tables mapping an access key to
-//! its secret and the account it acts as (architecture.md §2).
+//! its secret and the account it acts as (docs/design.md §2).
 
 use std::collections::HashMap;
 use std::path::Path;

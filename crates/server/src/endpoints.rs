@@ -1,5 +1,5 @@
 //! Where clients must connect: GetSignalingChannelEndpoint returns URLs of this server
-//! (architecture.md §2 "Endpoints"): the scheme, host and port the client used to reach us, or
+//! (docs/design.md §2 "Endpoints"): the scheme, host and port the client used to reach us, or
 //! `--public-endpoint` when the operator says how clients reach us from outside.
 
 use axum::http::HeaderMap;

@@ -1,8 +1,8 @@
 //! kvs-signaling server: the wire layer and the binary's plumbing.
 //!
 //! `aws/` speaks AWS restJson1 (errors, SigV4 authentication, JSON bodies), `control/` maps the
-//! kinesisvideo control-plane operations onto `kvs_core::service`, `signaling/` is the HTTPS data
-//! plane and `ws/` the signaling WebSocket, all over `kvs_core::app::Application`; `config`
+//! kinesisvideo control-plane operations onto `kvs_core::service`, `data_plane/` is the HTTPS data
+//! plane and `websocket/` the signaling WebSocket, all over `kvs_core::app::Application`; `config`
 //! turns flags, `KVS_*` variables and a TOML file into one [`config::ServeConfig`], `app`
 //! assembles and runs everything, and `server` routes, serves and shuts down gracefully. The wire layer knows no SQL; the core knows no HTTP.
 
@@ -11,11 +11,11 @@ pub mod aws;
 pub mod config;
 pub mod control;
 pub mod credentials;
+pub mod data_plane;
 pub mod endpoints;
 pub mod metrics;
 pub mod server;
-pub mod signaling;
 pub mod state;
 pub mod tls;
 pub mod turn_relay;
-pub mod ws;
+pub mod websocket;

@@ -1,7 +1,7 @@
 //! `GET /metrics` in the Prometheus text format: the signaling counters of
-//! `kvs_core::signaling::metrics`, names prefixed `kvs_`.
+//! `kvs_core::relay::metrics`, names prefixed `kvs_`.
 
-use kvs_core::signaling::metrics::MetricsSnapshot;
+use kvs_core::relay::metrics::MetricsSnapshot;
 
 pub fn render(s: &MetricsSnapshot) -> String {
     let gauges: [(&str, &str, i64); 2] = [

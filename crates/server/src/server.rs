@@ -21,8 +21,8 @@ use crate::aws::auth::SignedParts;
 use crate::aws::error::ApiError;
 use crate::aws::request_id;
 use crate::control::{self, Operation};
+use crate::data_plane;
 use crate::endpoints::EndpointBase;
-use crate::signaling;
 use crate::state::SharedState;
 
 /// Largest request body accepted; control-plane bodies are a few KiB at most.
@@ -88,7 +88,7 @@ async fn health() -> impl IntoResponse {
     )
 }
 
-/// Whether the store answers (architecture.md §2: `GET /ready`).
+/// Whether the store answers (docs/design.md §2: `GET /ready`).
 async fn ready(State(state): State<SharedState>) -> Response {
     match state.app.channels().ping().await {
         Ok(()) => health().await.into_response(),
@@ -137,7 +137,7 @@ pub async fn serve(
     let shutdown = async move {
         shutdown.await;
         tls_stop.graceful_shutdown(Some(drain));
-        let n = hub.broadcast(&kvs_core::signaling::Event::GoAway { grace: drain });
+        let n = hub.broadcast(&kvs_core::relay::Event::GoAway { grace: drain });
         tracing::info!(connections = n, "sent GO_AWAY to signaling connections");
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -191,7 +191,7 @@ async fn dispatch(state: SharedState, req: Request, scheme: Scheme) -> Response 
 
 enum Route {
     Control(Operation),
-    Signaling(signaling::Operation),
+    Signaling(data_plane::Operation),
 }
 
 fn is_websocket(parts: &axum::http::request::Parts) -> bool {
@@ -214,11 +214,11 @@ async fn dispatch_inner(
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     if parts.method == Method::GET && is_websocket(&parts) {
-        return Ok(crate::ws::connect(state, parts).await);
+        return Ok(crate::websocket::connect(state, parts).await);
     }
     let route = match (&parts.method, Operation::from_path(&path)) {
         (&Method::POST, Some(op)) => Route::Control(op),
-        (&Method::POST, None) => match signaling::Operation::from_path(&path) {
+        (&Method::POST, None) => match data_plane::Operation::from_path(&path) {
             Some(op) => Route::Signaling(op),
             None => return Err(ApiError::unknown_operation(parts.method.as_str(), &path)),
         },
@@ -244,13 +244,14 @@ async fn dispatch_inner(
     tracing::debug!(account = %caller.ns.account, region = %caller.ns.region, "authenticated");
     let op = match route {
         Route::Control(op) => op,
-        Route::Signaling(signaling::Operation::SendAlexaOfferToMaster) => {
-            let out = signaling::send_alexa_offer_to_master(state, caller, body).await?;
+        Route::Signaling(data_plane::Operation::SendAlexaOfferToMaster) => {
+            let out = data_plane::send_alexa_offer_to_master(state, caller, body).await?;
             return Ok(success(Some(out)));
         }
-        Route::Signaling(signaling::Operation::GetIceServerConfig) => {
-            let out = signaling::get_ice_server_config(&state, &caller, &body, &endpoint.authority)
-                .await?;
+        Route::Signaling(data_plane::Operation::GetIceServerConfig) => {
+            let out =
+                data_plane::get_ice_server_config(&state, &caller, &body, &endpoint.authority)
+                    .await?;
             return Ok(success(Some(out)));
         }
     };

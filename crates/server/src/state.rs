@@ -6,9 +6,9 @@ use std::time::Duration;
 use kvs_core::app::Application;
 
 use crate::aws::auth::Authenticator;
+use crate::data_plane::ice::IceCredentials;
 use crate::endpoints::EndpointBase;
-use crate::signaling::ice::IceCredentials;
-use crate::ws::SessionConfig;
+use crate::websocket::SessionConfig;
 
 pub struct AppState {
     /// The application layer: every handler's one entry into the core.

@@ -2,7 +2,7 @@
 //! webrtc-rs `turn` crate, over UDP and TCP.
 //!
 //! Credentials are the ones GetIceServerConfig hands out (TURN REST style, see
-//! `signaling::ice`): the username is `<expiry>:<base64 label naming the channel>`, the password
+//! `data_plane::ice`): the username is `<expiry>:<base64 label naming the channel>`, the password
 //! the HMAC of the current shared secret, so a rotated secret invalidates old credentials here
 //! too. Allocations are bounded per channel: once a channel holds `max_per_channel`, a client
 //! that does not already own one of them is refused.
@@ -30,7 +30,7 @@ use turn::server::Server;
 use webrtc_util::vnet::net::Net;
 use webrtc_util::Conn;
 
-use crate::signaling::ice::IceCredentials;
+use crate::data_plane::ice::IceCredentials;
 
 pub const REALM: &str = "kvs-signaling";
 

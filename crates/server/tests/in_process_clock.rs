@@ -1,5 +1,5 @@
-//! The server in-process with a manual clock: the status lifecycle (kvs-spec.md §2) and held
-//! message TTLs (kvs-spec.md §6) are checked by stepping the clock, not by sleeping through them
+//! The server in-process with a manual clock: the status lifecycle (docs/protocol.md §2) and held
+//! message TTLs (docs/protocol.md §6) are checked by stepping the clock, not by sleeping through them
 //! (issue 7 item 6). The only real waits are the 1 s held-message sweeper tick and short
 //! "nothing arrives" windows.
 #![allow(clippy::unwrap_used)]

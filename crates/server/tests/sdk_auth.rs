@@ -1,5 +1,5 @@
 //! `--credentials FILE`: SigV4 verification and account isolation, seen through
-//! aws-sdk-kinesisvideo (kvs-spec.md §4.2, §7.1; docs/behaviour.md "Errors").
+//! aws-sdk-kinesisvideo (docs/protocol.md §4.2, §7.1; docs/behaviour.md "Errors").
 #![allow(clippy::unwrap_used)]
 
 mod common;

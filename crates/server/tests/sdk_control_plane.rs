@@ -1,5 +1,5 @@
 //! Create, describe, update and delete of signaling channels and their error paths, driven by
-//! the official aws-sdk-kinesisvideo against the real binary (kvs-spec.md §2, §4, §9).
+//! the official aws-sdk-kinesisvideo against the real binary (docs/protocol.md §2, §4, §9).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -199,7 +199,7 @@ async fn create_rejects_bad_input_duplicates_and_too_many_tags() {
         .unwrap();
     assert_eq!(list_tags(&kv, &arn50).await.len(), 50);
 
-    // Tag keys and values are validated (1..128 / 0..256 characters, kvs-spec.md §8.3).
+    // Tag keys and values are validated (1..128 / 0..256 characters, docs/protocol.md §8.3).
     for (k, v) in [
         (String::new(), "v".to_owned()),
         ("k".repeat(129), "v".to_owned()),
@@ -255,7 +255,7 @@ async fn describe_errors() {
         "ResourceNotFoundException",
         404,
     );
-    // Neither ChannelName nor ChannelARN (kvs-spec.md §9.3).
+    // Neither ChannelName nor ChannelARN (docs/protocol.md §9.3).
     expect_error(
         kv.describe_signaling_channel().send().await,
         "InvalidArgumentException",

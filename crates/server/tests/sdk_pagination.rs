@@ -1,6 +1,6 @@
 //! ListSignalingChannels over more than 1,200 channels with aws-sdk-kinesisvideo: page sizes,
 //! the 500 default, keyset tokens under churn, BEGINS_WITH and the SDK paginator
-//! (kvs-spec.md §9.3, docs/behaviour.md "Channels").
+//! (docs/protocol.md §9.3, docs/behaviour.md "Channels").
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -1,5 +1,5 @@
 //! Durability of the SQLite store (`--data-dir`): every acknowledged create, update, tag and
-//! delete survives `kill -9` and a graceful SIGTERM restart (architecture.md §2 "Storage").
+//! delete survives `kill -9` and a graceful SIGTERM restart (docs/design.md §2 "Storage").
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -1,5 +1,5 @@
 //! The signaling WebSocket over real sockets: tokio-tungstenite clients against the real
-//! binary (kvs-spec.md §6).
+//! binary (docs/protocol.md §6).
 #![allow(clippy::unwrap_used)]
 
 mod support;

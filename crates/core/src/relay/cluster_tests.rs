@@ -43,4 +43,4 @@ async fn in_process() -> Arc<InProcess> {
     })
 }
 
-crate::signaling_conformance!(in_process());
+crate::relay_conformance!(in_process());

@@ -3,7 +3,7 @@
 //! it must; held messages and their TTLs across nodes; one master and the viewer limit
 //! cluster-wide; GO_AWAY on delete everywhere; a dead node's lease. The in-memory ports run it
 //! in `cluster_tests.rs`, the Redis ports in `kvs-redis`. A backend invokes
-//! [`crate::signaling_conformance!`] with an expression that makes a fresh
+//! [`crate::relay_conformance!`] with an expression that makes a fresh
 //! [`ClusterBackend`] (it may `.await`); the macro expands to one test per case.
 
 #![allow(clippy::unwrap_used)]
@@ -50,9 +50,9 @@ pub trait ClusterBackend: Send + Sync {
 pub const SECOND_ARN: &str = "arn:aws:kinesisvideo:us-east-1:111122223333:channel/x/2";
 
 #[macro_export]
-macro_rules! signaling_conformance {
+macro_rules! relay_conformance {
     ($make:expr) => {
-        $crate::signaling_conformance!(@cases $make;
+        $crate::relay_conformance!(@cases $make;
             viewer_and_master_on_different_nodes_talk_through_one_hop_each,
             late_master_on_another_node_gets_held_messages_in_order,
             held_offers_replace_older_ones_and_expire_by_their_own_ttl,
@@ -68,9 +68,9 @@ macro_rules! signaling_conformance {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let backend: ::std::sync::Arc<dyn $crate::signaling::conformance::ClusterBackend> =
+                let backend: ::std::sync::Arc<dyn $crate::relay::conformance::ClusterBackend> =
                     $make.await;
-                $crate::signaling::conformance::$case(backend).await;
+                $crate::relay::conformance::$case(backend).await;
             }
         )*
     };

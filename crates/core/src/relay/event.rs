@@ -1,6 +1,6 @@
 //! The typed events that travel inside the core: from the relay to a connection's session, and
-//! between nodes over the [`super::bus::Bus`]. Sessions in `ws/` turn them into frames
-//! (kvs-spec.md §6.3, §6.4); nothing in the core builds JSON for a connection.
+//! between nodes over the [`super::bus::Bus`]. Sessions in the server's `websocket/` turn them into frames
+//! (docs/protocol.md §6.3, §6.4); nothing in the core builds JSON for a connection.
 
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ pub struct Relayed {
 pub enum Event {
     /// Send this message.
     Message(Relayed),
-    /// Send GO_AWAY now and close the connection after `grace` (kvs-spec.md §6.4).
+    /// Send GO_AWAY now and close the connection after `grace` (docs/protocol.md §6.4).
     GoAway { grace: Duration },
     /// Send RECONNECT_ICE_SERVER (the TURN credentials changed).
     ReconnectIceServer,
@@ -77,6 +77,6 @@ pub enum Event {
 pub struct HeldMessage {
     pub recipient: Role,
     pub message: Relayed,
-    /// `now + MessageTtlSeconds` at the moment the message was accepted (architecture.md §2).
+    /// `now + MessageTtlSeconds` at the moment the message was accepted (docs/design.md §2).
     pub expires_at_millis: u64,
 }

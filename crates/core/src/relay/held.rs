@@ -1,8 +1,8 @@
 //! Held messages: what was sent to a recipient connected nowhere, kept until the expiry stamped
-//! when it was accepted (architecture.md §2 "TTL") and handed over, in order, when the recipient
+//! when it was accepted (docs/design.md §2 "TTL") and handed over, in order, when the recipient
 //! connects to any node.
 //!
-//! Rules (kvs-spec.md §6.3): a newer held offer (or answer) from the same sender to the same
+//! Rules (docs/protocol.md §6.3): a newer held offer (or answer) from the same sender to the same
 //! recipient replaces the older one; at most `max_per_channel` are held per channel, the oldest
 //! dropped first (counted); expired messages are never handed over.
 

@@ -10,11 +10,11 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::signaling::bus::{self, MemoryBus};
-use crate::signaling::held::MemoryHeld;
-use crate::signaling::presence::{self, MemoryPresence, Renewal};
-pub(crate) use crate::signaling::testkit::{msg, viewer, Join, RecordingSink, TestTtl, ARN};
-use crate::signaling::{
+use crate::relay::bus::{self, MemoryBus};
+use crate::relay::held::MemoryHeld;
+use crate::relay::presence::{self, MemoryPresence, Renewal};
+pub(crate) use crate::relay::testkit::{msg, viewer, Join, RecordingSink, TestTtl, ARN};
+use crate::relay::{
     Action, ClientMessage, Event, HeldMessage, HubTasks, Member, NodeId, Relayed, Role, SignalError,
 };
 

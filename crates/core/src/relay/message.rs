@@ -1,4 +1,4 @@
-//! WebSocket message formats (kvs-spec.md §6.2, §6.3).
+//! WebSocket message formats (docs/protocol.md §6.2, §6.3).
 //!
 //! Clients differ: the JS SDK sends camelCase keys, the C SDK PascalCase (`RecipientClientId`,
 //! `MessagePayload`, `CorrelationId`) plus an `IceServerList` we ignore. Keys are therefore
@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ErrorCode;
 
-/// Largest `messagePayload` accepted (kvs-spec.md §8.2: 10K).
+/// Largest `messagePayload` accepted (docs/protocol.md §8.2: 10K).
 pub const MAX_PAYLOAD_CHARS: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,7 +53,7 @@ pub struct ClientMessage {
 }
 
 /// Why a client message was refused; becomes a STATUS_RESPONSE when the client gave a
-/// correlationId (kvs-spec.md §6.3).
+/// correlationId (docs/protocol.md §6.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignalError {
     pub correlation_id: Option<String>,
@@ -251,11 +251,11 @@ pub struct StatusResponse {
     pub status_code: String,
     pub description: String,
     /// Not in the docs, but the JS SDK's type has it and its master example checks it
-    /// (kvs-spec.md §13.4).
+    /// (docs/protocol.md §13.4).
     pub success: bool,
 }
 
-/// A frame sent to a client (kvs-spec.md §6.3). Absent members are omitted, never null: the C
+/// A frame sent to a client (docs/protocol.md §6.3). Absent members are omitted, never null: the C
 /// SDK matches keys at any depth and base64-decodes any `messagePayload` it sees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServerMessage {

@@ -1,4 +1,4 @@
-//! Per-connection message rate limits (kvs-spec.md §8.2: SDP offers and answers 5 per second,
+//! Per-connection message rate limits (docs/protocol.md §8.2: SDP offers and answers 5 per second,
 //! ICE candidates 20 per second, each per WebSocket connection). A token bucket per action whose
 //! burst equals its rate; time is passed in, so it is tested without sleeping.
 

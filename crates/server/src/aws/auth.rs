@@ -1,6 +1,6 @@
 //! Who is calling: SigV4 verification with `--credentials`, or open mode without.
 //!
-//! Verified mode checks every request's signature (kvs-spec.md §7.1) and maps the access key to
+//! Verified mode checks every request's signature (docs/protocol.md §7.1) and maps the access key to
 //! its account; the region comes from the credential scope. Open mode accepts any signature (or
 //! none) and acts as `--account-id`, still honouring the region of the scope when one is sent,
 //! so a client configured for eu-west-1 sees eu-west-1 ARNs.
@@ -14,7 +14,7 @@ use kvs_sigv4::{HttpRequest, SecretLookup, VerifyOptions};
 use super::error::ApiError;
 use crate::credentials::CredentialMap;
 
-/// The signing name every KVS API uses (kvs-spec.md §1).
+/// The signing name every KVS API uses (docs/protocol.md §1).
 pub const SERVICE: &str = "kinesisvideo";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +126,7 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates a presigned request (the signaling WebSocket connect, kvs-spec.md §7.2).
+    /// Authenticates a presigned request (the signaling WebSocket connect, docs/protocol.md §7.2).
     pub fn authenticate_presigned(
         &self,
         parts: &SignedParts,

@@ -1,4 +1,4 @@
-//! The AWS error response (kvs-spec.md §1.1, §4): `x-amzn-ErrorType` header, JSON body with
+//! The AWS error response (docs/protocol.md §1.1, §4): `x-amzn-ErrorType` header, JSON body with
 //! `__type` and both `Message` and `message` (the signaling API uses lower-case for some
 //! shapes; sending both satisfies every client). One exhaustive `match` maps service errors to
 //! their HTTP status.

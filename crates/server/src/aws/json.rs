@@ -1,4 +1,4 @@
-//! JSON request bodies: an empty body is `{}` (kvs-spec.md §1), anything that is not a JSON
+//! JSON request bodies: an empty body is `{}` (docs/protocol.md §1), anything that is not a JSON
 //! object of the expected member types is InvalidArgumentException naming the member.
 
 use serde::de::DeserializeOwned;

@@ -1,5 +1,5 @@
 //! Wire types of the kinesisvideo control plane: plain serde structs with the AWS member names
-//! spelled out (kvs-spec.md §2.1, §3.1). Every input member is optional here; required-ness and
+//! spelled out (docs/protocol.md §2.1, §3.1). Every input member is optional here; required-ness and
 //! constraints are checked by the handlers, so a missing member gets InvalidArgumentException
 //! naming it rather than a generic parse error.
 
@@ -57,7 +57,7 @@ pub struct ChannelInfo {
     pub channel_type: &'static str,
     #[serde(rename = "ChannelStatus")]
     pub channel_status: &'static str,
-    /// Epoch seconds as a JSON number (kvs-spec.md §1).
+    /// Epoch seconds as a JSON number (docs/protocol.md §1).
     #[serde(rename = "CreationTime")]
     pub creation_time: f64,
     #[serde(rename = "SingleMasterConfiguration")]

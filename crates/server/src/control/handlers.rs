@@ -16,7 +16,7 @@ use crate::endpoints::EndpointBase;
 use crate::state::AppState;
 
 /// Runs `op`. `Ok(None)` is a success with an empty body (AWS's answer for operations whose
-/// output has no members, kvs-spec.md §1).
+/// output has no members, docs/protocol.md §1).
 pub async fn handle(
     op: Operation,
     state: &AppState,
@@ -187,7 +187,7 @@ impl Ctx<'_> {
     async fn delete(&self, input: DeleteSignalingChannelInput) -> Result<(), ApiError> {
         let arn = validate::arn("channelARN", input.channel_arn)?;
         let version = current_version(input.current_version)?;
-        // Its connections get GO_AWAY and its held messages are dropped (kvs-spec.md §6.4).
+        // Its connections get GO_AWAY and its held messages are dropped (docs/protocol.md §6.4).
         self.state
             .app
             .delete_channel(&self.caller.ns, &arn, version.as_ref())

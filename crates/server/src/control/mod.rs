@@ -1,4 +1,4 @@
-//! The kinesisvideo control plane (kvs-spec.md §2): which path is which operation, and the
+//! The kinesisvideo control plane (docs/protocol.md §2): which path is which operation, and the
 //! handlers that turn wire DTOs into validated core calls and back.
 
 pub mod dto;
@@ -22,7 +22,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// Note the three tag operations are capitalised (kvs-spec.md §2).
+    /// Note the three tag operations are capitalised (docs/protocol.md §2).
     pub fn from_path(path: &str) -> Option<Self> {
         Some(match path {
             "/createSignalingChannel" => Self::CreateSignalingChannel,

@@ -1,5 +1,5 @@
 //! Turning wire members into validated core values, with AWS-style messages that name the
-//! member (kvs-spec.md §3, §8.3). botocore checks only `required` and `min` client-side, so the
+//! member (docs/protocol.md §3, §8.3). botocore checks only `required` and `min` client-side, so the
 //! server enforces every max, pattern and enum itself.
 
 use kvs_core::ids::{ChannelName, ResourceArn, TagKey, TagValue};

@@ -1,4 +1,4 @@
-//! Wire types of kinesis-video-signaling (kvs-spec.md §5.1).
+//! Wire types of kinesis-video-signaling (docs/protocol.md §5.1).
 
 use serde::{Deserialize, Serialize};
 

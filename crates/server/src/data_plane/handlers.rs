@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kvs_core::app::Purpose;
 use kvs_core::ids::ResourceArn;
-use kvs_core::signaling::message::{is_valid_id, is_valid_payload};
+use kvs_core::relay::message::{is_valid_id, is_valid_payload};
 use kvs_core::{Constraint, Violation};
 
 use super::dto::*;
@@ -27,7 +27,7 @@ fn client_id(member: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// TURN credentials for the channel (kvs-spec.md §5.1): at least one server, 1..4 URIs each, a
+/// TURN credentials for the channel (docs/protocol.md §5.1): at least one server, 1..4 URIs each, a
 /// TTL above the C SDK's 30 s grace.
 pub async fn get_ice_server_config(
     state: &AppState,

@@ -1,5 +1,5 @@
 //! Time-limited TURN credentials in the TURN REST API style (draft-uberti-behave-turn-rest),
-//! which is what AWS hands out (kvs-spec.md §5.1) and what coturn's `use-auth-secret` checks:
+//! which is what AWS hands out (docs/protocol.md §5.1) and what coturn's `use-auth-secret` checks:
 //! username `<unix expiry>:<label>`, password `base64(HMAC-SHA1(secret, username))`.
 //!
 //! The shared secret can rotate (re-read from `--turn-secret-file`); when it does, connected

@@ -1,4 +1,4 @@
-//! The kinesis-video-signaling HTTPS data plane (kvs-spec.md §5.1): GetIceServerConfig and
+//! The kinesis-video-signaling HTTPS data plane (docs/protocol.md §5.1): GetIceServerConfig and
 //! SendAlexaOfferToMaster, on the endpoint GetSignalingChannelEndpoint returns for `HTTPS`.
 
 pub mod dto;

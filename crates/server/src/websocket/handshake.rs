@@ -1,4 +1,4 @@
-//! ConnectAsMaster / ConnectAsViewer (kvs-spec.md §6.1): everything is checked before the
+//! ConnectAsMaster / ConnectAsViewer (docs/protocol.md §6.1): everything is checked before the
 //! upgrade, so a refused client gets a plain HTTP error with a JSON body and the documented
 //! status: 400 (bad parameters, too many viewers), 403 (signature), 404 (no such channel).
 
@@ -10,8 +10,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use kvs_core::ids::ResourceArn;
-use kvs_core::signaling::message::is_valid_id;
-use kvs_core::signaling::{ChannelSink, Role};
+use kvs_core::relay::message::is_valid_id;
+use kvs_core::relay::{ChannelSink, Role};
 use percent_encoding::percent_decode_str;
 use tokio::sync::mpsc;
 
@@ -37,7 +37,7 @@ pub async fn connect(state: SharedState, mut parts: Parts) -> Response {
     match authorise(&state, &mut parts).await {
         Ok(resp) => resp,
         Err(e) => {
-            kvs_core::signaling::metrics::inc(&state.app.hub().metrics().connections_rejected);
+            kvs_core::relay::metrics::inc(&state.app.hub().metrics().connections_rejected);
             e.into_response()
         }
     }
@@ -72,7 +72,7 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
         .await
         .map_err(|e| ApiError::invalid(format!("A WebSocket upgrade is required: {e}")))?;
     // The C SDK (libwebsockets) offers the subprotocol "wss" and breaks if another is chosen;
-    // browsers offer none (kvs-spec.md §6.1).
+    // browsers offer none (docs/protocol.md §6.1).
     let upgrade = upgrade.protocols(["wss"]);
 
     // The channel must be ACTIVE; the one-master rule and the viewer limit are the hub's.
@@ -87,7 +87,7 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
     Ok(small_buffers(upgrade).on_upgrade(move |socket| session::run(socket, state, reg, rx)))
 }
 
-/// KVS messages are at most ~14 KiB of JSON (10K payloads, kvs-spec.md §8.2): buffers sized for
+/// KVS messages are at most ~14 KiB of JSON (10K payloads, docs/protocol.md §8.2): buffers sized for
 /// that rather than tungstenite's 128 KiB defaults keep an idle connection small (issue 7).
 fn small_buffers(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade

@@ -1,6 +1,6 @@
 //! One signaling connection: frames from the socket are parsed, rate-limited and handed to the
 //! application layer; events the hub queued for this connection become frames here. The
-//! session also enforces the idle timeout and maximum connection duration (kvs-spec.md §6.5)
+//! session also enforces the idle timeout and maximum connection duration (docs/protocol.md §6.5)
 //! and closes after a GO_AWAY's grace period (§6.4). Every error is decided here: a bad message costs the sender a STATUS_RESPONSE
 //! (when it gave a correlationId), never the connection.
 
@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::SinkExt;
-use kvs_core::signaling::metrics::inc;
-use kvs_core::signaling::rate::{ConnectionRateLimiter, RateLimits};
-use kvs_core::signaling::{
+use kvs_core::relay::metrics::inc;
+use kvs_core::relay::rate::{ConnectionRateLimiter, RateLimits};
+use kvs_core::relay::{
     ClientMessage, ConnectionId, Event, Registration, ServerMessage, SignalError,
 };
 use tokio::sync::mpsc;
@@ -33,7 +33,7 @@ const WRITE_BURST: usize = 64;
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
 
-/// The frame an event becomes (kvs-spec.md §6.3, §6.4); `None` for those that are not frames.
+/// The frame an event becomes (docs/protocol.md §6.3, §6.4); `None` for those that are not frames.
 fn frame(event: &Event) -> Option<String> {
     match event {
         Event::Message(m) => {
@@ -94,7 +94,7 @@ pub async fn run(
             }
             out = outbox.recv(), if outbox_open => match out {
                 // The hub let go of this connection; keep serving until a timer ends it (a
-                // GO_AWAY's grace period is a promise to the client, kvs-spec.md §6.4).
+                // GO_AWAY's grace period is a promise to the client, docs/protocol.md §6.4).
                 None => outbox_open = false,
                 Some(Event::Close { reason }) => break Some((CLOSE_NORMAL, reason)),
                 Some(event) => {
@@ -186,7 +186,7 @@ fn status(e: SignalError) -> Option<String> {
     e.status_response().map(|m| m.to_json())
 }
 
-/// Only text frames carry signaling messages (kvs-spec.md §6.1). If a binary frame holds JSON
+/// Only text frames carry signaling messages (docs/protocol.md §6.1). If a binary frame holds JSON
 /// with a correlationId, the refusal is reported against it.
 fn binary_refused(state: &AppState, bytes: &[u8]) -> Option<String> {
     inc(&state.app.hub().metrics().messages_rejected);

@@ -1,7 +1,7 @@
 //! Harness for the aws-sdk-kinesisvideo suites: starts the real `kvs-signaling` binary on a free
 //! port, builds SDK clients pointed at it, and turns SDK errors into (code, HTTP status) pairs.
 //!
-//! Every expectation in the suites comes from kvs-spec.md and docs/behaviour.md, not from what
+//! Every expectation in the suites comes from docs/protocol.md and docs/behaviour.md, not from what
 //! the server happens to do.
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -295,7 +295,7 @@ where
     }
 }
 
-/// Asserts that `res` failed with the AWS error `code` and HTTP `status` (kvs-spec.md §4.1),
+/// Asserts that `res` failed with the AWS error `code` and HTTP `status` (docs/protocol.md §4.1),
 /// with a request id; returns the typed error for `is_*` checks.
 #[track_caller]
 pub fn expect_error<O: Debug, E>(
@@ -405,7 +405,7 @@ pub fn epoch_millis(t: &aws_smithy_types::DateTime) -> i64 {
     i64::try_from((nanos + 500_000).div_euclid(1_000_000)).unwrap()
 }
 
-/// Checks the identity formats of kvs-spec.md §9.1 and returns the ARN's millisecond suffix.
+/// Checks the identity formats of docs/protocol.md §9.1 and returns the ARN's millisecond suffix.
 #[track_caller]
 pub fn assert_channel_identity(info: &ChannelInfo, name: &str, account: &str, region: &str) -> i64 {
     assert_eq!(info.channel_name.as_deref(), Some(name));

@@ -1,6 +1,6 @@
 //! Harness for in-process tests: the server assembled by `App::build` (as `main.rs` does) and run
 //! in the test's own runtime with a [`ManualClock`], so channel lifecycles and message TTLs are
-//! stepped by the test instead of slept through (issue 7 item 6; architecture.md §5.8).
+//! stepped by the test instead of slept through (issue 7 item 6; docs/design.md §5.8).
 //!
 //! Only the injected clock is manual. SigV4 signing-time checks read the real clock, so the
 //! manual clock starts at the real time and is only moved forward.
