@@ -266,20 +266,6 @@ impl ChannelService {
             .ok_or_else(ServiceError::channel_not_found)
     }
 
-    /// Looks a channel up by ARN and requires it to be ACTIVE (GetSignalingChannelEndpoint and
-    /// the data plane use this).
-    pub async fn active_by_arn(
-        &self,
-        ns: &Namespace,
-        arn: &ResourceArn,
-    ) -> Result<ChannelView, ServiceError> {
-        let view = self.get_by_arn(ns, arn).await?;
-        if view.status != ChannelStatus::Active {
-            return Err(not_active(&view));
-        }
-        Ok(view)
-    }
-
     pub async fn list(
         &self,
         ns: &Namespace,
