@@ -8,12 +8,37 @@
 #   5. browser-to-browser WebRTC calls (host and TURN relay) in Chromium,
 #   6. a short run of the benchmark (scripts/bench.sh --quick) proving it works.
 # Usage: scripts/test.sh            (everything)
-#        KVS_SKIP_LINT=1 scripts/test.sh   (skip fmt/clippy while iterating)
+#        KVS_SKIP_LINT=1 scripts/test.sh   (skip fmt/clippy while iterating; refused under CI=true)
+#        KVS_SKIP_CLUSTER=1 ...            (leave out the multi-node suite; see
+#                                           tests/interop/python/run.sh; refused under CI=true)
+# A skip is taken only for the value 1, says so in a "SKIPPED: ..." line, and is refused under CI
+# (CI=true): a CI run is the whole suite. 0 or unset runs it; any other value is an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 step() { printf '\n=== %s ===\n' "$*"; }
+
+# skip_requested VAR WHAT: true when $VAR is exactly 1 (prints the SKIPPED line), false when it
+# is unset, empty or 0; exits for any other value, and for 1 under CI=true.
+skip_requested() {
+  local var=$1 what=$2 val=${!1:-}
+  case "$val" in
+    "" | 0) return 1 ;;
+    1)
+      if [[ "${CI:-}" == "true" || "${CI:-}" == "1" ]]; then
+        echo "$var=1 is refused under CI=$CI: a CI run does not skip $what" >&2
+        exit 2
+      fi
+      echo "SKIPPED: $what ($var=1)"
+      return 0
+      ;;
+    *)
+      echo "$var must be 1 (skip $what), 0 or unset, not '$val'" >&2
+      exit 2
+      ;;
+  esac
+}
 
 # --- what the suite needs from the system ----------------------------------------------
 need_apt=()
@@ -32,8 +57,12 @@ if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   apt-get update -qq && apt-get install -y -qq python3-venv
 fi
 
+# KVS_SKIP_CLUSTER is acted on by tests/interop/python/run.sh (which prints the SKIPPED line);
+# checked here as well, so a refused or misspelt value stops the run before the build.
+skip_requested KVS_SKIP_CLUSTER "the multi-node suite" >/dev/null || true
+
 # --- Rust --------------------------------------------------------------------------------
-if [[ -z "${KVS_SKIP_LINT:-}" ]]; then
+if ! skip_requested KVS_SKIP_LINT "fmt/clippy"; then
   step "cargo fmt --check"
   cargo fmt --all -- --check
   step "cargo clippy"

@@ -7,7 +7,8 @@
 #
 # Binary: $KVS_BIN, else target/release/kvs-signaling, else target/debug/kvs-signaling.
 # The cluster suite needs redis-server (Debian package redis-server; scripts/test.sh installs it)
-# or $KVS_REDIS_SERVER; KVS_SKIP_CLUSTER=1 leaves it out.
+# or $KVS_REDIS_SERVER; KVS_SKIP_CLUSTER=1 leaves it out and says so ("SKIPPED: ..."), refused
+# under CI=true; 0 or unset runs it, any other value is an error.
 # pytest's exit code 5 (no test collected) is a failure unless KVS_ALLOW_NO_TESTS=1.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -26,7 +27,23 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
 fi
 
 suites=("$HERE" "$INTEROP/crash")
-if [[ "${KVS_SKIP_CLUSTER:-}" != "1" ]]; then
+skip_cluster=0
+case "${KVS_SKIP_CLUSTER:-}" in
+  "" | 0) ;;
+  1)
+    if [[ "${CI:-}" == "true" || "${CI:-}" == "1" ]]; then
+      echo "KVS_SKIP_CLUSTER=1 is refused under CI=$CI: a CI run does not skip the multi-node suite" >&2
+      exit 2
+    fi
+    skip_cluster=1
+    echo "SKIPPED: the multi-node suite, tests/interop/cluster (KVS_SKIP_CLUSTER=1)"
+    ;;
+  *)
+    echo "KVS_SKIP_CLUSTER must be 1 (skip the multi-node suite), 0 or unset, not '$KVS_SKIP_CLUSTER'" >&2
+    exit 2
+    ;;
+esac
+if ((!skip_cluster)); then
   if [[ -z "${KVS_REDIS_SERVER:-}" ]] && ! command -v redis-server >/dev/null && [[ ! -x /usr/bin/redis-server ]]; then
     echo "redis-server is missing (apt-get install redis-server, or KVS_REDIS_SERVER=PATH);" \
       "KVS_SKIP_CLUSTER=1 skips the multi-node suite" >&2
