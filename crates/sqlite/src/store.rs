@@ -62,6 +62,8 @@ pub struct SqliteStore {
     index: Arc<RwLock<Index>>,
     writer: mpsc::Sender<Job>,
     thread: Option<JoinHandle<()>>,
+    /// Shared with the writer thread: the directory stays locked while either runs.
+    _lock: Arc<DataDirLock>,
 }
 
 fn stopped() -> StoreError {
@@ -76,7 +78,7 @@ impl SqliteStore {
 
     pub fn open_dir_with(dir: &Path, options: SqliteOptions) -> Result<Self, OpenError> {
         // Before the file is opened: a second process must not even load the index.
-        let lock = DataDirLock::acquire(dir, &options.holder)?;
+        let lock = Arc::new(DataDirLock::acquire(dir, &options.holder)?);
         let path = dir.join(db::FILE_NAME);
         let conn = db::open(&path)?;
         let index = Arc::new(RwLock::new(db::load_index(&conn)?));
@@ -86,11 +88,12 @@ impl SqliteStore {
             index: Arc::clone(&index),
             max_batch: options.max_batch.max(1),
         };
-        let thread = writer::spawn(ctx, conn, rx, lock).map_err(OpenError::Thread)?;
+        let thread = writer::spawn(ctx, conn, rx, Arc::clone(&lock)).map_err(OpenError::Thread)?;
         Ok(Self {
             index,
             writer: tx,
             thread: Some(thread),
+            _lock: lock,
         })
     }
 
@@ -582,6 +585,11 @@ mod tests {
             .await
             .unwrap()
             .is_some());
+        // This process still serves the directory: it stays locked.
+        assert!(matches!(
+            SqliteStore::open_dir(&dir),
+            Err(OpenError::Locked(LockError::Held { .. }))
+        ));
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }

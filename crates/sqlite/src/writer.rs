@@ -69,12 +69,13 @@ pub fn read(index: &RwLock<Index>) -> RwLockReadGuard<'_, Index> {
     index.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Starts the writer thread; it holds `lock` until it stops.
+/// Starts the writer thread; it holds `lock` until it stops (the store holds it too, so a
+/// writer that gave up does not free the directory while this process still serves it).
 pub fn spawn(
     ctx: Ctx,
     conn: Connection,
     rx: mpsc::Receiver<Job>,
-    lock: DataDirLock,
+    lock: Arc<DataDirLock>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("kvs-sqlite-writer".into())
