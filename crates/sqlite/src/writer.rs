@@ -1,6 +1,6 @@
 //! The writer thread: the only code that writes the database file or the in-memory index, so
-//! every check against the index is exact. It owns the connection and the data directory's
-//! lock, and commits in groups (issue 7): it takes every job waiting in its queue (up to
+//! every check against the index is exact. It owns the connection, shares the data directory's
+//! lock with the store (released once both are gone), and commits in groups (issue 7): it takes every job waiting in its queue (up to
 //! `max_batch`), checks each change against the index plus the changes accepted ahead of it,
 //! writes each accepted change under its own savepoint in one transaction (one fsync for all of
 //! them; a change that fails rolls back only itself), applies the written ones to the index and
