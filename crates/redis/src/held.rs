@@ -31,7 +31,23 @@ if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[3], ARGV[2], seq)
 end
 local dropped = 0
+local expired = 0
 local max = tonumber(ARGV[3])
+if redis.call('ZCARD', KEYS[2]) >= max then
+  -- At the bound: expired messages go first, and are not overflow.
+  local now = tonumber(ARGV[5])
+  for _, s in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    local m = redis.call('HGET', KEYS[1], s)
+    local exp = m and tonumber(string.match(m, '^[^\n]*\n[^\n]*\n[^\n]*\n([^\n]*)\n'))
+    if not m then
+      redis.call('ZREM', KEYS[2], s)
+    elseif exp and exp <= now then
+      redis.call('ZREM', KEYS[2], s)
+      redis.call('HDEL', KEYS[1], s)
+      expired = expired + 1
+    end
+  end
+end
 while redis.call('ZCARD', KEYS[2]) >= max do
   local oldest = redis.call('ZPOPMIN', KEYS[2])
   redis.call('HDEL', KEYS[1], oldest[1])
@@ -45,7 +61,7 @@ for i = 1, 3 do
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
 end
-return {replaced, dropped}
+return {replaced, dropped, expired}
 ";
 
 const TAKE: &str = r"
@@ -162,7 +178,7 @@ impl HeldMessages for RedisHeld {
         } else {
             ""
         };
-        let (replaced, dropped): (u64, u64) = self
+        let (replaced, dropped, expired): (u64, u64, u64) = self
             .hold
             .key(hm)
             .key(hq)
@@ -171,12 +187,14 @@ impl HeldMessages for RedisHeld {
             .arg(key)
             .arg(max_per_channel.max(1) as u64)
             .arg(ttl_ms)
+            .arg(now_millis)
             .invoke_async(&mut self.redis.conn())
             .await
             .map_err(backend)?;
         Ok(HoldOutcome {
             replaced: replaced as usize,
             dropped: dropped as usize,
+            expired: expired as usize,
         })
     }
 

@@ -61,7 +61,8 @@ macro_rules! relay_conformance {
             a_dead_node_stops_counting_after_its_lease,
             a_message_for_a_node_that_left_the_bus_waits_for_the_next_connection,
             a_claim_after_the_channel_was_removed_fails,
-            a_renewal_after_the_lease_ran_out_says_so
+            a_renewal_after_the_lease_ran_out_says_so,
+            expired_messages_do_not_count_toward_the_bound
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -367,4 +368,31 @@ pub async fn a_renewal_after_the_lease_ran_out_says_so(backend: Arc<dyn ClusterB
     backend.end_lease(NodeId(9)).await;
     assert_eq!(p.renew(NodeId(9), LEASE).await.unwrap(), Renewal::Lapsed);
     assert_eq!(p.renew(NodeId(9), LEASE).await.unwrap(), Renewal::Continued);
+}
+
+pub async fn expired_messages_do_not_count_toward_the_bound(backend: Arc<dyn ClusterBackend>) {
+    let config = HubConfig {
+        max_held_per_channel: 2,
+        ..HubConfig::default()
+    };
+    let c = cluster(&*backend, 2, config).await;
+    let vc = c.hubs[0].join(ARN, viewer("v1"), sink()).await.unwrap();
+    c.ttl.0.store(5, Ordering::SeqCst);
+    for p in ["MQ==", "Mg=="] {
+        c.hubs[0]
+            .relay(&vc, msg(Action::IceCandidate, None, p))
+            .await
+            .unwrap();
+    }
+    c.clock.advance(Duration::from_secs(10));
+    c.ttl.0.store(60, Ordering::SeqCst);
+    c.hubs[1]
+        .relay(&vc, msg(Action::IceCandidate, None, "Mw=="))
+        .await
+        .unwrap();
+    let s = c.hubs[1].metrics().snapshot();
+    assert_eq!((s.messages_expired, s.messages_dropped_overflow), (2, 0));
+    let m = sink();
+    c.hubs[1].join(ARN, Role::Master, m.clone()).await.unwrap();
+    assert_eq!(m.payloads(), ["Mw=="]);
 }

@@ -23,8 +23,11 @@ pub struct HeldError(pub String);
 pub struct HoldOutcome {
     /// Older offers/answers it replaced.
     pub replaced: usize,
-    /// Oldest messages dropped to stay within the bound.
+    /// Oldest messages dropped to stay within the bound (live ones only: expired messages
+    /// never count toward it).
     pub dropped: usize,
+    /// Expired messages removed on the way.
+    pub expired: usize,
 }
 
 /// What [`HeldMessages::take`] found.
@@ -94,8 +97,12 @@ impl HeldMessages for MemoryHeld {
     ) -> Result<HoldOutcome, HeldError> {
         let mut channels = self.lock();
         let queue = channels.entry(channel.to_owned()).or_default();
+        let before = queue.len();
         queue.retain(|h| h.expires_at_millis > now_millis);
-        let mut outcome = HoldOutcome::default();
+        let mut outcome = HoldOutcome {
+            expired: before - queue.len(),
+            ..HoldOutcome::default()
+        };
         if replaces_older(message.message.action) {
             let before = queue.len();
             queue.retain(|h| {

@@ -170,6 +170,7 @@ impl Hub {
             &self.metrics.messages_dropped_overflow,
             outcome.dropped as u64,
         );
+        add(&self.metrics.messages_expired, outcome.expired as u64);
         // The recipient may have connected meanwhile and taken what was held before this.
         if let Ok(Some(m)) = self.ports.presence.lookup(channel, &recipient).await {
             self.flush_to(m, channel, &recipient).await;
