@@ -40,6 +40,16 @@ def test_sigterm_is_a_graceful_exit_0():
     assert s.stop(signal.SIGTERM) == 0
 
 
+def test_sigterm_right_after_the_ready_line_is_graceful(tmp_path):
+    """The ready line promises a server that handles SIGTERM: one sent at once (an orchestrator
+    stopping what it just started) is a graceful exit 0, not a death by the signal (-15)."""
+    codes = []
+    for i in range(10):
+        s = Server(data_dir=tmp_path / str(i)) if i % 2 else Server()
+        codes.append(s.stop(signal.SIGTERM, expect_code=None))
+    assert codes == [0] * 10, f"exit codes of 10 servers sent SIGTERM right after their ready line: {codes}"
+
+
 def test_sigterm_with_sqlite_store_exit_0(tmp_path):
     s = Server(data_dir=tmp_path)
     s.client().create_signaling_channel(ChannelName="x")
