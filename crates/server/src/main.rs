@@ -63,6 +63,8 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     cfg.validate()?;
     let listeners = Listeners::bind(&cfg).await?;
     let app = App::build(&cfg, Arc::new(SystemClock), &listeners).await?;
+    // Installed before the ready line: a signal right after it drains gracefully.
+    let shutdown = server::shutdown_signal();
     if let Some(ca) = &listeners.tls_ca {
         println!(
             "kvs-signaling TLS certificate issued by the local CA {} (trust it to use https:// and wss://)",
@@ -71,7 +73,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     println!("{}", listeners.ready_line()?);
     let _ = std::io::stdout().flush();
-    app::run(listeners, app, server::shutdown_signal()).await?;
+    app::run(listeners, app, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
