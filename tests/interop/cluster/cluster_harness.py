@@ -83,6 +83,11 @@ def resp_command(port: int, *args: str, timeout: float = 1.0) -> bytes:
         return data
 
 
+# The per-channel keys of docs/deployment.md 'What is stored where': presence, then the held
+# messages, their order and their replacement index.
+HELD_AND_PRESENCE = ("pr", "hm", "hq", "hx")
+
+
 class RedisServer:
     """One redis-server process on 127.0.0.1:PORT with its AOF in `dir`."""
 
@@ -145,6 +150,12 @@ class RedisServer:
         presence `pr:ARN` and held messages `hm:ARN`, `hq:ARN`, `hx:ARN`)."""
         assert not any(ch in arn for ch in "*?[]\\"), arn  # used as a SCAN pattern
         return sorted(self.cli("--scan", "--pattern", f"*:{arn}"))
+
+    def held_and_presence_keys(self, arn: str) -> list[str]:
+        """The channel's presence and held-message keys (`pr`, `hm`, `hq`, `hx`), leaving out
+        anything else a store may keep under the ARN (a deletion marker, say)."""
+        return [k for k in self.keys_of_channel(arn)
+                if any(k.endswith(f":{kind}:{arn}") for kind in HELD_AND_PRESENCE)]
 
     def pause(self):
         """SIGSTOP: Redis keeps its sockets but answers nothing (the hung-Redis case)."""

@@ -327,23 +327,23 @@ def test_held_messages_of_a_deleted_channel_reach_nobody(nodes, redis, name):
     v = Ws(b, arn, "gone")
     try:
         v.send("SDP_OFFER", OFFER)  # no master anywhere: held, in Redis
-        wait_until(lambda: any(":hm:" in k for k in redis.keys_of_channel(arn)), timeout=5,
+        wait_until(lambda: any(":hm:" in k for k in redis.held_and_presence_keys(arn)), timeout=5,
                    what="the offer to be held in Redis")
         dropped = metric(c, "kvs_signaling_messages_dropped_deleted_total")
         delete(c, arn)
-        assert redis.keys_of_channel(arn) == [], "the deleted channel's presence or held messages outlive it"
+        assert redis.held_and_presence_keys(arn) == [], "the deleted channel's presence or held messages outlive it"
         assert metric(c, "kvs_signaling_messages_dropped_deleted_total") - dropped == 1
         assert v.recv(5)["messageType"] == "GO_AWAY"
         # In the grace period the viewer's messages have no recipient: answered, never held.
         _assert_no_recipient(v, "after-delete")
-        assert redis.keys_of_channel(arn) == [], "a message sent after the delete was held"
+        assert redis.held_and_presence_keys(arn) == [], "a message sent after the delete was held"
         assert v.closed_within(5) == GONE_AWAY
     finally:
         v.close()
     for n in nodes:
         assert connect_status(n, arn) == 404, n.url
         assert connect_status(n, arn, "gone") == 404, n.url
-    assert redis.keys_of_channel(arn) == []
+    assert redis.held_and_presence_keys(arn) == []
     # A channel recreated with the name is another channel (another ARN) and starts empty.
     arn2 = create(b, name)
     assert arn2 != arn
@@ -372,11 +372,11 @@ def test_a_deleting_channel_holds_nothing_and_takes_no_connection(make_node, red
     v = Ws(b, arn, "gone")
     try:
         v.send("SDP_OFFER", OFFER)
-        wait_until(lambda: any(":hm:" in k for k in redis.keys_of_channel(arn)), timeout=5,
+        wait_until(lambda: any(":hm:" in k for k in redis.held_and_presence_keys(arn)), timeout=5,
                    what="the offer to be held in Redis")
         delete(a, arn)
         assert status() == "DELETING"
-        assert redis.keys_of_channel(arn) == [], "held messages or presence outlive the delete's 200"
+        assert redis.held_and_presence_keys(arn) == [], "held messages or presence outlive the delete's 200"
         assert v.recv(5)["messageType"] == "GO_AWAY"
         _assert_no_recipient(v, "while-deleting")  # within the 1 s --go-away-grace
         for n in (a, b):
@@ -386,14 +386,14 @@ def test_a_deleting_channel_holds_nothing_and_takes_no_connection(make_node, red
                     raise AssertionError(f"{who or 'master'} connected to a DELETING channel on {n.url}")
                 except WsRefused as e:
                     assert e.status == 400 and e.json().get("__type") == "ResourceInUseException", e
-        assert redis.keys_of_channel(arn) == [], "something was held for a DELETING channel"
+        assert redis.held_and_presence_keys(arn) == [], "something was held for a DELETING channel"
         assert status() == "DELETING", "the checks above outlasted the lifecycle delay; raise `delay`"
     finally:
         v.close()
     wait_until(lambda: status() == 404, timeout=delay + 10, what="the channel to be gone")
     for n in (a, b):
         assert connect_status(n, arn, "late") == 404
-    assert redis.keys_of_channel(arn) == []
+    assert redis.held_and_presence_keys(arn) == []
 
 
 @pytest.mark.timeout(60)
