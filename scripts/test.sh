@@ -46,6 +46,11 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-venv python3-pip)
 command -v cc >/dev/null || need_apt+=(build-essential)
 # The multi-node suite (tests/interop/cluster) runs a real Redis; the suite starts and stops it.
 command -v redis-server >/dev/null || [[ -x /usr/bin/redis-server ]] || need_apt+=(redis-server)
+# ... with one node under libfaketime (clock-skew tests) and the deployment guide's nginx and
+# HAProxy examples in front of the nodes (TLS certificates made with openssl).
+for p in faketime nginx haproxy openssl; do
+  command -v $p >/dev/null || [[ -x /usr/sbin/$p ]] || need_apt+=($p)
+done
 if ((${#need_apt[@]})); then
   step "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -72,6 +72,10 @@ impl ChannelTtl for ServiceTtl {
         let arn = ResourceArn::parse("ChannelARN", channel_arn).ok()?;
         let ns = Namespace::from_arn(&arn)?;
         let view = self.0.get_by_arn(&ns, &arn).await.ok()?;
+        // A channel being deleted holds nothing (its held messages were dropped at the delete).
+        if view.status == ChannelStatus::Deleting {
+            return None;
+        }
         Some(view.channel.ttl.seconds())
     }
 }
