@@ -267,3 +267,7 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "registration_tests.rs"]
+mod tests;
