@@ -12,6 +12,7 @@ pub mod error;
 pub mod ids;
 pub mod model;
 pub mod pagination;
+pub mod quota;
 pub mod relay;
 pub mod service;
 pub mod store;
