@@ -51,9 +51,8 @@ impl Listeners {
                 cfg.listen
             );
         }
-        let http = tokio::net::TcpListener::bind(&addrs[..])
-            .await
-            .with_context(|| format!("binding {}", cfg.listen))?;
+        let http = crate::listener::bind(&addrs, cfg.listen_backlog)
+            .with_context(|| format!("--listen {}", cfg.listen))?;
         let (tls, tls_ca) = match &cfg.tls_listen {
             None => (None, None),
             Some(addr) => {
@@ -173,6 +172,7 @@ impl App {
             turn_uris: cfg.turn_uris.clone(),
             turn_port: turn.as_ref().map(|t| t.udp_addr.port()),
             alexa_answer_timeout: cfg.alexa_answer_timeout,
+            connections: crate::state::Connections::from_config(cfg),
         });
         tracing::info!(
             store = %cfg.store,
@@ -384,8 +384,7 @@ async fn tls_listener(
              pass --credentials FILE or --allow-open-non-loopback"
         );
     }
-    let listener =
-        std::net::TcpListener::bind(&addrs[..]).with_context(|| format!("binding {addr}"))?;
+    let listener = crate::listener::bind(&addrs, cfg.listen_backlog)?;
     let material = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => crate::tls::load(cert, key)?,
         _ => {
@@ -427,12 +426,7 @@ async fn tls_listener(
             crate::tls::generate(&cfg.data_dir.join("tls"), &names)?
         }
     };
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-        material.cert_pem.into_bytes(),
-        material.key_pem.into_bytes(),
-    )
-    .await
-    .context("loading the TLS certificate and key")?;
+    let config = crate::tls::server_config(&material)?;
     Ok((
         crate::server::TlsListener { listener, config },
         material.ca_path,

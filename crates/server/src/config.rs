@@ -265,6 +265,34 @@ pub struct ServeConfig {
     #[arg(long = "tls-san", env = "KVS_TLS_SANS", value_delimiter = ',')]
     pub tls_sans: Vec<String>,
 
+    /// Time to receive a request's headers (a connection that sends nothing included).
+    #[arg(long, env = "KVS_HEADER_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Time to receive a request body.
+    #[arg(long, env = "KVS_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Idle time allowed between requests on a keep-alive connection.
+    #[arg(long, env = "KVS_KEEPALIVE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+
+    /// Time for a TLS handshake and a WebSocket handshake.
+    #[arg(long, env = "KVS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Connections per node (0: derived from the open-file limit).
+    #[arg(long, env = "KVS_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: u32,
+
+    /// Connections per source address (0: no cap).
+    #[arg(long, env = "KVS_MAX_CONNECTIONS_PER_IP", default_value_t = 4096)]
+    pub max_connections_per_ip: u32,
+
+    /// Listen backlog of every TCP listener.
+    #[arg(long, env = "KVS_LISTEN_BACKLOG", default_value_t = 1024)]
+    pub listen_backlog: u32,
+
     /// How long SendAlexaOfferToMaster waits for the master's answer.
     #[arg(long, env = "KVS_ALEXA_ANSWER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub alexa_answer_timeout: Duration,
@@ -305,6 +333,13 @@ const FILE_KEYS: &[&str] = &[
     "tls_cert",
     "tls_key",
     "tls_sans",
+    "header_timeout",
+    "body_timeout",
+    "keepalive_timeout",
+    "handshake_timeout",
+    "max_connections",
+    "max_connections_per_ip",
+    "listen_backlog",
 ];
 
 impl ServeConfig {
