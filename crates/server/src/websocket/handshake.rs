@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use kvs_core::ids::ResourceArn;
 use kvs_core::relay::message::is_valid_id;
-use kvs_core::relay::{ChannelSink, Role};
+use kvs_core::relay::{Role, SessionSink};
 use percent_encoding::percent_decode_str;
 use tokio::sync::mpsc;
 
@@ -77,14 +77,20 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
 
     // The channel must be ACTIVE; the one-master rule and the viewer limit are the hub's.
     let (tx, rx) = mpsc::channel(state.session.outbox_capacity);
+    let overflow = Arc::new(tokio::sync::Notify::new());
+    let sink = SessionSink {
+        tx,
+        overflow: Arc::clone(&overflow),
+    };
     // Pending until the upgrade completes; dropping the registration (this request went away,
     // or the upgrade never completed) takes the connection out of the hub again.
     let reg = state
         .app
-        .connect(&caller.ns, &arn, role, Arc::new(ChannelSink(tx)))
+        .connect(&caller.ns, &arn, role, Arc::new(sink))
         .await?;
     let state = Arc::clone(state);
-    Ok(small_buffers(upgrade).on_upgrade(move |socket| session::run(socket, state, reg, rx)))
+    Ok(small_buffers(upgrade)
+        .on_upgrade(move |socket| session::run(socket, state, reg, rx, overflow)))
 }
 
 /// KVS messages are at most ~14 KiB of JSON (10K payloads, docs/protocol.md §8.2): buffers sized for
