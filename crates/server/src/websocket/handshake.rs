@@ -10,6 +10,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use kvs_core::ids::ResourceArn;
+use kvs_core::quota::QuotaOp;
 use kvs_core::relay::message::is_valid_id;
 use kvs_core::relay::{Role, SessionSink};
 use percent_encoding::percent_decode_str;
@@ -68,6 +69,14 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
             Role::Viewer(id)
         }
     };
+    let op = match role {
+        Role::Master => QuotaOp::ConnectAsMaster,
+        _ => QuotaOp::ConnectAsViewer,
+    };
+    state
+        .app
+        .throttle(&caller.ns, op, Some(arn.as_str()))
+        .await?;
     let upgrade = WebSocketUpgrade::from_request_parts(parts, &())
         .await
         .map_err(|e| ApiError::invalid(format!("A WebSocket upgrade is required: {e}")))?;

@@ -92,7 +92,7 @@ pub async fn run(
     let mut idle_end = started + cfg.idle_timeout;
     let mut go_away_end: Option<Instant> = None;
     let mut outbox_open = true;
-    let mut limiter = ConnectionRateLimiter::new(cfg.rate_limits);
+    let mut limiter = ConnectionRateLimiter::new(cfg.rate_limits, Arc::clone(state.app.clock()));
     tracing::debug!(channel = %conn.channel_arn, role = ?conn.role, "signaling connection open");
     let reason = loop {
         let (close_at, why) = [
@@ -243,7 +243,7 @@ async fn handle_text(
             return status(e);
         }
     };
-    if !limiter.allow(msg.action, state.app.clock().now_millis()) {
+    if !limiter.allow(msg.action) {
         inc(&metrics.messages_rate_limited);
         return status(SignalError::limit(
             msg.correlation_id,
