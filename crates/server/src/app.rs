@@ -1,8 +1,8 @@
 //! Assembly: everything `kvs-signaling serve` runs, built in the library so `main.rs` and
 //! in-process tests assemble it the same way. [`Listeners::bind`] binds the sockets,
-//! [`App::build`] validates the configuration (in one place) and wires store, application
-//! layer, authentication, ICE and TURN together with the clock it is given, and [`run`] serves
-//! until the shutdown future completes (the mini-redis shape).
+//! [`App::build`] takes the configuration validated once ([`ServeConfig::validate`]) and wires
+//! store, application layer, authentication, ICE and TURN together with the clock it is given,
+//! and [`run`] serves until the shutdown future completes (the mini-redis shape).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ use kvs_core::store::{MemoryStore, Store};
 use kvs_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::aws::auth::Authenticator;
-use crate::config::{ServeConfig, StoreKind};
+use crate::config::{ServeConfig, StoreKind, Validated};
 use crate::data_plane::ice::IceCredentials;
 use crate::endpoints::EndpointBase;
 use crate::server::{self, TlsListener};
@@ -89,13 +89,22 @@ pub struct App {
 }
 
 impl App {
-    /// Validates `cfg`, opens the store (loading its index) and assembles the application.
+    /// Opens the store (loading its index) and assembles the application from the validated
+    /// configuration.
     pub async fn build(
-        cfg: &ServeConfig,
+        v: Validated,
         clock: Arc<dyn Clock>,
         listeners: &Listeners,
     ) -> anyhow::Result<Self> {
-        let v = cfg.validate()?;
+        let Validated {
+            config,
+            account,
+            region,
+            credentials,
+            public_endpoint,
+            ..
+        } = v;
+        let cfg = &config;
         let started = std::time::Instant::now();
         // One crypto provider for the whole process (TLS listener, rediss://).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -163,11 +172,11 @@ impl App {
         } else {
             None
         };
-        let open = v.credentials.is_none();
+        let open = credentials.is_none();
         let state = Arc::new(AppState {
             app: application,
-            auth: Authenticator::new(v.credentials, v.account, v.region),
-            public_endpoint: v.public_endpoint,
+            auth: Authenticator::new(credentials, account, region),
+            public_endpoint,
             local_authority: http_addr.to_string(),
             session: SessionConfig {
                 idle_timeout: cfg.idle_timeout,
