@@ -167,8 +167,10 @@ impl App {
         };
         let ice = Arc::new(IceCredentials::new(secret, cfg.ice_ttl.as_secs() as u32));
         let http_addr = listeners.http.local_addr()?;
+        // The caps count every listener's connections, TURN/TCP's included.
+        let connections = crate::state::Connections::from_config(cfg);
         let turn = if cfg.embedded_turn {
-            Some(start_turn(cfg, &[http_addr], Arc::clone(&ice)).await?)
+            Some(start_turn(cfg, &[http_addr], Arc::clone(&ice), &connections).await?)
         } else {
             None
         };
@@ -193,7 +195,7 @@ impl App {
             turn_uris: cfg.turn_uris.clone(),
             turn_port: turn.as_ref().map(|t| t.udp_addr.port()),
             alexa_answer_timeout: cfg.alexa_answer_timeout,
-            connections: crate::state::Connections::from_config(cfg),
+            connections,
         });
         tracing::info!(
             store = %cfg.store,
@@ -310,6 +312,7 @@ async fn start_turn(
     cfg: &ServeConfig,
     http_addrs: &[std::net::SocketAddr],
     ice: Arc<IceCredentials>,
+    connections: &crate::state::Connections,
 ) -> anyhow::Result<crate::turn_relay::Turn> {
     let ip = http_addrs
         .first()
@@ -338,6 +341,9 @@ async fn start_turn(
         relay_ip,
         relay_bind: listen.ip(),
         max_per_channel: cfg.turn_max_allocations,
+        backlog: cfg.listen_backlog,
+        admission: Arc::clone(&connections.admission),
+        first_message_timeout: cfg.handshake_timeout,
     };
     let turn = match crate::turn_relay::start(opts(listen), Arc::clone(&ice)).await {
         Ok(t) => t,
