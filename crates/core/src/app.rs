@@ -111,6 +111,11 @@ impl Application {
         self
     }
 
+    /// Calls refused by a quota since start.
+    pub fn throttled(&self) -> u64 {
+        self.throttle.throttled()
+    }
+
     /// Counts a call against its quotas: `ClientLimitExceededException` beyond them.
     pub async fn throttle(
         &self,

@@ -239,11 +239,21 @@ pub trait RateLimiter: Send + Sync {
 pub struct Throttle {
     quotas: Quotas,
     limiter: std::sync::Arc<dyn RateLimiter>,
+    throttled: std::sync::atomic::AtomicU64,
 }
 
 impl Throttle {
     pub fn new(quotas: Quotas, limiter: std::sync::Arc<dyn RateLimiter>) -> Self {
-        Self { quotas, limiter }
+        Self {
+            quotas,
+            limiter,
+            throttled: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Calls refused since start.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// No quota at all.
@@ -291,7 +301,11 @@ impl Throttle {
         if buckets.is_empty() {
             return Ok(());
         }
-        self.limiter.acquire(&buckets).await?.map_err(Into::into)
+        self.limiter.acquire(&buckets).await?.map_err(|t| {
+            self.throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            t.into()
+        })
     }
 }
 

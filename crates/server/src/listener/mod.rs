@@ -218,7 +218,15 @@ pub async fn on_accept_error(
     }
 }
 
+static FD_EXHAUSTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Accepts that failed for want of descriptors since start.
+pub fn fd_exhausted() -> u64 {
+    FD_EXHAUSTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn metrics_fd_exhausted() {
+    FD_EXHAUSTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -35,7 +35,18 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
 }
 
 pub async fn connect(state: SharedState, mut parts: Parts) -> Response {
-    match authorise(&state, &mut parts).await {
+    // The handshake (authentication, the presence claim, on Redis a round trip or more) is
+    // bounded by --handshake-timeout like a TLS handshake.
+    let limit = state.connections.config.handshake_timeout;
+    let result = match tokio::time::timeout(limit, authorise(&state, &mut parts)).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableException",
+            "The WebSocket handshake did not complete in time; retry.",
+        )),
+    };
+    match result {
         Ok(resp) => resp,
         Err(e) => {
             kvs_core::relay::metrics::inc(&state.app.hub().metrics().connections_rejected);
