@@ -13,6 +13,7 @@
 //! | `P:{A:R}:pr:ARN` | hash role → `NODE:CONN` | who is connected to the channel, where | refreshed on each connect |
 //! | `P:{A:R}:hm:ARN` | hash seq → message | held messages | the latest held message's expiry |
 //! | `P:{A:R}:hq:ARN` | sorted set of seq | their acceptance order | same |
+//! | `P:{A:R}:hr:ARN:RECIPIENT` | sorted set of seq | one recipient's held messages, in order | same |
 //! | `P:{A:R}:hx:ARN` | hash | the newest offer/answer per (recipient, sender); `#` = seq | same |
 //! | `P:{A:R}:gone:ARN` | string | the channel was deleted: claims on it fail | 1 hour |
 //! | `P:q:SCOPE:OP:SUBJECT` | string | a quota bucket's GCRA cell (µs, Redis's clock) | a second after the bucket is full again |
@@ -71,6 +72,12 @@ impl Keys {
             self.per_channel("hq", arn),
             self.per_channel("hx", arn),
         ]
+    }
+
+    /// The prefix of a channel's per-recipient held-message orders: `hr:ARN:` + the recipient
+    /// (`M`, `V:CLIENT`, `W:CLIENT`).
+    pub fn held_for_prefix(&self, arn: &str) -> String {
+        format!("{}:", self.per_channel("hr", arn))
     }
 
     /// The record key of the channel an ARN names (`…:channel/NAME/MILLIS`), for scripts that
