@@ -444,7 +444,7 @@ pub struct ServeConfig {
 
     /// Backlog of each listening TCP socket: connections the kernel queues before they are
     /// accepted (1..65535).
-    #[arg(long, env = "KVS_LISTEN_BACKLOG", default_value = "1024", value_parser = counts(1u32, 65_535))]
+    #[arg(long, env = "KVS_LISTEN_BACKLOG", default_value = "4096", value_parser = counts(1u32, 65_535))]
     pub listen_backlog: u32,
 
     /// API quotas: off, or aws (AWS's published rates per account and per channel; a call

@@ -160,7 +160,7 @@ fn defaults_match_the_cli_contract() {
     assert_eq!(s.handshake_timeout, Duration::from_secs(10));
     assert_eq!(s.max_connections, 0);
     assert_eq!(s.max_connections_per_ip, 4096);
-    assert_eq!(s.listen_backlog, 1024);
+    assert_eq!(s.listen_backlog, 4096);
     assert_eq!(s.quotas, QuotaMode::Off);
     assert!(s.quota.is_empty());
     assert_eq!(s.quota_table(), Quotas::off());
@@ -185,7 +185,7 @@ fn help_shows_every_default_and_variable() {
             "KVS_MAX_CONNECTIONS_PER_IP",
             Some("4096"),
         ),
-        ("--listen-backlog", "KVS_LISTEN_BACKLOG", Some("1024")),
+        ("--listen-backlog", "KVS_LISTEN_BACKLOG", Some("4096")),
         ("--quotas", "KVS_QUOTAS", Some("off")),
         ("--quota", "KVS_QUOTA", None),
         ("--max-held-messages", "KVS_MAX_HELD_MESSAGES", Some("1000")),

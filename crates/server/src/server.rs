@@ -265,14 +265,22 @@ async fn dispatch_inner(
 /// request is refused (413, 408) and the connection closed, since the rest of the body is
 /// still on the wire.
 async fn read_body(body: Body, timeout: Duration) -> Result<bytes::Bytes, ApiError> {
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::new(
+    use http_body::Body as _;
+    let too_large = || {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLargeException",
             format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
         )
-        .closing()),
+        .closing()
+    };
+    // A declared length over the limit is refused before a byte of it is read.
+    if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
         Ok(Err(_)) => Err(ApiError::invalid("The request body could not be read.").closing()),
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,

@@ -2,11 +2,13 @@
 //! and HTTPS listeners together, upgraded WebSockets included) and `max_per_ip` per source
 //! address. A connection over a cap is not dropped blindly: a few of them (`shed_slots`) are
 //! served in "shed" mode (health and metrics answered, everything else refused in AWS's
-//! format, then closed) so probes keep working under a flood; beyond those, it is closed.
+//! format, then closed) so probes keep working under a flood. When every shed slot is taken,
+//! a newcomer takes the oldest one (whose holder had its two seconds): a flood of silent
+//! connections cannot keep a health check out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::canned::{self, Refusal};
@@ -25,7 +27,9 @@ pub struct Caps {
 pub struct Admission {
     caps: Caps,
     open: AtomicUsize,
-    shedding: AtomicUsize,
+    /// The shed connections, oldest first, each with the signal that evicts it.
+    shed: Mutex<VecDeque<(u64, Arc<tokio::sync::Notify>)>>,
+    next_shed: AtomicU64,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     refused: AtomicUsize,
 }
@@ -37,7 +41,8 @@ pub enum Admit {
     Serve(Ticket),
     /// Over a cap: served in shed mode with this refusal for anything but health and metrics.
     Shed(Ticket, Refusal),
-    /// Over a cap with no shed slot left: close it (after a best-effort refusal).
+    /// Over a cap with no shed slot at all (`shed_slots` 0): close it (after a best-effort
+    /// refusal).
     Refuse(Refusal),
 }
 
@@ -46,14 +51,25 @@ pub enum Admit {
 pub struct Ticket {
     admission: Arc<Admission>,
     ip: Option<IpAddr>,
-    shed: bool,
+    /// A shed connection's slot and the signal that takes it back.
+    shed: Option<(u64, Arc<tokio::sync::Notify>)>,
+}
+
+impl Ticket {
+    /// Fires when a newer shed connection takes this one's slot (shed connections only).
+    pub fn evicted(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.shed.as_ref().map(|(_, n)| Arc::clone(n))
+    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         let a = &self.admission;
-        if self.shed {
-            a.shedding.fetch_sub(1, Ordering::Relaxed);
+        if let Some((id, _)) = &self.shed {
+            let mut q = a.shed.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = q.iter().position(|(other, _)| other == id) {
+                q.remove(i);
+            }
             return;
         }
         a.open.fetch_sub(1, Ordering::Relaxed);
@@ -74,7 +90,8 @@ impl Admission {
         Arc::new(Self {
             caps,
             open: AtomicUsize::new(0),
-            shedding: AtomicUsize::new(0),
+            shed: Mutex::new(VecDeque::new()),
+            next_shed: AtomicU64::new(0),
             per_ip: Mutex::new(HashMap::new()),
             refused: AtomicUsize::new(0),
         })
@@ -100,28 +117,33 @@ impl Admission {
                 return Admit::Serve(Ticket {
                     admission: Arc::clone(self),
                     ip: Some(ip),
-                    shed: false,
+                    shed: None,
                 })
             }
             Err(r) => r,
         };
         self.refused.fetch_add(1, Ordering::Relaxed);
-        let took = self
-            .shedding
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < self.caps.shed_slots).then_some(n + 1)
-            });
-        match took {
-            Ok(_) => Admit::Shed(
-                Ticket {
-                    admission: Arc::clone(self),
-                    ip: None,
-                    shed: true,
-                },
-                refusal,
-            ),
-            Err(_) => Admit::Refuse(refusal),
+        if self.caps.shed_slots == 0 {
+            return Admit::Refuse(refusal);
         }
+        let signal = Arc::new(tokio::sync::Notify::new());
+        let id = self.next_shed.fetch_add(1, Ordering::Relaxed);
+        let mut q = self.shed.lock().unwrap_or_else(|p| p.into_inner());
+        while q.len() >= self.caps.shed_slots {
+            if let Some((_, oldest)) = q.pop_front() {
+                oldest.notify_one();
+            }
+        }
+        q.push_back((id, Arc::clone(&signal)));
+        drop(q);
+        Admit::Shed(
+            Ticket {
+                admission: Arc::clone(self),
+                ip: None,
+                shed: Some((id, signal)),
+            },
+            refusal,
+        )
     }
 
     fn try_take(&self, ip: IpAddr) -> Result<(), Refusal> {
@@ -175,8 +197,15 @@ mod tests {
         assert!(matches!(t1, Admit::Serve(_)) && matches!(t2, Admit::Serve(_)));
         let shed = a.admit(ip(1));
         assert!(matches!(shed, Admit::Shed(_, r) if r == canned::SOURCE_FULL));
-        let refused = a.admit(ip(1));
-        assert!(matches!(refused, Admit::Refuse(r) if r == canned::SOURCE_FULL));
+        let Admit::Shed(first, _) = &shed else {
+            unreachable!()
+        };
+        let evicted = first.evicted().expect("a shed ticket");
+        // The only shed slot is taken: a newcomer takes it from the older one.
+        let newer = a.admit(ip(1));
+        assert!(matches!(newer, Admit::Shed(_, r) if r == canned::SOURCE_FULL));
+        tokio_test_notified(&evicted);
+        drop(newer);
         let t3 = a.admit(ip(2));
         assert!(matches!(t3, Admit::Serve(_)));
         drop(shed);
@@ -189,6 +218,10 @@ mod tests {
             "a slot of 127.0.0.1 came back"
         );
         assert_eq!(a.refused(), 3);
+        assert!(
+            a.shed.lock().expect("lock").is_empty(),
+            "every shed slot is back"
+        );
         drop((t2, t3));
         assert!(a.per_ip.lock().expect("lock").get(&ip(2)).is_none());
     }
@@ -201,8 +234,22 @@ mod tests {
             shed_slots: 0,
         });
         let tickets: Vec<_> = (0..100).map(|_| a.admit(ip(1))).collect();
+        // No shed slot: over the cap is refused outright.
         assert!(tickets.iter().all(|t| matches!(t, Admit::Serve(_))));
         assert!(matches!(a.admit(ip(1)), Admit::Refuse(r) if r == canned::NODE_FULL));
+    }
+
+    /// The eviction signal was given (its permit is stored; `notified` returns at once).
+    fn tokio_test_notified(n: &tokio::sync::Notify) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(1), n.notified())
+                .await
+                .expect("the older shed connection was told to go");
+        });
     }
 
     #[test]

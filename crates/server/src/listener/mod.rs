@@ -104,7 +104,8 @@ pub async fn accept_loop(
         let tls = tls.clone();
         let router = router.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        let evicted = ticket.evicted();
+        let conn = async move {
             let mut timeouts = cfg.timeouts;
             if shed.is_some() {
                 timeouts.header = timeouts.header.min(SHED_HEADER_TIMEOUT);
@@ -139,6 +140,18 @@ pub async fn accept_loop(
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
+            }
+        };
+        tokio::spawn(async move {
+            match evicted {
+                // A shed connection ends when a newer one takes its slot.
+                Some(signal) => {
+                    tokio::select! {
+                        () = conn => {}
+                        () = signal.notified() => {}
+                    }
+                }
+                None => conn.await,
             }
         });
     }

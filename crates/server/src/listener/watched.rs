@@ -128,10 +128,12 @@ impl ConnWatch {
         }
         let t = &self.timeouts;
         let started = self.head_started.load(Ordering::Relaxed);
-        Some(if started != 0 {
-            self.at(started - 1) + t.header
-        } else if self.served.load(Ordering::Relaxed) == 0 {
+        Some(if self.served.load(Ordering::Relaxed) == 0 {
+            // The first request's headers are due within the timeout of the accept, however
+            // slowly their bytes trickle in.
             self.origin + t.header
+        } else if started != 0 {
+            self.at(started - 1) + t.header
         } else {
             self.at(self.idle_since.load(Ordering::Relaxed)) + t.keepalive
         })

@@ -34,6 +34,17 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// How many times a query parameter appears (by its decoded name).
+fn query_param_count(query: &str, name: &str) -> usize {
+    query
+        .split('&')
+        .filter(|pair| {
+            let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            percent_decode_str(k).decode_utf8().is_ok_and(|k| k == name)
+        })
+        .count()
+}
+
 pub async fn connect(state: SharedState, mut parts: Parts) -> Response {
     // The handshake (authentication, the presence claim, on Redis a round trip or more) is
     // bounded by --handshake-timeout like a TLS handshake.
@@ -61,6 +72,13 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
     let caller = state
         .auth
         .authenticate_presigned(&signed, SystemTime::now())?;
+    for name in ["X-Amz-ChannelARN", "X-Amz-ClientId"] {
+        if query_param_count(&query, name) > 1 {
+            return Err(ApiError::invalid(format!(
+                "The {name} query parameter appears more than once."
+            )));
+        }
+    }
     let arn = query_param(&query, "X-Amz-ChannelARN")
         .ok_or_else(|| ApiError::invalid("The X-Amz-ChannelARN query parameter is required."))?;
     let arn = ResourceArn::parse("X-Amz-ChannelARN", &arn)?;
@@ -138,5 +156,8 @@ mod tests {
         assert_eq!(query_param(q, "X-Amz-ClientId").as_deref(), Some("v1"));
         assert_eq!(query_param(q, "flag").as_deref(), Some(""));
         assert_eq!(query_param(q, "missing"), None);
+        assert_eq!(query_param_count(q, "X-Amz-ClientId"), 1);
+        assert_eq!(query_param_count("a=1&a=2&b=3&%61=4", "a"), 3);
+        assert_eq!(query_param_count(q, "missing"), 0);
     }
 }
