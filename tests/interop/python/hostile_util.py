@@ -629,6 +629,16 @@ def snapshot(server: Server, identities) -> dict:
     return out
 
 
+def metric(server: Server, name: str) -> float:
+    """One unlabelled value of the server's /metrics."""
+    import requests
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"metric {name} not found")
+
+
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
