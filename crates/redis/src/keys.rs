@@ -15,6 +15,7 @@
 //! | `P:{A:R}:hq:ARN` | sorted set of seq | their acceptance order | same |
 //! | `P:{A:R}:hx:ARN` | hash | the newest offer/answer per (recipient, sender); `#` = seq | same |
 //! | `P:{A:R}:gone:ARN` | string | the channel was deleted: claims on it fail | 1 hour |
+//! | `P:q:SCOPE:OP:SUBJECT` | string | a quota bucket's GCRA cell (µs, Redis's clock) | a second after the bucket is full again |
 //! | `P:{nodes}` | sorted set node → lease end (Redis's clock, ms) | node leases | 1 day, renewed |
 //! | `P:bus:NODE` | pub/sub channel | envelopes to one node | (not stored) |
 
@@ -85,6 +86,12 @@ impl Keys {
     /// Set for an hour when a channel is deleted: a claim on it after that fails.
     pub fn gone(&self, arn: &str) -> String {
         self.per_channel("gone", arn)
+    }
+
+    /// One quota bucket: `SCOPE` is `account` or `channel`, `SUBJECT` the account and region or
+    /// the channel. Expires a second after the bucket is full again.
+    pub fn quota(&self, scope: &str, op: &str, subject: &str) -> String {
+        format!("{}:q:{scope}:{op}:{subject}", self.prefix)
     }
 
     pub fn nodes(&self) -> String {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use kvs_core::app::{Application, SignalingPorts};
 use kvs_core::clock::Clock;
+use kvs_core::quota::{MemoryLimiter, Quotas, RateLimiter, Throttle};
 use kvs_core::relay::rate::RateLimits;
 use kvs_core::relay::{Event, HubConfig, NodeId};
 use kvs_core::service::ServiceConfig;
@@ -98,47 +99,58 @@ impl App {
         let started = std::time::Instant::now();
         // One crypto provider for the whole process (TLS listener, rediss://).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let (store, ports): (Arc<dyn Store>, SignalingPorts) = match &cfg.store {
-            StoreKind::Memory => (Arc::new(MemoryStore::new()), SignalingPorts::in_process()),
-            StoreKind::Sqlite => {
-                let dir = cfg.data_dir.clone();
-                // Named in the data directory's lock, for the error of a second process.
-                let options = SqliteOptions {
-                    holder: format!("listening on http://{}", listeners.http.local_addr()?),
-                    ..SqliteOptions::default()
-                };
-                let s =
-                    tokio::task::spawn_blocking(move || SqliteStore::open_dir_with(&dir, options))
-                        .await?
-                        .with_context(|| {
-                            format!("opening the store in {}", cfg.data_dir.display())
-                        })?;
-                tracing::info!(
-                    channels = s.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "channel index loaded"
-                );
-                (Arc::new(s), SignalingPorts::in_process())
-            }
-            StoreKind::Redis(url) => redis_backends(cfg, url).await?,
+        let quotas = cfg.quota_table();
+        let memory_limiter = || -> Arc<dyn RateLimiter> {
+            Arc::new(MemoryLimiter::new(&quotas, Arc::clone(&clock)))
         };
-        let application = Arc::new(Application::new(
-            store,
-            clock,
-            ServiceConfig {
-                lifecycle_delay: cfg.lifecycle_delay,
-                max_channels: cfg.max_channels,
-            },
-            HubConfig {
-                max_viewers: cfg.max_viewers,
-                max_held_per_channel: cfg.max_held_messages,
-                go_away_grace: cfg.go_away_grace,
-                lease: cfg.node_lease,
-                ..HubConfig::default()
-            },
-            NodeId::random(),
-            ports,
-        ));
+        let (store, ports, limiter): (Arc<dyn Store>, SignalingPorts, Arc<dyn RateLimiter>) =
+            match &cfg.store {
+                StoreKind::Memory => (
+                    Arc::new(MemoryStore::new()),
+                    SignalingPorts::in_process(),
+                    memory_limiter(),
+                ),
+                StoreKind::Sqlite => {
+                    let dir = cfg.data_dir.clone();
+                    // Named in the data directory's lock, for the error of a second process.
+                    let options = SqliteOptions {
+                        holder: format!("listening on http://{}", listeners.http.local_addr()?),
+                        ..SqliteOptions::default()
+                    };
+                    let s = tokio::task::spawn_blocking(move || {
+                        SqliteStore::open_dir_with(&dir, options)
+                    })
+                    .await?
+                    .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+                    tracing::info!(
+                        channels = s.len(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "channel index loaded"
+                    );
+                    (Arc::new(s), SignalingPorts::in_process(), memory_limiter())
+                }
+                StoreKind::Redis(url) => redis_backends(cfg, url, &quotas).await?,
+            };
+        let application = Arc::new(
+            Application::new(
+                store,
+                clock,
+                ServiceConfig {
+                    lifecycle_delay: cfg.lifecycle_delay,
+                    max_channels: cfg.max_channels,
+                },
+                HubConfig {
+                    max_viewers: cfg.max_viewers,
+                    max_held_per_channel: cfg.max_held_messages,
+                    go_away_grace: cfg.go_away_grace,
+                    lease: cfg.node_lease,
+                    ..HubConfig::default()
+                },
+                NodeId::random(),
+                ports,
+            )
+            .with_throttle(Throttle::new(quotas.clone(), limiter)),
+        );
         let secret = match (&cfg.turn_secret_file, &cfg.turn_secret) {
             (Some(path), _) => read_secret(path)?,
             (None, Some(s)) => s.clone(),
@@ -233,7 +245,8 @@ pub async fn run(
 async fn redis_backends(
     cfg: &ServeConfig,
     url: &str,
-) -> anyhow::Result<(Arc<dyn Store>, SignalingPorts)> {
+    quotas: &Quotas,
+) -> anyhow::Result<(Arc<dyn Store>, SignalingPorts, Arc<dyn RateLimiter>)> {
     let redis = kvs_redis::Redis::open(url, &cfg.redis_prefix)
         .with_context(|| format!("--store {}", cfg.store))?;
     match redis.ping().await {
@@ -267,7 +280,9 @@ async fn redis_backends(
         held: Arc::new(kvs_redis::RedisHeld::new(redis.clone())),
         bus: Arc::new(kvs_redis::RedisBus::new(redis.clone())),
     };
-    Ok((Arc::new(kvs_redis::RedisStore::new(redis)), ports))
+    // Quotas are counted on Redis too, so the nodes together allow what one AWS region does.
+    let limiter = Arc::new(kvs_redis::RedisLimiter::new(redis.clone(), quotas.clone()));
+    Ok((Arc::new(kvs_redis::RedisStore::new(redis)), ports, limiter))
 }
 
 /// Expires held messages once a second, so metrics and memory reflect TTLs even on channels

@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kvs_core::ids::{AccountId, Region};
+use kvs_core::quota::{QuotaMode, QuotaOp, Quotas, Scope};
 
 use crate::credentials::{self, CredentialMap};
 use crate::endpoints::EndpointBase;
@@ -111,6 +112,52 @@ fn redis_url_ok(url: &str) -> Result<(), String> {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+fn parse_quota_mode(s: &str) -> Result<QuotaMode, String> {
+    match s {
+        "off" => Ok(QuotaMode::Off),
+        "aws" => Ok(QuotaMode::Aws),
+        _ => Err("expected off or aws".into()),
+    }
+}
+
+/// `--quota SCOPE.OPERATION=RATE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaOverride {
+    pub scope: Scope,
+    pub op: QuotaOp,
+    pub per_second: f64,
+}
+
+fn parse_quota_override(s: &str) -> Result<QuotaOverride, String> {
+    let (key, rate) = s
+        .split_once('=')
+        .ok_or("expected SCOPE.OPERATION=RATE, e.g. channel.ConnectAsMaster=10")?;
+    let (scope, op) = key
+        .split_once('.')
+        .ok_or("expected SCOPE.OPERATION=RATE, e.g. channel.ConnectAsMaster=10")?;
+    let scope = match scope {
+        "account" => Scope::Account,
+        "channel" => Scope::Channel,
+        _ => return Err(format!("scope {scope:?}: expected account or channel")),
+    };
+    let op = QuotaOp::from_name(op).ok_or_else(|| {
+        let names: Vec<_> = QuotaOp::ALL.iter().map(|o| o.name()).collect();
+        format!("operation {op:?}: expected one of {}", names.join(", "))
+    })?;
+    let per_second: f64 = rate
+        .parse()
+        .ok()
+        .filter(|r: &f64| r.is_finite() && (0.0..=1_000_000.0).contains(r))
+        .ok_or_else(|| {
+            format!("rate {rate:?}: expected a number of requests per second, 0 to 1000000")
+        })?;
+    Ok(QuotaOverride {
+        scope,
+        op,
+        per_second,
+    })
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -293,6 +340,15 @@ pub struct ServeConfig {
     #[arg(long, env = "KVS_LISTEN_BACKLOG", default_value_t = 1024)]
     pub listen_backlog: u32,
 
+    /// API quotas: off (default) or aws (AWS's published rates per account and per channel).
+    #[arg(long, env = "KVS_QUOTAS", default_value = "off", value_parser = parse_quota_mode)]
+    pub quotas: QuotaMode,
+
+    /// One quota override, SCOPE.OPERATION=RATE (requests per second; 0 removes it), e.g.
+    /// channel.ConnectAsMaster=10 (repeatable; comma-separated in the environment).
+    #[arg(long = "quota", env = "KVS_QUOTA", value_delimiter = ',', value_parser = parse_quota_override)]
+    pub quota_overrides: Vec<QuotaOverride>,
+
     /// How long SendAlexaOfferToMaster waits for the master's answer.
     #[arg(long, env = "KVS_ALEXA_ANSWER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub alexa_answer_timeout: Duration,
@@ -340,9 +396,19 @@ const FILE_KEYS: &[&str] = &[
     "max_connections",
     "max_connections_per_ip",
     "listen_backlog",
+    "quotas",
 ];
 
 impl ServeConfig {
+    /// The quotas to enforce: `--quotas`, then each `--quota` override.
+    pub fn quota_table(&self) -> Quotas {
+        let mut q = Quotas::for_mode(self.quotas);
+        for o in &self.quota_overrides {
+            q.set(o.scope, o.op, o.per_second);
+        }
+        q
+    }
+
     pub fn listen_addr_is_loopback(addrs: &[SocketAddr]) -> bool {
         !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
     }

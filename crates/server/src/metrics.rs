@@ -16,7 +16,7 @@ pub fn render(s: &MetricsSnapshot) -> String {
             s.viewers_connected,
         ),
     ];
-    let counters: [(&str, &str, u64); 19] = [
+    let counters: [(&str, &str, u64); 20] = [
         (
             "kvs_signaling_connections_total",
             "Signaling connections accepted",
@@ -63,9 +63,14 @@ pub fn render(s: &MetricsSnapshot) -> String {
             s.messages_dropped_deleted,
         ),
         (
-            "kvs_signaling_messages_dropped_slow_consumer_total",
-            "Messages dropped: recipient not reading",
-            s.messages_dropped_slow_consumer,
+            "kvs_signaling_messages_held_slow_consumer_total",
+            "Messages held for the recipient's next connection: its outbox was full",
+            s.messages_held_slow_consumer,
+        ),
+        (
+            "kvs_signaling_connections_closed_slow_consumer_total",
+            "Signaling connections closed because their client did not read (outbox full)",
+            s.connections_closed_slow_consumer,
         ),
         (
             "kvs_signaling_messages_rejected_total",

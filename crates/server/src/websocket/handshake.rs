@@ -10,8 +10,9 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use kvs_core::ids::ResourceArn;
+use kvs_core::quota::QuotaOp;
 use kvs_core::relay::message::is_valid_id;
-use kvs_core::relay::{ChannelSink, Role};
+use kvs_core::relay::{Role, SessionSink};
 use percent_encoding::percent_decode_str;
 use tokio::sync::mpsc;
 
@@ -68,6 +69,14 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
             Role::Viewer(id)
         }
     };
+    let op = match role {
+        Role::Master => QuotaOp::ConnectAsMaster,
+        _ => QuotaOp::ConnectAsViewer,
+    };
+    state
+        .app
+        .throttle(&caller.ns, op, Some(arn.as_str()))
+        .await?;
     let upgrade = WebSocketUpgrade::from_request_parts(parts, &())
         .await
         .map_err(|e| ApiError::invalid(format!("A WebSocket upgrade is required: {e}")))?;
@@ -77,14 +86,20 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
 
     // The channel must be ACTIVE; the one-master rule and the viewer limit are the hub's.
     let (tx, rx) = mpsc::channel(state.session.outbox_capacity);
+    let overflow = Arc::new(tokio::sync::Notify::new());
+    let sink = SessionSink {
+        tx,
+        overflow: Arc::clone(&overflow),
+    };
     // Pending until the upgrade completes; dropping the registration (this request went away,
     // or the upgrade never completed) takes the connection out of the hub again.
     let reg = state
         .app
-        .connect(&caller.ns, &arn, role, Arc::new(ChannelSink(tx)))
+        .connect(&caller.ns, &arn, role, Arc::new(sink))
         .await?;
     let state = Arc::clone(state);
-    Ok(small_buffers(upgrade).on_upgrade(move |socket| session::run(socket, state, reg, rx)))
+    Ok(small_buffers(upgrade)
+        .on_upgrade(move |socket| session::run(socket, state, reg, rx, overflow)))
 }
 
 /// KVS messages are at most ~14 KiB of JSON (10K payloads, docs/protocol.md §8.2): buffers sized for
