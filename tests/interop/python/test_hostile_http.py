@@ -9,8 +9,8 @@ tags); and `/health` on a new connection answers 200 in under 100 ms meanwhile.
   tags: TagsPerResourceExceededLimitException, §8.3);
 - sizes: a body over 1 MiB is 413 RequestEntityTooLargeException; exactly 1 MiB is served;
 - the HTTP layer: 300 headers or one 1 MB header is 431 RequestHeaderFieldsTooLargeException, a
-  100 kB URI is 414 RequestUriTooLongException, a request line or header hyper cannot parse is 400 InvalidArgumentException,
-  each in the AWS format and followed by a close (the framing of the connection is lost);
+  100 kB URI is 414 RequestUriTooLongException, a request line or header hyper cannot parse is
+  400 InvalidArgumentException, each in the AWS format and followed by a close (the framing of the connection is lost);
 - signatures (docs/protocol.md §4.2, §7.1): forged, truncated, for another region or account,
   replayed after the 5 minutes."""
 import datetime as dt
@@ -87,6 +87,10 @@ def ttl(raw: bytes) -> bytes:
     return b'{"ChannelName":"hx-ttl","SingleMasterConfiguration":{"MessageTtlSeconds":' + raw + b"}}"
 
 
+def j(**members) -> bytes:
+    return json.dumps(members).encode()
+
+
 def create(**members) -> bytes:
     return json.dumps({"ChannelName": "hx-new", **members}).encode()
 
@@ -135,8 +139,8 @@ BODY_ROWS = [
     ("ttl-fraction", C, ttl(b"60.5"), IAE),
     ("ttl-100k-digits", C, ttl(b"1" + b"0" * 100_000), IAE),
     ("ttl-1e-400", C, ttl(b"1e-400"), IAE),
-    ("update-ttl-2**70", U, lambda c: json.dumps({"ChannelARN": c.arn_a, "CurrentVersion": c.version,
-                                                   "SingleMasterConfiguration": {"MessageTtlSeconds": 2 ** 70}}).encode(), IAE),
+    ("update-ttl-2**70", U, lambda c: j(ChannelARN=c.arn_a, CurrentVersion=c.version,
+                                         SingleMasterConfiguration={"MessageTtlSeconds": 2 ** 70}), IAE),
     ("update-ttl-1e400", U, lambda c: b'{"ChannelARN":"%s","CurrentVersion":"%s","SingleMasterConfiguration":'
      b'{"MessageTtlSeconds":1e400}}' % (c.arn_a.encode(), c.version.encode()), IAE),
     ("max-results-2**70", L, json.dumps({"MaxResults": 2 ** 70}).encode(), IAE),
@@ -162,16 +166,18 @@ BODY_ROWS = [
     ("delete-version-number", D, lambda c: json.dumps({"ChannelARN": c.arn_a, "CurrentVersion": 12345}).encode(), IAE),
     ("untag-keys-string", UT, lambda c: json.dumps({"ResourceARN": c.arn_a, "TagKeyList": "team"}).encode(), IAE),
     ("tag-list-of-strings", T, lambda c: json.dumps({"ResourceARN": c.arn_a, "Tags": ["team=b"]}).encode(), IAE),
-    ("endpoint-protocols-string", EP, lambda c: json.dumps({"ChannelARN": c.arn_a, "SingleMasterChannelEndpointConfiguration":
-                                                             {"Protocols": "WSS"}}).encode(), IAE),
+    ("endpoint-protocols-string", EP, lambda c: j(ChannelARN=c.arn_a,
+                                                   SingleMasterChannelEndpointConfiguration={"Protocols": "WSS"}), IAE),
     # invalid UTF-8 (and a lone surrogate escaped)
     ("utf8-ff", C, b'{"ChannelName": "hx\xff"}', IAE),
     ("utf8-overlong-slash", C, b'{"ChannelName": "hx\xc0\xaf"}', IAE),
     ("utf8-encoded-surrogate", C, b'{"ChannelName": "hx\xed\xa0\x80"}', IAE),
     ("utf8-truncated", C, b'{"ChannelName": "hx\xe2\x82"}', IAE),
     ("utf8-in-member-name", C, b'{"Channel\xffName": "hx-new"}', IAE),
-    ("utf8-in-tag-value", T, lambda c: b'{"ResourceARN":"%s","Tags":[{"Key":"team","Value":"\xff"}]}' % c.arn_a.encode(), IAE),
-    ("latin1-tag-value", C, '{"ChannelName": "hx-new", "Tags": [{"Key": "k", "Value": "caf\xe9"}]}'.encode("latin-1"), IAE),
+    ("utf8-in-tag-value", T,
+     lambda c: b'{"ResourceARN":"%s","Tags":[{"Key":"team","Value":"\xff"}]}' % c.arn_a.encode(), IAE),
+    ("latin1-tag-value", C,
+     '{"ChannelName": "hx-new", "Tags": [{"Key": "k", "Value": "caf\xe9"}]}'.encode("latin-1"), IAE),
     ("lone-surrogate-escape", C, b'{"ChannelName": "hx\\ud800"}', IAE),
     # overlong names, tags, ARNs, tokens
     ("name-257", C, create(ChannelName="a" * 257), IAE),
@@ -189,11 +195,11 @@ BODY_ROWS = [
     ("51-tags", T, lambda c: tags(c.arn_a, [{"Key": f"k{i}", "Value": "v"} for i in range(51)]), TAGS),
     ("10k-tags", T, lambda c: tags(c.arn_a, [{"Key": f"k{i}", "Value": "v"} for i in range(10_000)]), TAGS),
     ("create-51-tags", C, create(Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(51)]), TAGS),
-    ("untag-10k-keys", UT, lambda c: json.dumps({"ResourceARN": c.arn_a, "TagKeyList": [f"k{i}" for i in range(10_000)]}).encode(), IAE),
+    ("untag-10k-keys", UT, lambda c: j(ResourceARN=c.arn_a, TagKeyList=[f"k{i}" for i in range(10_000)]), IAE),
     ("untag-key-129", UT, lambda c: json.dumps({"ResourceARN": c.arn_a, "TagKeyList": ["k" * 129]}).encode(), IAE),
     ("arn-1025", DS, lambda c: json.dumps({"ChannelARN": c.arn_a + "0" * (1025 - len(c.arn_a))}).encode(), IAE),
     ("arn-100k", D, lambda c: json.dumps({"ChannelARN": c.arn_a + "0" * 100_000}).encode(), IAE),
-    ("arn-non-ascii", D, lambda c: json.dumps({"ChannelARN": c.arn_a.replace("hostile-a", "hostile-\u00e4")}).encode(), IAE),
+    ("arn-non-ascii", D, lambda c: j(ChannelARN=c.arn_a.replace("hostile-a", "hostile-\u00e4")), IAE),
     ("version-65", D, lambda c: json.dumps({"ChannelARN": c.arn_a, "CurrentVersion": "a" * 65}).encode(), IAE),
     ("comparison-value-257", L, json.dumps({"ChannelNameCondition": {"ComparisonOperator": "BEGINS_WITH",
                                                                      "ComparisonValue": "a" * 257}}).encode(), IAE),
@@ -341,6 +347,10 @@ def truncate_signature(h):
     return {"Authorization": f"{head}Signature={sig[:32]}"}
 
 
+def drop_signature(h):
+    return {"Authorization": h["Authorization"].rsplit(", Signature=", 1)[0]}
+
+
 def region_rewritten(h):
     return {"Authorization": h["Authorization"].replace("/us-east-1/", "/eu-west-1/")}
 
@@ -353,8 +363,7 @@ def key_rewritten(h):
 SIG_ROWS = [
     ("forged-signature", D, {**A, "after_sign": flip_last_hex}, "InvalidSignatureException", 403),
     ("truncated-signature", D, {**A, "after_sign": truncate_signature}, "InvalidSignatureException", 403),
-    ("signature-dropped", D, {**A, "after_sign": lambda h: {"Authorization": h["Authorization"].rsplit(", Signature=", 1)[0]}},
-     "IncompleteSignatureException", 403),
+    ("signature-dropped", D, {**A, "after_sign": drop_signature}, "IncompleteSignatureException", 403),
     ("scope-region-rewritten", D, {**A, "after_sign": region_rewritten}, "InvalidSignatureException", 403),
     ("credential-key-rewritten-to-b", D, {**A, "after_sign": key_rewritten}, "InvalidSignatureException", 403),
     ("a-key-b-secret", D, {**A, "secret": B["secret"]}, "InvalidSignatureException", 403),

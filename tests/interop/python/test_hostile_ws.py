@@ -9,7 +9,7 @@ server as built. `/health` on a new connection answers 200 in under 100 ms meanw
   channel's master, connected throughout, is neither replaced nor closed, and every channel is
   described the same before and after.
 - Frames on a connection: a 70 kB message is closed with 1009 and a reason; invalid UTF-8 in a
-  text message with 1007 (RFC 6455 §7.4.1); a binary frame, malformed JSON or an unknown action
+  text message with 1007; a binary frame, malformed JSON or an unknown action
   cost a STATUS_RESPONSE when they carry a correlationId (docs/protocol.md §6.1, §6.3) and
   never the connection.
 - A client that never reads is disconnected once its outbox is full; the sender and other
@@ -124,6 +124,10 @@ def with_sig(pairs, f):
     return [(k, f(v) if k == SIG else v) for k, v in pairs]
 
 
+def flip_last(v: str) -> str:
+    return v[:-1] + ("0" if v[-1] != "0" else "1")
+
+
 def move_sig_first(pairs, extra):
     sig = [p for p in pairs if p[0] == SIG]
     rest = [p for p in pairs if p[0] != SIG]
@@ -131,6 +135,7 @@ def move_sig_first(pairs, extra):
 
 
 IAE, INV, INC = "InvalidArgumentException", "InvalidSignatureException", "IncompleteSignatureException"
+RNF = "ResourceNotFoundException"
 B_CRED = lambda c: f"{B['key']}/{now().strftime('%Y%m%d')}/us-east-1/kinesisvideo/aws4_request"  # noqa: E731
 
 # (id, f(ctx) -> (request target, extra headers), expected code, status)
@@ -168,22 +173,22 @@ CONNECT_ROWS = [
     ("channel-arn-2000", lambda c: c.signed([(ARN, c.arn_a + "0" * 2000)]), IAE, 400),
     ("channel-arn-not-an-arn", lambda c: c.signed([(ARN, "ws-a")]), IAE, 400),
     # forged, truncated, misdirected signatures
-    ("forged-signature", lambda c: join(with_sig(c.pairs([(ARN, c.arn_a)]), lambda v: v[:-1] + ("0" if v[-1] != "0" else "1"))),
-     INV, 403),
+    ("forged-signature", lambda c: join(with_sig(c.pairs([(ARN, c.arn_a)]), flip_last)), INV, 403),
     ("truncated-signature", lambda c: join(with_sig(c.pairs([(ARN, c.arn_a)]), lambda v: v[:40])), INV, 403),
     ("signature-for-another-channel", lambda c: join(replace_pair(c.pairs([(ARN, c.arn_other)]), ARN, enc(c.arn_a))),
      INV, 403),
-    ("signature-for-another-client-id", lambda c: join(replace_pair(c.pairs([(ARN, c.arn_a), (CID, "v-1")]), CID, "v-2")),
+    ("signature-for-another-client-id",
+     lambda c: join(replace_pair(c.pairs([(ARN, c.arn_a), (CID, "v-1")]), CID, "v-2")), INV, 403),
+    ("signature-for-another-host", lambda c: c.signed([(ARN, c.arn_a)], headers={"host": "evil.example:443"}),
      INV, 403),
-    ("signature-for-another-host", lambda c: c.signed([(ARN, c.arn_a)], headers={"host": "evil.example:443"}), INV, 403),
     ("signature-for-another-path", lambda c: join(c.pairs([(ARN, c.arn_a)], path="/other")), INV, 403),
     ("credential-region-rewritten", lambda c: join([(k, v.replace("%2Fus-east-1%2F", "%2Feu-west-1%2F"))
                                                     for k, v in c.pairs([(ARN, c.arn_a)])]), INV, 403),
     ("a-key-with-b-secret", lambda c: c.signed([(ARN, c.arn_a)], who={**A, "secret": B["secret"]}), INV, 403),
     ("unknown-key", lambda c: c.signed([(ARN, c.arn_a)], who={"key": "AKIDNOBODY", "secret": "x"}),
      "UnrecognizedClientException", 403),
-    ("valid-for-another-region", lambda c: c.signed([(ARN, c.arn_a)], region="eu-west-1"), "ResourceNotFoundException", 404),
-    ("valid-for-another-account", lambda c: c.signed([(ARN, c.arn_a)], who=B), "ResourceNotFoundException", 404),
+    ("valid-for-another-region", lambda c: c.signed([(ARN, c.arn_a)], region="eu-west-1"), RNF, 404),
+    ("valid-for-another-account", lambda c: c.signed([(ARN, c.arn_a)], who=B), RNF, 404),
     ("service-s3", lambda c: c.signed([(ARN, c.arn_a)], service="s3"), INV, 403),
     ("host-not-signed", lambda c: (c.signed([(ARN, c.arn_a)], signed_headers="x-hostile", headers={"x-hostile": "1"}),
                                    {"X-Hostile": "1"}), INV, 403),
@@ -352,7 +357,8 @@ def msg(**kw) -> bytes:
 # (id, frames, the STATUS_RESPONSE's correlationId or None for no reply at all); sent by a master.
 KEPT_ROWS = [
     ("binary-message-with-correlation-id",
-     [(OP_BINARY, msg(action="SDP_OFFER", recipientClientId="v-1", messagePayload="eA==", correlationId="c-bin"), True)],
+     [(OP_BINARY, msg(action="SDP_OFFER", recipientClientId="v-1", messagePayload="eA==", correlationId="c-bin"),
+       True)],
      "c-bin"),
     ("binary-garbage", [(OP_BINARY, b"\x00\x01\x02\xff", True)], None),
     ("unknown-action", [(OP_TEXT, msg(action="SDP_NOPE", recipientClientId="v-1", messagePayload="eA==",
@@ -381,8 +387,8 @@ KEPT_ROWS = [
     ("nested-10k", [(OP_TEXT, b"[" * 10_000 + b"]" * 10_000, True)], None),
     ("json-array", [(OP_TEXT, b"[]", True)], None),
     ("empty-text", [(OP_TEXT, b"", True)], None),
-    ("invalid-correlation-id", [(OP_TEXT, msg(action="SDP_NOPE", messagePayload="eA==", correlationId="bad id!"), True)],
-     None),
+    ("invalid-correlation-id",
+     [(OP_TEXT, msg(action="SDP_NOPE", messagePayload="eA==", correlationId="bad id!"), True)], None),
     ("fragmented-valid-message", text_frames(*[msg(action="ICE_CANDIDATE", recipientClientId="v-1",
                                                    messagePayload="eA==")[i:i + 7] for i in range(0, 80, 7)]), None),
 ]
