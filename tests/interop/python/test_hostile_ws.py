@@ -82,9 +82,10 @@ def open_ws(s, arn, client_id=None, who=A, **kw) -> RawWs:
     return ws
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def master(secured):
-    """The master of ws-a, connected while every hostile connect is tried: none may replace it."""
+    """The master of ws-a, connected while a hostile connect is tried: it must not be replaced (a
+    fresh one per row, so that a row that does replace it fails alone)."""
     ws = open_ws(secured, secured.arn_a)
     yield ws
     ws.close()
