@@ -1,8 +1,8 @@
 //! Assembly: everything `kvs-signaling serve` runs, built in the library so `main.rs` and
 //! in-process tests assemble it the same way. [`Listeners::bind`] binds the sockets,
-//! [`App::build`] validates the configuration (in one place) and wires store, application
-//! layer, authentication, ICE and TURN together with the clock it is given, and [`run`] serves
-//! until the shutdown future completes (the mini-redis shape).
+//! [`App::build`] takes the configuration validated once ([`ServeConfig::validate`]) and wires
+//! store, application layer, authentication, ICE and TURN together with the clock it is given,
+//! and [`run`] serves until the shutdown future completes (the mini-redis shape).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ use kvs_core::store::{MemoryStore, Store};
 use kvs_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::aws::auth::Authenticator;
-use crate::config::{ServeConfig, StoreKind};
+use crate::config::{ServeConfig, StoreKind, Validated};
 use crate::data_plane::ice::IceCredentials;
 use crate::endpoints::EndpointBase;
 use crate::server::{self, TlsListener};
@@ -89,13 +89,22 @@ pub struct App {
 }
 
 impl App {
-    /// Validates `cfg`, opens the store (loading its index) and assembles the application.
+    /// Opens the store (loading its index) and assembles the application from the validated
+    /// configuration.
     pub async fn build(
-        cfg: &ServeConfig,
+        v: Validated,
         clock: Arc<dyn Clock>,
         listeners: &Listeners,
     ) -> anyhow::Result<Self> {
-        let v = cfg.validate()?;
+        let Validated {
+            config,
+            account,
+            region,
+            credentials,
+            public_endpoint,
+            ..
+        } = v;
+        let cfg = &config;
         let started = std::time::Instant::now();
         // One crypto provider for the whole process (TLS listener, rediss://).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -158,16 +167,18 @@ impl App {
         };
         let ice = Arc::new(IceCredentials::new(secret, cfg.ice_ttl.as_secs() as u32));
         let http_addr = listeners.http.local_addr()?;
+        // The caps count every listener's connections, TURN/TCP's included.
+        let connections = crate::state::Connections::from_config(cfg);
         let turn = if cfg.embedded_turn {
-            Some(start_turn(cfg, &[http_addr], Arc::clone(&ice)).await?)
+            Some(start_turn(cfg, &[http_addr], Arc::clone(&ice), &connections).await?)
         } else {
             None
         };
-        let open = v.credentials.is_none();
+        let open = credentials.is_none();
         let state = Arc::new(AppState {
             app: application,
-            auth: Authenticator::new(v.credentials, v.account, v.region),
-            public_endpoint: v.public_endpoint,
+            auth: Authenticator::new(credentials, account, region),
+            public_endpoint,
             local_authority: http_addr.to_string(),
             session: SessionConfig {
                 idle_timeout: cfg.idle_timeout,
@@ -184,7 +195,7 @@ impl App {
             turn_uris: cfg.turn_uris.clone(),
             turn_port: turn.as_ref().map(|t| t.udp_addr.port()),
             alexa_answer_timeout: cfg.alexa_answer_timeout,
-            connections: crate::state::Connections::from_config(cfg),
+            connections,
         });
         tracing::info!(
             store = %cfg.store,
@@ -301,6 +312,7 @@ async fn start_turn(
     cfg: &ServeConfig,
     http_addrs: &[std::net::SocketAddr],
     ice: Arc<IceCredentials>,
+    connections: &crate::state::Connections,
 ) -> anyhow::Result<crate::turn_relay::Turn> {
     let ip = http_addrs
         .first()
@@ -329,6 +341,9 @@ async fn start_turn(
         relay_ip,
         relay_bind: listen.ip(),
         max_per_channel: cfg.turn_max_allocations,
+        backlog: cfg.listen_backlog,
+        admission: Arc::clone(&connections.admission),
+        first_message_timeout: cfg.handshake_timeout,
     };
     let turn = match crate::turn_relay::start(opts(listen), Arc::clone(&ice)).await {
         Ok(t) => t,

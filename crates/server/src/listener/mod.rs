@@ -85,7 +85,7 @@ pub async fn accept_loop(
         let (tcp, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                on_accept_error(&listener, &mut spare, e).await;
+                on_accept_error(&listener, &mut spare, e, tls.is_none()).await;
                 continue;
             }
         };
@@ -175,15 +175,22 @@ async fn serve<IO>(
 /// A file descriptor kept in reserve: when the process runs out, it is given up for a moment
 /// to accept the waiting connection and close it (with a refusal on the plain listener), so a
 /// full backlog does not make every client wait for its SYN retries.
-struct Spare(Option<std::fs::File>);
+pub struct Spare(Option<std::fs::File>);
 
 impl Spare {
-    fn open() -> Self {
+    pub fn open() -> Self {
         Self(std::fs::File::open("/dev/null").ok())
     }
 }
 
-async fn on_accept_error(listener: &TcpListener, spare: &mut Spare, e: std::io::Error) {
+/// Handles a failed `accept`: out of descriptors, the spare one takes the waiting connection
+/// (refused with a 503 when `http`) and closes it; other errors are logged and slowed down.
+pub async fn on_accept_error(
+    listener: &TcpListener,
+    spare: &mut Spare,
+    e: std::io::Error,
+    http: bool,
+) {
     const EMFILE: i32 = 24;
     const ENFILE: i32 = 23;
     match e.raw_os_error() {
@@ -191,7 +198,9 @@ async fn on_accept_error(listener: &TcpListener, spare: &mut Spare, e: std::io::
             metrics_fd_exhausted();
             if spare.0.take().is_some() {
                 if let Ok((tcp, _)) = listener.accept().await {
-                    let _ = tcp.try_write(&canned::NODE_FULL.to_bytes());
+                    if http {
+                        let _ = tcp.try_write(&canned::NODE_FULL.to_bytes());
+                    }
                     drop(tcp);
                 }
                 *spare = Spare::open();
