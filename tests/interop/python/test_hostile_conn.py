@@ -1,7 +1,7 @@
-"""Hostile connections (issue 13 part 5, the table of connection-level inputs), against the real
-binary with short timeouts given by flags: slowloris clients, connections that send nothing,
-bodies that never finish, a flood up to the open-file limit, a burst of 2,000 connects, the
-connection caps, and TLS clients that never finish their handshake. Refusals are in the AWS
+"""Hostile connections (docs/behaviour.md 'Connections'), against the real binary with short
+timeouts given by flags: slowloris clients, connections that send nothing, bodies that never
+finish, a flood up to the open-file limit, a burst of 2,000 connects, the connection caps, and
+TLS clients that never finish their handshake. Refusals are in the AWS
 format (docs/behaviour.md 'Errors'); `/health` on a NEW connection answers 200 in under 100 ms
 while each flood holds; every server is stopped and its exit checked by the harness.
 

@@ -1,4 +1,4 @@
-"""API quotas (issue 13 part 5, the `serve --quotas aws` row; docs/protocol.md §8.1, §8.2):
+"""API quotas under hostile rates (`serve --quotas aws`, docs/protocol.md §8.1, docs/behaviour.md 'Errors'):
 per-channel and per-account token buckets at AWS's published rates, a burst of one second's
 worth, refusing with 400 ClientLimitExceededException and AWS's message followed by the bucket.
 `--quotas off` (the default) never throttles; `--quota SCOPE.OPERATION=RATE` overrides one rate.

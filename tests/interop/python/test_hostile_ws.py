@@ -1,4 +1,4 @@
-"""Hostile input on the signaling WebSocket (issue 13 part 5), against the real binary with
+"""Hostile input on the signaling WebSocket, against the real binary with
 --credentials, frames written byte by byte (hostile_util.RawWs) so that malformed ones reach the
 server as built. `/health` on a new connection answers 200 in under 100 ms meanwhile.
 
