@@ -250,12 +250,12 @@ def ports(s: Server, tmp_path) -> dict[str, int]:
 
 @pytest.mark.parametrize("backlog", [None, 2048])
 def test_every_listener_has_the_configured_backlog(make_server, tmp_path, backlog):
-    """--listen-backlog (default 1024) on the HTTP, TLS and TURN/TCP listeners: the kernel
+    """--listen-backlog (default 4096) on the HTTP, TLS and TURN/TCP listeners: the kernel
     reports it (capped by net.core.somaxconn) as the listening socket's Send-Q."""
     extra = ["--listen-backlog", str(backlog)] if backlog else []
     s = make_server("--tls-listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", *extra,
                     data_dir=tmp_path, store="memory")
-    want = min(backlog or 1024, somaxconn())
+    want = min(backlog or 4096, somaxconn())
     got = listeners(s.proc.pid)
     by_name = ports(s, tmp_path)
     assert {name: got.get(port) for name, port in by_name.items()} == {name: want for name in by_name}, got

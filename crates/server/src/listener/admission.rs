@@ -171,9 +171,10 @@ impl Admission {
 }
 
 /// The node cap `--max-connections 0` stands for: the open-file limit minus a reserve for the
-/// store, Redis, TURN sockets and shed connections (an eighth of the limit, 64 to 2,048).
+/// process's own files (store, Redis, TURN sockets, the runtime: about 40), the shed slots and
+/// the spare descriptor: an eighth of the limit, 128 to 2,048.
 pub fn auto_max_connections(nofile: u64) -> usize {
-    let reserve = (nofile / 8).clamp(64, 2048);
+    let reserve = (nofile / 8).clamp(128, 2048);
     usize::try_from(nofile.saturating_sub(reserve).max(16)).unwrap_or(usize::MAX)
 }
 
@@ -256,7 +257,7 @@ mod tests {
     fn auto_cap_leaves_a_reserve() {
         assert_eq!(auto_max_connections(20_000), 20_000 - 2048);
         assert_eq!(auto_max_connections(1024), 1024 - 128);
-        assert_eq!(auto_max_connections(256), 256 - 64);
+        assert_eq!(auto_max_connections(256), 256 - 128);
         assert_eq!(auto_max_connections(10), 16);
     }
 }
