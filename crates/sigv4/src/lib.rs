@@ -72,7 +72,12 @@ pub struct Verified {
     pub service: String,
     /// `yyyymmddThhmmssZ`.
     pub date: String,
+    /// `X-Amz-Security-Token`: for the presigned form only from the (signed) query; for the
+    /// header form from the header, signed or not (docs/protocol.md §7.1: the C SDK does not sign
+    /// it). Whether it is the right one for the key is the caller's to check.
     pub security_token: Option<String>,
+    /// The signed header names, lower-case, as the signature lists them.
+    pub signed_headers: Vec<String>,
 }
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
