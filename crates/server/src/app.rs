@@ -142,7 +142,7 @@ impl App {
         ));
         let secret = match (&cfg.turn_secret_file, &cfg.turn_secret) {
             (Some(path), _) => read_secret(path)?,
-            (None, Some(s)) => s.clone(),
+            (None, Some(s)) => s.expose().to_owned(),
             (None, None) => random_secret(),
         };
         let ice = Arc::new(IceCredentials::new(secret, cfg.ice_ttl.as_secs() as u32));

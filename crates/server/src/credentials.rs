@@ -55,7 +55,29 @@ pub type CredentialMap = HashMap<String, Credential>;
 pub fn load(path: &Path) -> anyhow::Result<CredentialMap> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading credentials file {}", path.display()))?;
+    if let Some(mode) = loose_mode(path) {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format_args!("{mode:o}"),
+            "the credentials file is readable or writable by other users; chmod 600 it (SECURITY.md)"
+        );
+    }
     parse(&text).with_context(|| format!("in credentials file {}", path.display()))
+}
+
+/// The file's permission bits when group or others have any access to it.
+fn loose_mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 pub fn parse(text: &str) -> anyhow::Result<CredentialMap> {
@@ -161,5 +183,18 @@ mod tests {
             assert!(shown.contains("<redacted>"), "{shown}");
             assert!(shown.contains("111111111111"), "{shown}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn loose_permissions_are_noticed() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("kvs-creds-mode-{}", std::process::id()));
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(loose_mode(&path), Some(0o644));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(loose_mode(&path), None);
+        let _ = std::fs::remove_file(&path);
     }
 }

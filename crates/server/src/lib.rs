@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod data_plane;
 pub mod endpoints;
 pub mod metrics;
+pub mod redact;
 pub mod server;
 pub mod state;
 pub mod tls;

@@ -26,8 +26,10 @@ pub fn format_amz_date(t: std::time::SystemTime) -> String {
     timefmt::format(t)
 }
 
-/// The request as received, before any interpretation.
-#[derive(Debug, Clone, Copy)]
+/// The request as received, before any interpretation. `Debug` redacts the signature, the
+/// `Authorization` header and the session token (a presigned URL is a bearer credential until it
+/// expires) and shows the body's length only.
+#[derive(Clone, Copy)]
 pub struct HttpRequest<'a> {
     pub method: &'a str,
     /// Raw path as on the request line (percent-encoded as sent), without the query.
@@ -64,8 +66,9 @@ impl Default for VerifyOptions {
     }
 }
 
-/// What a verified (or, in open mode, merely parsed) signature says about the caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a verified (or, in open mode, merely parsed) signature says about the caller. `Debug`
+/// redacts the session token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Verified {
     pub access_key_id: String,
     pub region: String,
@@ -81,3 +84,107 @@ pub struct Verified {
 }
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+
+const REDACTED: &str = "<redacted>";
+
+/// Header and query parameter names whose values are credentials.
+fn is_sensitive(name: &str) -> bool {
+    ["authorization", "x-amz-security-token", "x-amz-signature"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(name))
+}
+
+/// `raw` with the values of sensitive parameters replaced, the rest as sent.
+fn redacted_query(raw: &str) -> String {
+    raw.split('&')
+        .map(|p| {
+            let (k, _) = p.split_once('=').unwrap_or((p, ""));
+            let name = percent_encoding::percent_decode_str(k).decode_utf8_lossy();
+            if is_sensitive(&name) {
+                format!("{k}={REDACTED}")
+            } else {
+                p.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl std::fmt::Debug for HttpRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let v = if is_sensitive(k) {
+                    REDACTED
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &redacted_query(self.query))
+            .field("headers", &headers)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .field("date", &self.date)
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| REDACTED),
+            )
+            .field("signed_headers", &self.signed_headers)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_carries_no_credential() {
+        let headers = vec![
+            ("Host".to_string(), "h".to_string()),
+            (
+                "Authorization".to_string(),
+                "AWS4-HMAC-SHA256 Credential=AKID/20150830/r/s/aws4_request, SignedHeaders=host, Signature=sig-in-header".to_string(),
+            ),
+            ("X-Amz-Security-Token".to_string(), "token-in-header".to_string()),
+        ];
+        let req = HttpRequest {
+            method: "GET",
+            path: "/",
+            query: "X-Amz-ChannelARN=arn&X-Amz-Signature=sig-in-query&x-amz-security-token=token-in-query&X%2DAmz%2DSignature=sig-encoded",
+            headers: &headers,
+            body: b"body-secret",
+        };
+        let v = Verified {
+            access_key_id: "AKID".into(),
+            region: "r".into(),
+            service: "s".into(),
+            date: "20150830T123600Z".into(),
+            security_token: Some("token-verified".into()),
+            signed_headers: vec!["host".into()],
+        };
+        for shown in [format!("{req:?}"), format!("{v:?}")] {
+            for secret in ["sig-", "token-", "body-secret"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+        }
+        assert!(format!("{req:?}").contains("X-Amz-ChannelARN=arn"));
+        assert!(format!("{v:?}").contains("AKID"));
+    }
+}

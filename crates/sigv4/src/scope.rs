@@ -34,12 +34,22 @@ impl Credential {
     }
 }
 
-/// The parameters of a signature, from either form.
-#[derive(Debug, Clone)]
+/// The parameters of a signature, from either form. `Debug` redacts the signature.
+#[derive(Clone)]
 pub struct SignatureParams {
     pub credential: Credential,
     pub signed_headers: Vec<String>,
     pub signature: String,
+}
+
+impl std::fmt::Debug for SignatureParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignatureParams")
+            .field("credential", &self.credential)
+            .field("signed_headers", &self.signed_headers)
+            .field("signature", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Parses `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
