@@ -427,12 +427,10 @@ async fn tls_listener(
             crate::tls::generate(&cfg.data_dir.join("tls"), &names)?
         }
     };
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-        material.cert_pem.into_bytes(),
-        material.key_pem.into_bytes(),
-    )
-    .await
-    .context("loading the TLS certificate and key")?;
+    // TLS 1.2/1.3 and forward-secret AEAD suites only, written out in tls.rs (SECURITY.md).
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(
+        crate::tls::server_config(&material).context("loading the TLS certificate and key")?,
+    ));
     Ok((
         crate::server::TlsListener { listener, config },
         material.ca_path,
