@@ -39,6 +39,23 @@ impl fmt::Debug for StoreKind {
     }
 }
 
+/// The log filter: `spec` (`KVS_LOG`; `info` when unset or unreadable), and when it enables
+/// `trace` anywhere, the WebSocket library capped at `debug`: at `trace` it logs every frame it
+/// reads or writes, SDP and ICE candidates included.
+pub fn log_filter(spec: Option<&str>) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+    let filter = spec
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    if filter.max_level_hint() != Some(LevelFilter::TRACE) {
+        return filter;
+    }
+    match "tungstenite=debug".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -67,5 +84,49 @@ mod tests {
             assert!(shown.contains("redis.internal:6380"), "{shown}");
             assert!(shown.contains("<redacted>"), "{shown}");
         }
+    }
+
+    /// Whether an event of `target` at `level` passes `log_filter(spec)`.
+    fn passes(spec: Option<&str>, target: &'static str, level: tracing::Level) -> bool {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(log_filter(spec));
+        tracing::subscriber::with_default(subscriber, || match (target, level) {
+            ("tungstenite::protocol", tracing::Level::TRACE) => {
+                tracing::enabled!(target: "tungstenite::protocol", tracing::Level::TRACE)
+            }
+            ("tungstenite::protocol", tracing::Level::DEBUG) => {
+                tracing::enabled!(target: "tungstenite::protocol", tracing::Level::DEBUG)
+            }
+            ("kvs_signaling", tracing::Level::TRACE) => {
+                tracing::enabled!(target: "kvs_signaling", tracing::Level::TRACE)
+            }
+            ("kvs_signaling", tracing::Level::INFO) => {
+                tracing::enabled!(target: "kvs_signaling", tracing::Level::INFO)
+            }
+            _ => unreachable!(),
+        })
+    }
+
+    #[test]
+    fn websocket_frames_are_never_logged() {
+        use tracing::Level;
+        // At trace, everything but the WebSocket library's frame dumps.
+        for spec in [
+            "trace",
+            "info,tungstenite=trace",
+            "warn,kvs_signaling=trace",
+        ] {
+            assert!(
+                !passes(Some(spec), "tungstenite::protocol", Level::TRACE),
+                "{spec}"
+            );
+        }
+        assert!(passes(Some("trace"), "kvs_signaling", Level::TRACE));
+        assert!(passes(Some("trace"), "tungstenite::protocol", Level::DEBUG));
+        // Below trace the filter is the operator's.
+        assert!(passes(None, "kvs_signaling", Level::INFO));
+        assert!(!passes(None, "tungstenite::protocol", Level::DEBUG));
+        assert!(!passes(Some("warn"), "kvs_signaling", Level::INFO));
+        assert!(!passes(Some("warn"), "tungstenite::protocol", Level::DEBUG));
     }
 }
