@@ -40,6 +40,8 @@ pub enum QueryError {
     /// Percent-decodes to bytes that are not UTF-8: decoded lossily, `%FF` and `%FE` would both
     /// become U+FFFD and one signature would cover both.
     NotUtf8(String),
+    /// A parameter read as one value appears more than once ([`crate::query_param`]).
+    Repeated(String),
 }
 
 impl std::fmt::Display for QueryError {
@@ -53,6 +55,12 @@ impl std::fmt::Display for QueryError {
                 f,
                 "The query string component '{c}' does not percent-decode to UTF-8."
             ),
+            Self::Repeated(name) => {
+                write!(
+                    f,
+                    "The query string has the {name} parameter more than once."
+                )
+            }
         }
     }
 }

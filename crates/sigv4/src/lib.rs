@@ -15,11 +15,26 @@ mod timefmt;
 
 use std::time::Duration;
 
+pub use canonical::{decode_component, QueryError};
 pub use error::AuthError;
 pub use header::verify_header;
 pub use presign::verify_presigned;
 pub use scope::parse_scope_unverified;
 pub use sign::{presign_query, sign_headers};
+
+/// The one value of query parameter `name` (exact name), percent-decoded strictly as the
+/// verifier decodes it: `Ok(None)` when absent, an error when a component is malformed or not
+/// UTF-8, or when `name` appears more than once (for the handshake's `X-Amz-ChannelARN` and
+/// `X-Amz-ClientId`, which a lenient reader would take the first of; docs/protocol.md §7.2).
+pub fn query_param(raw: &str, name: &str) -> Result<Option<String>, QueryError> {
+    let mut found = None;
+    for (k, v) in canonical::query_pairs(raw)? {
+        if k == name && found.replace(v).is_some() {
+            return Err(QueryError::Repeated(name.to_owned()));
+        }
+    }
+    Ok(found)
+}
 
 /// `yyyymmddThhmmssZ` for a time, as `X-Amz-Date` wants it.
 pub fn format_amz_date(t: std::time::SystemTime) -> String {
@@ -186,5 +201,23 @@ mod tests {
         }
         assert!(format!("{req:?}").contains("X-Amz-ChannelARN=arn"));
         assert!(format!("{v:?}").contains("AKID"));
+    }
+
+    #[test]
+    fn query_param_is_strict() {
+        let q = "X-Amz-ChannelARN=arn%3Aa&X-Amz-ClientId=v1&flag";
+        assert_eq!(query_param(q, "X-Amz-ChannelARN"), Ok(Some("arn:a".into())));
+        assert_eq!(query_param(q, "flag"), Ok(Some(String::new())));
+        assert_eq!(query_param(q, "X-Amz-Missing"), Ok(None));
+        assert_eq!(
+            query_param("X-Amz-ClientId=a&X-Amz-ClientId=a", "X-Amz-ClientId"),
+            Err(QueryError::Repeated("X-Amz-ClientId".into()))
+        );
+        assert_eq!(
+            query_param("X-Amz-ClientId=%FF", "X-Amz-ClientId"),
+            Err(QueryError::NotUtf8("%FF".into()))
+        );
+        // Any malformed component makes the whole query unreadable, not just that pair.
+        assert!(query_param("X-Amz-ClientId=v&x=%G1", "X-Amz-ClientId").is_err());
     }
 }
