@@ -162,7 +162,7 @@ impl App {
         );
         let secret = match (&cfg.turn_secret_file, &cfg.turn_secret) {
             (Some(path), _) => read_secret(path)?,
-            (None, Some(s)) => s.clone(),
+            (None, Some(s)) => s.expose().to_owned(),
             (None, None) => random_secret(),
         };
         let ice = Arc::new(IceCredentials::new(secret, cfg.ice_ttl.as_secs() as u32));
@@ -456,7 +456,10 @@ async fn tls_listener(
             crate::tls::generate(&cfg.data_dir.join("tls"), &names)?
         }
     };
-    let config = crate::tls::server_config(&material)?;
+    // TLS 1.2/1.3 and forward-secret AEAD suites only, written out in tls.rs (SECURITY.md).
+    let config = Arc::new(
+        crate::tls::server_config(&material).context("loading the TLS certificate and key")?,
+    );
     Ok((
         crate::server::TlsListener { listener, config },
         material.ca_path,

@@ -43,8 +43,8 @@ pub enum Command {
     Serve(ServeConfig),
 }
 
-/// Where channels (and, with Redis, everything the nodes share) live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where channels (and, with Redis, everything the nodes share) live. `Debug` redacts (redact.rs).
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreKind {
     /// Embedded SQLite in --data-dir (durable).
     Sqlite,
@@ -359,7 +359,7 @@ pub struct ServeConfig {
     /// Shared secret for TURN REST credentials (coturn's static-auth-secret). Random per start
     /// when neither this nor --turn-secret-file is given.
     #[arg(long, env = "KVS_TURN_SECRET")]
-    pub turn_secret: Option<String>,
+    pub turn_secret: Option<crate::redact::Secret>,
 
     /// File holding the TURN shared secret; re-read every second, and on change connected
     /// clients get RECONNECT_ICE_SERVER.

@@ -17,17 +17,23 @@ pub fn verify_header(
     now: SystemTime,
     opts: &VerifyOptions,
 ) -> Result<Verified, AuthError> {
-    let auth = header_value(req.headers, "authorization").ok_or(AuthError::Missing)?;
-    let p = parse_authorization(&auth)?;
+    let mut auths = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+    let auth = auths.next().ok_or(AuthError::Missing)?;
+    if auths.next().is_some() {
+        // Joined with `,` they would parse as one header with the fields of both.
+        return Err(AuthError::Incomplete(
+            "The request has more than one Authorization header.".into(),
+        ));
+    }
+    let p = parse_authorization(auth.1.trim())?;
     check_scope(&p.credential, &p.signed_headers, opts)?;
-    let amz_date = header_value(req.headers, "x-amz-date").ok_or_else(|| {
-        AuthError::Incomplete(
-            "Authorization header requires existence of a 'X-Amz-Date' header.".into(),
-        )
-    })?;
+    let (date_header, amz_date) = request_date(req, &p.signed_headers)?;
     let t = timefmt::parse(&amz_date).ok_or_else(|| {
         AuthError::Incomplete(format!(
-            "X-Amz-Date must be in the ISO 8601 basic format yyyyMMdd'T'HHmmss'Z', got '{amz_date}'."
+            "{date_header} must be in the ISO 8601 basic format yyyyMMdd'T'HHmmss'Z', got '{amz_date}'."
         ))
     })?;
     if !amz_date.starts_with(&p.credential.date8) {
@@ -44,11 +50,9 @@ pub fn verify_header(
         .secret_for(&p.credential.access_key_id)
         .ok_or(AuthError::UnknownAccessKey)?;
     let signed: Vec<&str> = p.signed_headers.iter().map(String::as_str).collect();
-    let canonical_headers = canonical::headers(req.headers, &signed).map_err(|name| {
-        AuthError::Invalid(format!(
-            "The header '{name}' is listed in SignedHeaders but absent from the request."
-        ))
-    })?;
+    let canonical_headers =
+        canonical::headers(req.headers, &signed).map_err(|e| header_error(e, "SignedHeaders"))?;
+    let query = canonical::query_pairs(req.query).map_err(|e| AuthError::Invalid(e.to_string()))?;
     // The signature covers the body only through its hash: a declared
     // `x-amz-content-sha256` must be the body's real hash (or UNSIGNED-PAYLOAD with no body),
     // or a captured request could be replayed with another body.
@@ -67,7 +71,7 @@ pub fn verify_header(
     let creq = canonical::request(
         req.method,
         &canonical::uri(req.path),
-        &canonical::query(&canonical::query_pairs(req.query), None),
+        &canonical::query(&query, None),
         &canonical_headers,
         &p.signed_headers.join(";"),
         &payload,
@@ -88,7 +92,50 @@ pub fn verify_header(
         service: p.credential.service,
         date: amz_date,
         security_token: header_value(req.headers, "x-amz-security-token"),
+        signed_headers: p.signed_headers,
     })
+}
+
+/// Which header the request time comes from, and its value. `X-Amz-Date` when present; else the
+/// `Date` header, which AWS also accepts ("Elements of an AWS API request signature": the time
+/// stamp comes from `X-Amz-Date` or `Date`, in the ISO 8601 basic format). Either way the header
+/// must be signed ("Create a canonical request for Signature Version 4": a `date` or
+/// `x-amz-date` header that is included must be among the signed headers), and a `Date` in any
+/// other format (RFC 7231's IMF-fixdate, say) is refused by the caller rather than interpreted.
+fn request_date(
+    req: &HttpRequest,
+    signed_headers: &[String],
+) -> Result<(&'static str, String), AuthError> {
+    let (name, label, value) = match header_value(req.headers, "x-amz-date") {
+        Some(v) => ("x-amz-date", "X-Amz-Date", v),
+        None => match header_value(req.headers, "date") {
+            Some(v) => ("date", "Date", v),
+            None => {
+                return Err(AuthError::Incomplete(
+                    "Authorization header requires existence of either a 'X-Amz-Date' or a \
+                     'Date' header."
+                        .into(),
+                ))
+            }
+        },
+    };
+    if !signed_headers.iter().any(|h| h == name) {
+        return Err(AuthError::Invalid(format!(
+            "'{label}' must be a 'SignedHeader' in the AWS Authorization."
+        )));
+    }
+    Ok((label, value))
+}
+
+pub(crate) fn header_error(e: canonical::HeaderError, list: &str) -> AuthError {
+    match e {
+        canonical::HeaderError::Missing(name) => AuthError::Invalid(format!(
+            "The header '{name}' is listed in {list} but absent from the request."
+        )),
+        canonical::HeaderError::Unsignable(name) => AuthError::Invalid(format!(
+            "The value of the signed header '{name}' has control characters."
+        )),
+    }
 }
 
 pub(crate) fn check_scope(

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::canonical::{self, header_value};
+use crate::canonical;
 use crate::error::AuthError;
-use crate::header::check_scope;
+use crate::header::{check_scope, header_error};
 use crate::scope::Credential;
 use crate::sign::{same, signature};
 use crate::{timefmt, HttpRequest, SecretLookup, Verified, VerifyOptions, ALGORITHM};
@@ -17,7 +17,8 @@ pub fn verify_presigned(
     now: SystemTime,
     opts: &VerifyOptions,
 ) -> Result<Verified, AuthError> {
-    let pairs = canonical::query_pairs(req.query);
+    let pairs = canonical::query_pairs(req.query).map_err(|e| AuthError::Invalid(e.to_string()))?;
+    refuse_repeated_amz_parameters(&pairs)?;
     let get = |name: &str| {
         pairs
             .iter()
@@ -87,11 +88,8 @@ pub fn verify_presigned(
         .secret_for(&credential.access_key_id)
         .ok_or(AuthError::UnknownAccessKey)?;
     let signed: Vec<&str> = signed_headers.iter().map(String::as_str).collect();
-    let canonical_headers = canonical::headers(req.headers, &signed).map_err(|name| {
-        AuthError::Invalid(format!(
-            "The header '{name}' is listed in X-Amz-SignedHeaders but absent from the request."
-        ))
-    })?;
+    let canonical_headers = canonical::headers(req.headers, &signed)
+        .map_err(|e| header_error(e, "X-Amz-SignedHeaders"))?;
     let query = canonical::query(&pairs, Some("X-Amz-Signature"));
     let uri = canonical::uri(req.path);
     // Clients sign the empty payload's hash (a WebSocket connect has no body); accept
@@ -128,8 +126,27 @@ pub fn verify_presigned(
         region: credential.region,
         service: credential.service,
         date: amz_date.to_owned(),
-        security_token: get("X-Amz-Security-Token")
-            .map(str::to_owned)
-            .or_else(|| header_value(req.headers, "x-amz-security-token")),
+        // Only the signed query's: a token in a header would be outside the signature.
+        security_token: get("X-Amz-Security-Token").map(str::to_owned),
+        signed_headers,
     })
+}
+
+/// An `X-Amz-*` parameter given twice is refused: the signature covers both, but the verifier
+/// and the handshake read one of them (`X-Amz-Signature`, `X-Amz-Date`, `X-Amz-ChannelARN`,
+/// `X-Amz-ClientId` ...), and which one would be a convention of this server, not of the
+/// signer. No KVS SDK repeats them.
+fn refuse_repeated_amz_parameters(pairs: &[(String, String)]) -> Result<(), AuthError> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (k, _) in pairs {
+        if k.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("x-amz-")) {
+            if seen.iter().any(|s| s.eq_ignore_ascii_case(k)) {
+                return Err(AuthError::Invalid(format!(
+                    "The presigned URL has the {k} parameter more than once."
+                )));
+            }
+            seen.push(k);
+        }
+    }
+    Ok(())
 }

@@ -34,12 +34,22 @@ impl Credential {
     }
 }
 
-/// The parameters of a signature, from either form.
-#[derive(Debug, Clone)]
+/// The parameters of a signature, from either form. `Debug` redacts the signature.
+#[derive(Clone)]
 pub struct SignatureParams {
     pub credential: Credential,
     pub signed_headers: Vec<String>,
     pub signature: String,
+}
+
+impl std::fmt::Debug for SignatureParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignatureParams")
+            .field("credential", &self.credential)
+            .field("signed_headers", &self.signed_headers)
+            .field("signature", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Parses `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
@@ -58,11 +68,18 @@ pub fn parse_authorization(value: &str) -> Result<SignatureParams, AuthError> {
         let Some((k, v)) = part.trim().split_once('=') else {
             continue;
         };
-        match k.trim() {
-            "Credential" => credential = Some(v.trim()),
-            "SignedHeaders" => signed = Some(v.trim()),
-            "Signature" => signature = Some(v.trim()),
-            _ => {}
+        let slot = match k.trim() {
+            "Credential" => &mut credential,
+            "SignedHeaders" => &mut signed,
+            "Signature" => &mut signature,
+            _ => continue,
+        };
+        // Twice, one of them would win silently: which one is the client's is anybody's guess.
+        if slot.replace(v.trim()).is_some() {
+            return Err(AuthError::Incomplete(format!(
+                "Authorization header has the '{}' parameter more than once.",
+                k.trim()
+            )));
         }
     }
     let missing = |what: &str| {
@@ -90,9 +107,10 @@ pub fn parse_scope_unverified(req: &HttpRequest) -> Option<Verified> {
             service: p.credential.service,
             date: header_value(req.headers, "x-amz-date").unwrap_or_default(),
             security_token: header_value(req.headers, "x-amz-security-token"),
+            signed_headers: p.signed_headers,
         });
     }
-    let pairs = query_pairs(req.query);
+    let pairs = query_pairs(req.query).ok()?;
     let get = |name: &str| {
         pairs
             .iter()
@@ -106,6 +124,9 @@ pub fn parse_scope_unverified(req: &HttpRequest) -> Option<Verified> {
         service: c.service,
         date: get("X-Amz-Date").unwrap_or_default(),
         security_token: get("X-Amz-Security-Token"),
+        signed_headers: get("X-Amz-SignedHeaders")
+            .map(|h| h.split(';').map(str::to_ascii_lowercase).collect())
+            .unwrap_or_default(),
     })
 }
 
@@ -129,6 +150,10 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/service/aws4_request, Signature=x",
             "AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/service/aws4_request, SignedHeaders=host",
             "AWS4-HMAC-SHA256 Credential=AKID/2015/us-east-1/service, SignedHeaders=host, Signature=x",
+            // A field twice: which one counts would be a guess.
+            "AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/service/aws4_request, SignedHeaders=host, Signature=x, Signature=y",
+            "AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/service/aws4_request, Credential=B/20150830/us-east-1/service/aws4_request, SignedHeaders=host, Signature=x",
+            "AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/service/aws4_request, SignedHeaders=host, SignedHeaders=host;x-amz-date, Signature=x",
         ] {
             assert_eq!(
                 parse_authorization(bad).unwrap_err().code(),

@@ -66,7 +66,7 @@ pub fn sign_headers(
     let creq = canonical::request(
         req.method,
         &canonical::uri(req.path),
-        &canonical::query(&canonical::query_pairs(req.query), None),
+        &canonical::query(&canonical::query_pairs(req.query).unwrap_or_default(), None),
         &canonical::headers(req.headers, &names).unwrap_or_default(),
         &signed,
         &payload,

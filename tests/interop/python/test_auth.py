@@ -24,9 +24,17 @@ account_id = "111111111111"
 access_key_id = "AKIDBRAVO"
 secret_access_key = "bravo/secret+with=odd chars"
 account_id = "222222222222"
+
+[[credentials]]
+access_key_id = "ASIACHARLIE"
+secret_access_key = "charlie-secret"
+account_id = "333333333333"
+session_token = "charlie-session-token"
 """
 A = {"key": "AKIDALPHA", "secret": "alpha-secret"}
 B = {"key": "AKIDBRAVO", "secret": "bravo/secret+with=odd chars"}
+C = {"key": "ASIACHARLIE", "secret": "charlie-secret"}
+C_TOKEN = "charlie-session-token"
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +89,24 @@ def test_valid_requests_work_and_arns_carry_account_and_region(secured):
     r = secured.op("ListSignalingChannels", {}, **A)
     assert r.status_code == 200, r.text
     # Signed headers beyond botocore's choice (C SDK style: host;user-agent;x-amz-date, token unsigned).
-    r = secured.op("ListSignalingChannels", b"{\n\t\"MaxResults\": 5\n}", **A,
+    r = secured.op("ListSignalingChannels", b"{\n\t\"MaxResults\": 5\n}", **C,
                    headers={"User-Agent": "kvs-c-sdk/1.0"}, signed_headers=["host", "user-agent", "x-amz-date"],
-                   after_sign={"X-Amz-Security-Token": "unsigned-token"})
+                   after_sign={"X-Amz-Security-Token": C_TOKEN})
     assert r.status_code == 200, r.text
+
+
+def test_session_tokens_are_the_keys_own(secured):
+    """A key with a session_token verifies with exactly that token, signed (botocore) or not (C SDK);
+    a key without one refuses any token, as AWS refuses a long-term key sent with a token."""
+    arn = secured.client(**C, session_token=C_TOKEN).create_signaling_channel(ChannelName="temp")["ChannelARN"]
+    assert ":333333333333:" in arn
+    for who, token in ((C, None), (C, "charlie-session-tokeN"), (C, C_TOKEN + "x"), (A, "any-token"),
+                       (A, C_TOKEN)):
+        with pytest.raises(ClientError) as e:
+            secured.client(**who, session_token=token, fresh=True).list_signaling_channels()
+        assert (error_code(e.value), http_status(e.value)) == ("UnrecognizedClientException", 403), (who, token)
+        r = secured.op("ListSignalingChannels", {}, **who, after_sign={"X-Amz-Security-Token": token} if token else {})
+        assert_aws_error(r, "UnrecognizedClientException", 403)
 
 
 def test_health_needs_no_signature(secured):

@@ -1,9 +1,12 @@
 """The TLS listener: generated local CA (created once, reused), or the operator's certificate."""
 import hashlib
+import shutil
 import socket
 import ssl
+import subprocess
 
 import boto3
+import pytest
 import requests
 
 import re
@@ -64,3 +67,37 @@ def test_operator_certificate_is_served(tmp_path):
         assert not (other / "tls").exists(), "no CA is generated when a certificate is given"
     finally:
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    s = Server("--tls-listen", "127.0.0.1:0", data_dir=tmp_path_factory.mktemp("tls-policy"), store="memory")
+    yield s
+    s.stop()
+
+
+# SECURITY.md "TLS": TLS 1.2 and 1.3 only, and only forward-secret AEAD suites (crates/server/src/tls.rs).
+# OpenSSL's own policy would refuse TLS 1.0/1.1 before sending anything; SECLEVEL=0 lifts it, so
+# the refusal seen here is the server's alert.
+@pytest.mark.parametrize("case,args,ok", [
+    ("TLS 1.3", ["-tls1_3"], True),
+    ("TLS 1.2 ECDHE-ECDSA-AES-GCM", ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"], True),
+    ("TLS 1.2 ECDHE-ECDSA-CHACHA20", ["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"], True),
+    ("TLS 1.1", ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"], False),
+    ("TLS 1.0", ["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"], False),
+    ("TLS 1.2 CBC suites only", ["-tls1_2", "-cipher",
+                                 "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384"], False),
+    ("TLS 1.2 static-RSA key exchange only", ["-tls1_2", "-cipher", "AES128-GCM-SHA256:AES256-GCM-SHA384"], False),
+])
+def test_only_modern_tls_is_negotiated(tls_server, case, args, ok):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (scripts/test.sh installs it)")
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{tls_port(tls_server)}",
+                        "-servername", "localhost", *args],
+                       input=b"", capture_output=True, timeout=20)
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    if ok:
+        assert r.returncode == 0 and "Cipher is (NONE)" not in out, (case, out)
+    else:
+        assert r.returncode != 0 and "Cipher is (NONE)" in out, (case, out)
+        assert "alert" in out, ("the server, not the client, must refuse", case, out)

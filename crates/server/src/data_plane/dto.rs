@@ -14,7 +14,8 @@ pub struct GetIceServerConfigRequest {
     pub username: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// `Debug` redacts the password (redact.rs's rule: no secret in `{:?}`).
+#[derive(Serialize)]
 pub struct IceServer {
     #[serde(rename = "Uris")]
     pub uris: Vec<String>,
@@ -32,7 +33,8 @@ pub struct GetIceServerConfigResponse {
     pub ice_server_list: Vec<IceServer>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `Debug` shows the payload's length only: SDP carries ICE passwords.
+#[derive(Deserialize)]
 pub struct SendAlexaOfferToMasterRequest {
     #[serde(rename = "ChannelARN")]
     pub channel_arn: Option<String>,
@@ -42,8 +44,72 @@ pub struct SendAlexaOfferToMasterRequest {
     pub message_payload: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// `Debug` shows the answer's length only.
+#[derive(Serialize)]
 pub struct SendAlexaOfferToMasterResponse {
     #[serde(rename = "Answer")]
     pub answer: String,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("uris", &self.uris)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SendAlexaOfferToMasterRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendAlexaOfferToMasterRequest")
+            .field("channel_arn", &self.channel_arn)
+            .field("sender_client_id", &self.sender_client_id)
+            .field(
+                "message_payload_len",
+                &self.message_payload.as_ref().map(String::len),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SendAlexaOfferToMasterResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendAlexaOfferToMasterResponse")
+            .field("answer_len", &self.answer.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_turn_passwords_and_sdp() {
+        let ice = IceServer {
+            uris: vec!["turn:h:3478".into()],
+            username: "1700000000:djE=".into(),
+            password: "turn-password".into(),
+            ttl: 300,
+        };
+        let offer = SendAlexaOfferToMasterRequest {
+            channel_arn: Some("arn".into()),
+            sender_client_id: Some("alexa".into()),
+            message_payload: Some("a=ice-pwd:sdp-secret".into()),
+        };
+        let answer = SendAlexaOfferToMasterResponse {
+            answer: "a=ice-pwd:sdp-secret".into(),
+        };
+        for shown in [
+            format!("{ice:?}"),
+            format!("{offer:?}"),
+            format!("{answer:?}"),
+        ] {
+            assert!(!shown.contains("turn-password"), "{shown}");
+            assert!(!shown.contains("sdp-secret"), "{shown}");
+        }
+    }
 }

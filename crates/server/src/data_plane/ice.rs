@@ -12,12 +12,24 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` redacts the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IceServer {
     pub uris: Vec<String>,
     pub username: String,
     pub password: String,
     pub ttl_seconds: u32,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("uris", &self.uris)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("ttl_seconds", &self.ttl_seconds)
+            .finish()
+    }
 }
 
 pub struct IceCredentials {

@@ -13,7 +13,6 @@ use kvs_core::ids::ResourceArn;
 use kvs_core::quota::QuotaOp;
 use kvs_core::relay::message::is_valid_id;
 use kvs_core::relay::{Role, SessionSink};
-use percent_encoding::percent_decode_str;
 use tokio::sync::mpsc;
 
 use super::session;
@@ -21,28 +20,12 @@ use crate::aws::auth::SignedParts;
 use crate::aws::error::ApiError;
 use crate::state::SharedState;
 
-/// The value of a query parameter, percent-decoded.
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_decode_str(k).decode_utf8().ok()?;
-        if k == name {
-            Some(percent_decode_str(v).decode_utf8_lossy().into_owned())
-        } else {
-            None
-        }
-    })
-}
-
-/// How many times a query parameter appears (by its decoded name).
-fn query_param_count(query: &str, name: &str) -> usize {
-    query
-        .split('&')
-        .filter(|pair| {
-            let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            percent_decode_str(k).decode_utf8().is_ok_and(|k| k == name)
-        })
-        .count()
+/// The one value of a query parameter, decoded strictly (the verifier's decoder): a malformed
+/// escape, bytes that are not UTF-8 or a repeated parameter are refused rather than read
+/// leniently (a bad `X-Amz-ClientId` read as absent would turn a viewer into the master).
+fn param(query: &str, name: &str) -> Result<Option<String>, ApiError> {
+    kvs_sigv4::query_param(query, name)
+        .map_err(|e| ApiError::invalid(format!("The {name} query parameter is invalid: {e}.")))
 }
 
 pub async fn connect(state: SharedState, mut parts: Parts) -> Response {
@@ -72,17 +55,10 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
     let caller = state
         .auth
         .authenticate_presigned(&signed, SystemTime::now())?;
-    for name in ["X-Amz-ChannelARN", "X-Amz-ClientId"] {
-        if query_param_count(&query, name) > 1 {
-            return Err(ApiError::invalid(format!(
-                "The {name} query parameter appears more than once."
-            )));
-        }
-    }
-    let arn = query_param(&query, "X-Amz-ChannelARN")
+    let arn = param(&query, "X-Amz-ChannelARN")?
         .ok_or_else(|| ApiError::invalid("The X-Amz-ChannelARN query parameter is required."))?;
     let arn = ResourceArn::parse("X-Amz-ChannelARN", &arn)?;
-    let role = match query_param(&query, "X-Amz-ClientId") {
+    let role = match param(&query, "X-Amz-ClientId")? {
         None => Role::Master,
         Some(id) => {
             if !is_valid_id(&id) {
@@ -147,17 +123,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_params_are_decoded() {
+    fn parameters_are_decoded_strictly() {
         let q = "X-Amz-ChannelARN=arn%3Aaws%3Akinesisvideo%3Aus-east-1%3A1%3Achannel%2Fc%2F1&X-Amz-ClientId=v1&flag";
+        let one = |q: &str, name: &str| param(q, name).map_err(|e| e.code);
         assert_eq!(
-            query_param(q, "X-Amz-ChannelARN").as_deref(),
-            Some("arn:aws:kinesisvideo:us-east-1:1:channel/c/1")
+            one(q, "X-Amz-ChannelARN"),
+            Ok(Some("arn:aws:kinesisvideo:us-east-1:1:channel/c/1".into()))
         );
-        assert_eq!(query_param(q, "X-Amz-ClientId").as_deref(), Some("v1"));
-        assert_eq!(query_param(q, "flag").as_deref(), Some(""));
-        assert_eq!(query_param(q, "missing"), None);
-        assert_eq!(query_param_count(q, "X-Amz-ClientId"), 1);
-        assert_eq!(query_param_count("a=1&a=2&b=3&%61=4", "a"), 3);
-        assert_eq!(query_param_count(q, "missing"), 0);
+        assert_eq!(one(q, "X-Amz-ClientId"), Ok(Some("v1".into())));
+        assert_eq!(one(q, "missing"), Ok(None));
+        for bad in [
+            "X-Amz-ClientId=a&X-Amz-ClientId=b",
+            "X-Amz-ClientId=%ZZ",
+            "X-Amz-ClientId=%F",
+            "X-Amz-ClientId=%FF",
+        ] {
+            assert_eq!(
+                one(bad, "X-Amz-ClientId"),
+                Err("InvalidArgumentException"),
+                "{bad}"
+            );
+        }
     }
 }
