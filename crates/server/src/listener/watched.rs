@@ -128,10 +128,13 @@ impl ConnWatch {
         }
         let t = &self.timeouts;
         let started = self.head_started.load(Ordering::Relaxed);
-        Some(if started != 0 {
-            self.at(started - 1) + t.header
-        } else if self.served.load(Ordering::Relaxed) == 0 {
+        // The first request's headers are due within the timeout of the accept, however late
+        // their first byte came; only a kept-alive connection's next request counts from its
+        // first byte (docs/behaviour.md "Connections").
+        Some(if self.served.load(Ordering::Relaxed) == 0 {
             self.origin + t.header
+        } else if started != 0 {
+            self.at(started - 1) + t.header
         } else {
             self.at(self.idle_since.load(Ordering::Relaxed)) + t.keepalive
         })
