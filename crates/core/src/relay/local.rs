@@ -250,7 +250,7 @@ impl Sink for ChannelSink {
     }
 }
 
-/// A WebSocket session's outbox (docs/behaviour.md "Slow consumers"): a bounded Tokio channel
+/// A WebSocket session's outbox (docs/behaviour.md "Signaling data plane", slow consumers): a bounded Tokio channel
 /// like [`ChannelSink`], and when it is full the session is told (`overflow`) to close its
 /// connection: a client that does not read is disconnected rather than let its backlog grow or
 /// slow anyone else. The event that did not fit comes back to the caller, who holds it for the

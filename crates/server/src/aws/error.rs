@@ -38,10 +38,15 @@ impl ApiError {
     }
 
     pub fn unknown_operation(method: &str, path: &str) -> Self {
+        // The path is the client's: echo at most 200 characters of it.
+        let shown = match path.char_indices().nth(200) {
+            Some((end, _)) => format!("{}...", &path[..end]),
+            None => path.to_owned(),
+        };
         Self::new(
             StatusCode::NOT_FOUND,
             "UnknownOperationException",
-            format!("No operation matches {method} {path}"),
+            format!("No operation matches {method} {shown}"),
         )
     }
 

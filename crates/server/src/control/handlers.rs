@@ -132,18 +132,22 @@ impl Ctx<'_> {
                 ))
             }
         };
-        let subject = match &r {
-            ChannelRef::Name(n) => channel_subject(&self.caller.ns, n.as_str()),
-            ChannelRef::Arn(a) => a.to_string(),
-        };
-        self.throttle(QuotaOp::DescribeSignalingChannel, Some(&subject))
-            .await?;
-        let view = self
+        // One bucket per channel whether it is named by ARN or by name: a name is resolved
+        // first (from the index), and only a name that resolves to nothing counts by name.
+        let found = self
             .state
             .app
             .channels()
             .describe(&self.caller.ns, &r)
+            .await;
+        let subject = match (&found, &r) {
+            (Ok(view), _) => view.channel.arn.to_string(),
+            (Err(_), ChannelRef::Arn(a)) => a.to_string(),
+            (Err(_), ChannelRef::Name(n)) => channel_subject(&self.caller.ns, n.as_str()),
+        };
+        self.throttle(QuotaOp::DescribeSignalingChannel, Some(&subject))
             .await?;
+        let view = found?;
         to_body(&DescribeSignalingChannelOutput {
             channel_info: channel_info(&view),
         })

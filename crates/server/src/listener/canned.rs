@@ -79,7 +79,9 @@ impl Refusal {
         .to_string();
         format!(
             "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\nx-amzn-ErrorType: {}\r\n\
-             x-amzn-RequestId: {}\r\ncontent-length: {}\r\nconnection: close\r\ndate: {}\r\n\r\n{}",
+             x-amzn-RequestId: {}\r\ncontent-length: {}\r\nconnection: close\r\ndate: {}\r\n\
+             access-control-allow-origin: *\r\n\
+             access-control-expose-headers: x-amzn-requestid,x-amzn-errortype,date\r\n\r\n{}",
             self.status,
             self.reason,
             self.code,
@@ -137,6 +139,8 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         assert!(head.contains("\r\nx-amzn-ErrorType: RequestHeaderFieldsTooLargeException\r\n"));
         assert!(head.contains("\r\nx-amzn-RequestId: "));
+        // A browser app sees the error, not a CORS failure.
+        assert!(head.contains("\r\naccess-control-allow-origin: *\r\n"));
         assert!(head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())));
         let json: serde_json::Value = serde_json::from_str(body).expect("json");
         assert_eq!(json["__type"], "RequestHeaderFieldsTooLargeException");

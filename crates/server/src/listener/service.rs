@@ -65,8 +65,16 @@ impl Service<Request<hyper::body::Incoming>> for Watching {
             if let Ok(v) = HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-amzn-RequestId", v);
             }
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            let headers = resp.headers_mut();
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("x-amzn-requestid,x-amzn-errortype,date"),
+            );
             drop(guard);
             return Box::pin(std::future::ready(Ok(resp)));
         }

@@ -5,7 +5,7 @@
 //! message costs the sender a STATUS_RESPONSE (when it gave a correlationId), never the
 //! connection; what breaks the WebSocket protocol itself closes it with the RFC 6455 code
 //! (1007 invalid UTF-8, 1009 too big, 1002 protocol error), and a client that does not read
-//! is closed with 1008 once its outbox is full (docs/behaviour.md "Slow consumers").
+//! is closed with 1008 once its outbox is full (docs/behaviour.md "Signaling data plane", slow consumers).
 
 use std::sync::Arc;
 use std::time::Duration;
