@@ -107,6 +107,14 @@ def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def settled_fds(pid: int, readings: int = 5) -> int:
+    out = fd_count(pid)
+    for _ in range(readings - 1):
+        time.sleep(0.2)
+        out = min(out, fd_count(pid))
+    return out
+
+
 def metrics(node: Server) -> dict[str, int]:
     r = requests.get(node.url + "/metrics", timeout=10)
     assert r.status_code == 200, (node.url, r.status_code, r.text[:300])
@@ -263,6 +271,7 @@ class Load:
         # per channel, so sessions never replace each other's masters by accident).
         self.channels: list[list[str]] = []
         self.ctl_seq = 0
+        self.seq = [0] * workers  # sessions so far, per worker (client ids stay unique across runs)
 
     def create_channels(self):
         n = self.nodes[0]
@@ -295,10 +304,10 @@ class Load:
 
     # One session: master, viewers, offer/answer/ICE both ways, two held messages, closes.
     def signaling_worker(self, w: int, deadline: float):
-        rng = random.Random(self.seed * 1000 + w)
-        seq = 0
+        rng = random.Random(self.seed * 1000 + w + self.seq[w])
         while time.monotonic() < deadline:
-            seq += 1
+            self.seq[w] += 1
+            seq = self.seq[w]
             open_ws: list[Ws] = []
             try:
                 self.session(w, seq, rng, open_ws)
@@ -550,7 +559,9 @@ def run_mode(mode_name: str, minutes: float, warmup: float, seed: int, workers: 
         mode.wait_idle(SETTLE)
         warm_errors = list(tally.errors)
         base_rss = {n: rss_kib(p) for n, p in mode.procs().items()}
-        base_fds = {n: fd_count(p) for n, p in mode.procs().items()}
+        # The fewest of a few readings: the socket of the last /metrics request may not be
+        # closed on the node's side yet, and the baseline must not count it.
+        base_fds = {n: settled_fds(p) for n, p in mode.procs().items()}
         base_m = [metrics(s) for s in nodes]
         base_channels = channel_count(nodes[0])
         held0 = (tally.held_absent, tally.held_deleted)
