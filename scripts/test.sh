@@ -53,6 +53,9 @@ command -v redis-server >/dev/null || [[ -x /usr/bin/redis-server ]] || need_apt
 for p in faketime nginx haproxy openssl; do
   command -v $p >/dev/null || [[ -x /usr/sbin/$p ]] || need_apt+=($p)
 done
+# The hostile-input suite reads listen backlogs with ss and lowers a server's open-file limit.
+command -v ss >/dev/null || need_apt+=(iproute2)
+command -v prlimit >/dev/null || need_apt+=(util-linux)
 if ((${#need_apt[@]})); then
   step "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -61,6 +61,7 @@ impl SignalingPorts {
 pub struct Application {
     channels: Arc<ChannelService>,
     hub: Arc<Hub>,
+    throttle: crate::quota::Throttle,
 }
 
 /// The relay's view of channel TTLs, answered from the channel index.
@@ -97,7 +98,32 @@ impl Application {
             ttl: Arc::new(ServiceTtl(Arc::clone(&channels))),
         };
         let hub = Hub::new(node, clock, hub, hub_ports);
-        Self { channels, hub }
+        Self {
+            channels,
+            hub,
+            throttle: crate::quota::Throttle::off(),
+        }
+    }
+
+    /// The API quotas to enforce (docs/protocol.md §8.1-8.2); none unless set.
+    pub fn with_throttle(mut self, throttle: crate::quota::Throttle) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    /// Calls refused by a quota since start.
+    pub fn throttled(&self) -> u64 {
+        self.throttle.throttled()
+    }
+
+    /// Counts a call against its quotas: `ClientLimitExceededException` beyond them.
+    pub async fn throttle(
+        &self,
+        ns: &Namespace,
+        op: crate::quota::QuotaOp,
+        channel: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        self.throttle.check(ns, op, channel).await
     }
 
     /// The channel rules (create, describe, list, update, tags). Deletion goes through

@@ -1,8 +1,9 @@
 //! Held messages on Redis, per channel (all under its namespace's hash tag, [`crate::keys`]):
 //! `hm` maps a sequence number to the message, `hq` orders the sequence numbers (acceptance
-//! order, and the per-channel bound: the oldest go first), `hx` points from (recipient,
-//! sender, action) to the newest held offer or answer so a newer one replaces it, and holds the
-//! sequence counter. Each message carries the expiry stamped when it was accepted, so a TTL
+//! order, and the per-channel bound: the oldest go first), `hr:RECIPIENT` orders those of one
+//! recipient (so a connect reads only its own, not the whole channel's), `hx` points from
+//! (recipient, sender, action) to the newest held offer or answer so a newer one replaces it,
+//! and holds the sequence counter and which recipients have an `hr`. Each message carries the expiry stamped when it was accepted, so a TTL
 //! change applies only to messages sent afterwards; expired messages are never handed over.
 //! Every key expires with the latest message it holds, so nothing outlives its TTL by more than
 //! the longest TTL (120 s), and the bound caps a channel at `max_per_channel` messages.
@@ -19,7 +20,13 @@ use redis::Script;
 use crate::presence::{parse_role, role_field};
 use crate::Redis;
 
+// KEYS: hm, hq, hx, hr (the recipient's own order). ARGV: message, replacement key, bound,
+// ttl ms, now ms, the prefix of every recipient's hr key, the recipient.
 const HOLD: &str = r"
+local function unindex(s, m)
+  local r = m and string.match(m, '^([^\n]*)\n')
+  if r then redis.call('ZREM', ARGV[6] .. r, s) end
+end
 local seq = redis.call('HINCRBY', KEYS[3], '#', 1)
 local replaced = 0
 if ARGV[2] ~= '' then
@@ -27,6 +34,7 @@ if ARGV[2] ~= '' then
   if old then
     replaced = redis.call('HDEL', KEYS[1], old)
     redis.call('ZREM', KEYS[2], old)
+    redis.call('ZREM', KEYS[4], old)
   end
   redis.call('HSET', KEYS[3], ARGV[2], seq)
 end
@@ -42,6 +50,7 @@ if redis.call('ZCARD', KEYS[2]) >= max then
     if not m then
       redis.call('ZREM', KEYS[2], s)
     elseif exp and exp <= now then
+      unindex(s, m)
       redis.call('ZREM', KEYS[2], s)
       redis.call('HDEL', KEYS[1], s)
       expired = expired + 1
@@ -50,13 +59,16 @@ if redis.call('ZCARD', KEYS[2]) >= max then
 end
 while redis.call('ZCARD', KEYS[2]) >= max do
   local oldest = redis.call('ZPOPMIN', KEYS[2])
+  unindex(oldest[1], redis.call('HGET', KEYS[1], oldest[1]))
   redis.call('HDEL', KEYS[1], oldest[1])
   dropped = dropped + 1
 end
 redis.call('HSET', KEYS[1], seq, ARGV[1])
 redis.call('ZADD', KEYS[2], seq, seq)
+redis.call('ZADD', KEYS[4], seq, seq)
+redis.call('HSET', KEYS[3], 'r:' .. ARGV[7], 1)
 local ttl = tonumber(ARGV[4])
-for i = 1, 3 do
+for i = 1, 4 do
   if redis.call('PTTL', KEYS[i]) < ttl then
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
@@ -64,28 +76,34 @@ end
 return {replaced, dropped, expired}
 ";
 
+// KEYS: hm, hq, hx, hr. ARGV: the recipient. Reads only the recipient's own messages.
 const TAKE: &str = r"
-local prefix = ARGV[1] .. '\n'
 local out = {}
-for _, s in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+for _, s in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
   local m = redis.call('HGET', KEYS[1], s)
-  if not m then
-    redis.call('ZREM', KEYS[2], s)
-  elseif string.sub(m, 1, #prefix) == prefix then
+  if m then
     out[#out + 1] = m
     redis.call('HDEL', KEYS[1], s)
-    redis.call('ZREM', KEYS[2], s)
     local k = string.match(m, '^([^\n]*\n[^\n]*\n[^\n]*)\n')
     if k and redis.call('HGET', KEYS[3], k) == s then
       redis.call('HDEL', KEYS[3], k)
     end
   end
+  redis.call('ZREM', KEYS[2], s)
 end
+redis.call('DEL', KEYS[4])
+redis.call('HDEL', KEYS[3], 'r:' .. ARGV[1])
 return out
 ";
 
+// KEYS: hm, hq, hx. ARGV: the prefix of every recipient's hr key.
 const DROP: &str = r"
 local n = redis.call('ZCARD', KEYS[2])
+for _, f in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if string.sub(f, 1, 2) == 'r:' then
+    redis.call('DEL', ARGV[1] .. string.sub(f, 3))
+  end
+end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return n
 ";
@@ -172,6 +190,9 @@ impl HeldMessages for RedisHeld {
         // nodes' clocks need not agree with Redis's).
         let ttl_ms = message.expires_at_millis.saturating_sub(now_millis).max(1);
         let [hm, hq, hx] = self.redis.keys().held(channel);
+        let recipient = role_field(&message.recipient);
+        let hr_prefix = self.redis.keys().held_for_prefix(channel);
+        let hr = format!("{hr_prefix}{recipient}");
         let encoded = encode(&message);
         let key = if replaces_older(message.message.action) {
             replace_key(&encoded)
@@ -183,11 +204,14 @@ impl HeldMessages for RedisHeld {
             .key(hm)
             .key(hq)
             .key(hx)
+            .key(hr)
             .arg(&encoded)
             .arg(key)
             .arg(max_per_channel.max(1) as u64)
             .arg(ttl_ms)
             .arg(now_millis)
+            .arg(&hr_prefix)
+            .arg(&recipient)
             .invoke_async(&mut self.redis.conn())
             .await
             .map_err(backend)?;
@@ -205,12 +229,15 @@ impl HeldMessages for RedisHeld {
         now_millis: u64,
     ) -> Result<Taken, HeldError> {
         let [hm, hq, hx] = self.redis.keys().held(channel);
+        let recipient = role_field(recipient);
+        let hr = format!("{}{recipient}", self.redis.keys().held_for_prefix(channel));
         let all: Vec<String> = self
             .take
             .key(hm)
             .key(hq)
             .key(hx)
-            .arg(role_field(recipient))
+            .key(hr)
+            .arg(&recipient)
             .invoke_async(&mut self.redis.conn())
             .await
             .map_err(backend)?;
@@ -232,6 +259,7 @@ impl HeldMessages for RedisHeld {
             .key(hm)
             .key(hq)
             .key(hx)
+            .arg(self.redis.keys().held_for_prefix(channel))
             .invoke_async(&mut self.redis.conn())
             .await
             .map_err(backend)?;

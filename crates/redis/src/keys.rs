@@ -13,8 +13,10 @@
 //! | `P:{A:R}:pr:ARN` | hash role → `NODE:CONN` | who is connected to the channel, where | refreshed on each connect |
 //! | `P:{A:R}:hm:ARN` | hash seq → message | held messages | the latest held message's expiry |
 //! | `P:{A:R}:hq:ARN` | sorted set of seq | their acceptance order | same |
+//! | `P:{A:R}:hr:ARN:RECIPIENT` | sorted set of seq | one recipient's held messages, in order | same |
 //! | `P:{A:R}:hx:ARN` | hash | the newest offer/answer per (recipient, sender); `#` = seq | same |
 //! | `P:{A:R}:gone:ARN` | string | the channel was deleted: claims on it fail | 1 hour |
+//! | `P:q:SCOPE:OP:SUBJECT` | string | a quota bucket's GCRA cell (µs, Redis's clock) | a second after the bucket is full again |
 //! | `P:{nodes}` | sorted set node → lease end (Redis's clock, ms) | node leases | 1 day, renewed |
 //! | `P:bus:NODE` | pub/sub channel | envelopes to one node | (not stored) |
 
@@ -72,6 +74,12 @@ impl Keys {
         ]
     }
 
+    /// The prefix of a channel's per-recipient held-message orders: `hr:ARN:` + the recipient
+    /// (`M`, `V:CLIENT`, `W:CLIENT`).
+    pub fn held_for_prefix(&self, arn: &str) -> String {
+        format!("{}:", self.per_channel("hr", arn))
+    }
+
     /// The record key of the channel an ARN names (`…:channel/NAME/MILLIS`), for scripts that
     /// check the channel still exists; an ARN that does not parse gets a key nothing is at.
     pub fn channel_of_arn(&self, arn: &str) -> String {
@@ -85,6 +93,12 @@ impl Keys {
     /// Set for an hour when a channel is deleted: a claim on it after that fails.
     pub fn gone(&self, arn: &str) -> String {
         self.per_channel("gone", arn)
+    }
+
+    /// One quota bucket: `SCOPE` is `account` or `channel`, `SUBJECT` the account and region or
+    /// the channel. Expires a second after the bucket is full again.
+    pub fn quota(&self, scope: &str, op: &str, subject: &str) -> String {
+        format!("{}:q:{scope}:{op}:{subject}", self.prefix)
     }
 
     pub fn nodes(&self) -> String {

@@ -12,6 +12,7 @@ mod bus;
 mod error;
 mod held;
 pub mod keys;
+mod limiter;
 mod presence;
 mod store;
 
@@ -23,6 +24,7 @@ pub use bus::RedisBus;
 pub use error::{misconfigured, unavailable};
 pub use held::RedisHeld;
 pub use keys::Keys;
+pub use limiter::RedisLimiter;
 pub use presence::RedisPresence;
 pub use store::RedisStore;
 

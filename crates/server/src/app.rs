@@ -1,8 +1,8 @@
 //! Assembly: everything `kvs-signaling serve` runs, built in the library so `main.rs` and
 //! in-process tests assemble it the same way. [`Listeners::bind`] binds the sockets,
-//! [`App::build`] validates the configuration (in one place) and wires store, application
-//! layer, authentication, ICE and TURN together with the clock it is given, and [`run`] serves
-//! until the shutdown future completes (the mini-redis shape).
+//! [`App::build`] takes the configuration validated once ([`ServeConfig::validate`]) and wires
+//! store, application layer, authentication, ICE and TURN together with the clock it is given,
+//! and [`run`] serves until the shutdown future completes (the mini-redis shape).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use kvs_core::app::{Application, SignalingPorts};
 use kvs_core::clock::Clock;
+use kvs_core::quota::{MemoryLimiter, Quotas, RateLimiter, Throttle};
 use kvs_core::relay::rate::RateLimits;
 use kvs_core::relay::{Event, HubConfig, NodeId};
 use kvs_core::service::ServiceConfig;
@@ -19,7 +20,7 @@ use kvs_core::store::{MemoryStore, Store};
 use kvs_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::aws::auth::Authenticator;
-use crate::config::{ServeConfig, StoreKind};
+use crate::config::{ServeConfig, StoreKind, Validated};
 use crate::data_plane::ice::IceCredentials;
 use crate::endpoints::EndpointBase;
 use crate::server::{self, TlsListener};
@@ -51,9 +52,8 @@ impl Listeners {
                 cfg.listen
             );
         }
-        let http = tokio::net::TcpListener::bind(&addrs[..])
-            .await
-            .with_context(|| format!("binding {}", cfg.listen))?;
+        let http = crate::listener::bind(&addrs, cfg.listen_backlog)
+            .with_context(|| format!("--listen {}", cfg.listen))?;
         let (tls, tls_ca) = match &cfg.tls_listen {
             None => (None, None),
             Some(addr) => {
@@ -89,57 +89,77 @@ pub struct App {
 }
 
 impl App {
-    /// Validates `cfg`, opens the store (loading its index) and assembles the application.
+    /// Opens the store (loading its index) and assembles the application from the validated
+    /// configuration.
     pub async fn build(
-        cfg: &ServeConfig,
+        v: Validated,
         clock: Arc<dyn Clock>,
         listeners: &Listeners,
     ) -> anyhow::Result<Self> {
-        let v = cfg.validate()?;
+        let Validated {
+            config,
+            account,
+            region,
+            credentials,
+            public_endpoint,
+            ..
+        } = v;
+        let cfg = &config;
         let started = std::time::Instant::now();
         // One crypto provider for the whole process (TLS listener, rediss://).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let (store, ports): (Arc<dyn Store>, SignalingPorts) = match &cfg.store {
-            StoreKind::Memory => (Arc::new(MemoryStore::new()), SignalingPorts::in_process()),
-            StoreKind::Sqlite => {
-                let dir = cfg.data_dir.clone();
-                // Named in the data directory's lock, for the error of a second process.
-                let options = SqliteOptions {
-                    holder: format!("listening on http://{}", listeners.http.local_addr()?),
-                    ..SqliteOptions::default()
-                };
-                let s =
-                    tokio::task::spawn_blocking(move || SqliteStore::open_dir_with(&dir, options))
-                        .await?
-                        .with_context(|| {
-                            format!("opening the store in {}", cfg.data_dir.display())
-                        })?;
-                tracing::info!(
-                    channels = s.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "channel index loaded"
-                );
-                (Arc::new(s), SignalingPorts::in_process())
-            }
-            StoreKind::Redis(url) => redis_backends(cfg, url).await?,
+        let quotas = cfg.quota_table();
+        let memory_limiter = || -> Arc<dyn RateLimiter> {
+            Arc::new(MemoryLimiter::new(&quotas, Arc::clone(&clock)))
         };
-        let application = Arc::new(Application::new(
-            store,
-            clock,
-            ServiceConfig {
-                lifecycle_delay: cfg.lifecycle_delay,
-                max_channels: cfg.max_channels,
-            },
-            HubConfig {
-                max_viewers: cfg.max_viewers,
-                max_held_per_channel: cfg.max_held_messages,
-                go_away_grace: cfg.go_away_grace,
-                lease: cfg.node_lease,
-                ..HubConfig::default()
-            },
-            NodeId::random(),
-            ports,
-        ));
+        let (store, ports, limiter): (Arc<dyn Store>, SignalingPorts, Arc<dyn RateLimiter>) =
+            match &cfg.store {
+                StoreKind::Memory => (
+                    Arc::new(MemoryStore::new()),
+                    SignalingPorts::in_process(),
+                    memory_limiter(),
+                ),
+                StoreKind::Sqlite => {
+                    let dir = cfg.data_dir.clone();
+                    // Named in the data directory's lock, for the error of a second process.
+                    let options = SqliteOptions {
+                        holder: format!("listening on http://{}", listeners.http.local_addr()?),
+                        ..SqliteOptions::default()
+                    };
+                    let s = tokio::task::spawn_blocking(move || {
+                        SqliteStore::open_dir_with(&dir, options)
+                    })
+                    .await?
+                    .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+                    tracing::info!(
+                        channels = s.len(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "channel index loaded"
+                    );
+                    (Arc::new(s), SignalingPorts::in_process(), memory_limiter())
+                }
+                StoreKind::Redis(url) => redis_backends(cfg, url, &quotas).await?,
+            };
+        let application = Arc::new(
+            Application::new(
+                store,
+                clock,
+                ServiceConfig {
+                    lifecycle_delay: cfg.lifecycle_delay,
+                    max_channels: cfg.max_channels,
+                },
+                HubConfig {
+                    max_viewers: cfg.max_viewers,
+                    max_held_per_channel: cfg.max_held_messages,
+                    go_away_grace: cfg.go_away_grace,
+                    lease: cfg.node_lease,
+                    ..HubConfig::default()
+                },
+                NodeId::random(),
+                ports,
+            )
+            .with_throttle(Throttle::new(quotas.clone(), limiter)),
+        );
         let secret = match (&cfg.turn_secret_file, &cfg.turn_secret) {
             (Some(path), _) => read_secret(path)?,
             (None, Some(s)) => s.clone(),
@@ -147,16 +167,18 @@ impl App {
         };
         let ice = Arc::new(IceCredentials::new(secret, cfg.ice_ttl.as_secs() as u32));
         let http_addr = listeners.http.local_addr()?;
+        // The caps count every listener's connections, TURN/TCP's included.
+        let connections = crate::state::Connections::from_config(cfg);
         let turn = if cfg.embedded_turn {
-            Some(start_turn(cfg, &[http_addr], Arc::clone(&ice)).await?)
+            Some(start_turn(cfg, &[http_addr], Arc::clone(&ice), &connections).await?)
         } else {
             None
         };
-        let open = v.credentials.is_none();
+        let open = credentials.is_none();
         let state = Arc::new(AppState {
             app: application,
-            auth: Authenticator::new(v.credentials, v.account, v.region),
-            public_endpoint: v.public_endpoint,
+            auth: Authenticator::new(credentials, account, region),
+            public_endpoint,
             local_authority: http_addr.to_string(),
             session: SessionConfig {
                 idle_timeout: cfg.idle_timeout,
@@ -173,6 +195,7 @@ impl App {
             turn_uris: cfg.turn_uris.clone(),
             turn_port: turn.as_ref().map(|t| t.udp_addr.port()),
             alexa_answer_timeout: cfg.alexa_answer_timeout,
+            connections,
         });
         tracing::info!(
             store = %cfg.store,
@@ -233,7 +256,8 @@ pub async fn run(
 async fn redis_backends(
     cfg: &ServeConfig,
     url: &str,
-) -> anyhow::Result<(Arc<dyn Store>, SignalingPorts)> {
+    quotas: &Quotas,
+) -> anyhow::Result<(Arc<dyn Store>, SignalingPorts, Arc<dyn RateLimiter>)> {
     let redis = kvs_redis::Redis::open(url, &cfg.redis_prefix)
         .with_context(|| format!("--store {}", cfg.store))?;
     match redis.ping().await {
@@ -267,7 +291,9 @@ async fn redis_backends(
         held: Arc::new(kvs_redis::RedisHeld::new(redis.clone())),
         bus: Arc::new(kvs_redis::RedisBus::new(redis.clone())),
     };
-    Ok((Arc::new(kvs_redis::RedisStore::new(redis)), ports))
+    // Quotas are counted on Redis too, so the nodes together allow what one AWS region does.
+    let limiter = Arc::new(kvs_redis::RedisLimiter::new(redis.clone(), quotas.clone()));
+    Ok((Arc::new(kvs_redis::RedisStore::new(redis)), ports, limiter))
 }
 
 /// Expires held messages once a second, so metrics and memory reflect TTLs even on channels
@@ -286,6 +312,7 @@ async fn start_turn(
     cfg: &ServeConfig,
     http_addrs: &[std::net::SocketAddr],
     ice: Arc<IceCredentials>,
+    connections: &crate::state::Connections,
 ) -> anyhow::Result<crate::turn_relay::Turn> {
     let ip = http_addrs
         .first()
@@ -314,6 +341,9 @@ async fn start_turn(
         relay_ip,
         relay_bind: listen.ip(),
         max_per_channel: cfg.turn_max_allocations,
+        backlog: cfg.listen_backlog,
+        admission: Arc::clone(&connections.admission),
+        first_message_timeout: cfg.handshake_timeout,
     };
     let turn = match crate::turn_relay::start(opts(listen), Arc::clone(&ice)).await {
         Ok(t) => t,
@@ -384,8 +414,7 @@ async fn tls_listener(
              pass --credentials FILE or --allow-open-non-loopback"
         );
     }
-    let listener =
-        std::net::TcpListener::bind(&addrs[..]).with_context(|| format!("binding {addr}"))?;
+    let listener = crate::listener::bind(&addrs, cfg.listen_backlog)?;
     let material = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => crate::tls::load(cert, key)?,
         _ => {
@@ -427,12 +456,7 @@ async fn tls_listener(
             crate::tls::generate(&cfg.data_dir.join("tls"), &names)?
         }
     };
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
-        material.cert_pem.into_bytes(),
-        material.key_pem.into_bytes(),
-    )
-    .await
-    .context("loading the TLS certificate and key")?;
+    let config = crate::tls::server_config(&material)?;
     Ok((
         crate::server::TlsListener { listener, config },
         material.ca_path,

@@ -1,18 +1,27 @@
 //! Configuration from flags, `KVS_*` environment variables and an optional TOML file
 //! (docs/design.md §2). Precedence: flag, then environment, then file, then default.
 //!
-//! The file uses the flags' names in snake_case (`lifecycle_delay = "2s"`). It is merged by
-//! turning its entries into flags for every option the command line and environment left at its
-//! default, so the file goes through exactly the same parsers and checks as flags do.
+//! One parser for all three: clap. Flags and the environment are clap's own value sources; the
+//! file's entries become the defaults of the options it names (clap's `DefaultValue` source,
+//! which only applies when neither a flag nor a variable gave the option), after going through
+//! the very value parser of their option. So every bound below is checked once, at parse time,
+//! whichever of the three a value came from. The file uses the flags' names in snake_case
+//! (`lifecycle_delay = "2s"`); which keys exist and what type each holds is read off the clap
+//! command itself, so a new option needs nothing here. The quota overrides are the one
+//! exception: tables in the file (`[quota.channel]`), merged per operation with `--quota`.
 
+use std::any::TypeId;
+use std::fmt::Display;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use anyhow::{anyhow, bail, Context};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kvs_core::ids::{AccountId, Region};
+use kvs_core::quota::{QuotaMode, QuotaOp, Quotas, Scope};
 
 use crate::credentials::{self, CredentialMap};
 use crate::endpoints::EndpointBase;
@@ -113,9 +122,144 @@ pub enum LogFormat {
     Json,
 }
 
+// The bounds of every duration and count (README "Configuration" lists them). The upper ones
+// keep deadlines (`Instant + duration`) and capacities far from overflow.
+const MILLISECOND: Duration = Duration::from_millis(1);
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{e} (write durations with a unit: 500ms, 2s, 10m)"))
+}
+
+/// `10m`, `24h`, `7d`, `500ms`: a bound as the user would write it.
+fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    let s = d.as_secs();
+    if !ms.is_multiple_of(1000) {
+        format!("{ms}ms")
+    } else if s >= 2 * 86_400 && s.is_multiple_of(86_400) {
+        format!("{}d", s / 86_400)
+    } else if s >= 3600 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s >= 60 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The value parser of a duration option: a unit, and `min..=max`.
+fn durations(
+    min: Duration,
+    max: Duration,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    durations_because(min, max, "")
+}
+
+/// [`durations`] whose refusal says why the bounds are what they are.
+fn durations_because(
+    min: Duration,
+    max: Duration,
+    why: &'static str,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |s| {
+        let d = parse_duration(s)?;
+        if d < min || d > max {
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({why})")
+            };
+            return Err(format!(
+                "must be between {} and {}{why}",
+                show_duration(min),
+                show_duration(max)
+            ));
+        }
+        Ok(d)
+    }
+}
+
+/// The value parser of a count option: a whole number in `min..=max`.
+fn counts<T>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: FromStr + PartialOrd + Display + Copy + Send + Sync + 'static,
+{
+    move |s| match s.trim().parse::<T>() {
+        Ok(n) if n >= min && n <= max => Ok(n),
+        _ => Err(format!("must be a whole number between {min} and {max}")),
+    }
+}
+
+fn quota_mode(s: String) -> QuotaMode {
+    match s.as_str() {
+        "aws" => QuotaMode::Aws,
+        _ => QuotaMode::Off,
+    }
+}
+
+/// Highest rate a quota may be set to, requests per second.
+const MAX_QUOTA_RATE: f64 = 1_000_000.0;
+/// Lowest non-zero rate (the limiter's period is at most a day, docs/protocol.md §8.1).
+const MIN_QUOTA_RATE: f64 = 0.001;
+
+/// One operator override of a quota: `--quota channel.ConnectAsMaster=10`, or
+/// `[quota.channel] ConnectAsMaster = 10` in the file. A rate of 0 removes the limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuotaOverride {
+    pub scope: Scope,
+    pub op: QuotaOp,
+    /// Requests per second; 0 removes the limit.
+    pub rate: f64,
+}
+
+fn quota_scope(s: &str) -> Result<Scope, String> {
+    match s {
+        "account" => Ok(Scope::Account),
+        "channel" => Ok(Scope::Channel),
+        _ => Err(format!(
+            "unknown quota scope {s:?}: expected account or channel"
+        )),
+    }
+}
+
+fn quota_op(s: &str) -> Result<QuotaOp, String> {
+    QuotaOp::from_name(s).ok_or_else(|| {
+        let names: Vec<_> = QuotaOp::ALL.iter().map(|op| op.name()).collect();
+        format!(
+            "unknown operation {s:?}: expected one of {}",
+            names.join(", ")
+        )
+    })
+}
+
+fn quota_rate(rate: f64) -> Result<f64, String> {
+    if rate == 0.0 || (MIN_QUOTA_RATE..=MAX_QUOTA_RATE).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "the rate must be 0 (no limit) or between {MIN_QUOTA_RATE} and {MAX_QUOTA_RATE} \
+             requests per second"
+        ))
+    }
+}
+
+/// `SCOPE.OPERATION=RATE`, e.g. `channel.ConnectAsMaster=10`.
+fn parse_quota_override(s: &str) -> Result<QuotaOverride, String> {
+    let shape =
+        || format!("expected SCOPE.OPERATION=RATE (e.g. channel.ConnectAsMaster=10), not {s:?}");
+    let (target, rate) = s.split_once('=').ok_or_else(shape)?;
+    let (scope, op) = target.trim().split_once('.').ok_or_else(shape)?;
+    let rate: f64 = rate.trim().parse().map_err(|_| shape())?;
+    Ok(QuotaOverride {
+        scope: quota_scope(scope)?,
+        op: quota_op(op)?,
+        rate: quota_rate(rate)?,
+    })
 }
 
 #[derive(Debug, Clone, Args)]
@@ -138,8 +282,8 @@ pub struct ServeConfig {
     pub store: StoreKind,
 
     /// How long a node's presence (its masters and viewers) outlives the node when it dies
-    /// without a goodbye (kill -9), on Redis. At most 30 s.
-    #[arg(long, env = "KVS_NODE_LEASE", default_value = "15s", value_parser = parse_duration)]
+    /// without a goodbye (kill -9), on Redis (1s..30s; at least 4s with Redis).
+    #[arg(long, env = "KVS_NODE_LEASE", default_value = "15s", value_parser = durations(SECOND, 30 * SECOND))]
     pub node_lease: Duration,
 
     /// Prefix of every Redis key this deployment uses (several deployments may share a Redis).
@@ -163,12 +307,14 @@ pub struct ServeConfig {
     #[arg(long, env = "KVS_ALLOW_OPEN_NON_LOOPBACK")]
     pub allow_open_non_loopback: bool,
 
-    /// How long CREATING / UPDATING / DELETING last (0s: complete before the response).
-    #[arg(long, env = "KVS_LIFECYCLE_DELAY", default_value = "0s", value_parser = parse_duration)]
+    /// How long CREATING / UPDATING / DELETING last (0s: complete before the response;
+    /// 0s..24h).
+    #[arg(long, env = "KVS_LIFECYCLE_DELAY", default_value = "0s", value_parser = durations(Duration::ZERO, DAY))]
     pub lifecycle_delay: Duration,
 
-    /// Signaling channels per account and region (AccountChannelLimitExceededException).
-    #[arg(long, env = "KVS_MAX_CHANNELS", default_value_t = 10_000)]
+    /// Signaling channels per account and region (AccountChannelLimitExceededException;
+    /// 1..100000000).
+    #[arg(long, env = "KVS_MAX_CHANNELS", default_value = "10000", value_parser = counts(1usize, 100_000_000))]
     pub max_channels: usize,
 
     /// Base URL handed out by GetSignalingChannelEndpoint instead of the request's Host, e.g.
@@ -181,33 +327,33 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
 
     /// How long graceful shutdown waits for requests and signaling connections to finish
-    /// (connections get GO_AWAY first).
-    #[arg(long, env = "KVS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    /// (connections get GO_AWAY first; 0s..1h).
+    #[arg(long, env = "KVS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = durations(Duration::ZERO, HOUR))]
     pub shutdown_timeout: Duration,
 
-    /// Concurrent viewers per channel (ClientLimitExceededException beyond).
-    #[arg(long, env = "KVS_MAX_VIEWERS", default_value_t = 10)]
+    /// Concurrent viewers per channel (ClientLimitExceededException beyond; 1..100000).
+    #[arg(long, env = "KVS_MAX_VIEWERS", default_value = "10", value_parser = counts(1usize, 100_000))]
     pub max_viewers: usize,
 
     /// Messages held per channel for recipients that are not connected; the oldest is dropped
-    /// beyond this.
-    #[arg(long, env = "KVS_MAX_HELD_MESSAGES", default_value_t = 1000)]
+    /// beyond this (1..1000000).
+    #[arg(long, env = "KVS_MAX_HELD_MESSAGES", default_value = "1000", value_parser = counts(1usize, 1_000_000))]
     pub max_held_messages: usize,
 
     /// Per-connection message rate limits of AWS (offers and answers 5/s, ICE candidates 20/s).
     #[arg(long, env = "KVS_MESSAGE_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set)]
     pub message_rate_limits: bool,
 
-    /// Close a signaling connection after this long without a frame from the client.
-    #[arg(long, env = "KVS_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    /// Close a signaling connection after this long without a frame from the client (1s..7d).
+    #[arg(long, env = "KVS_IDLE_TIMEOUT", default_value = "10m", value_parser = durations(SECOND, 7 * DAY))]
     pub idle_timeout: Duration,
 
-    /// Close a signaling connection after this long, whatever it is doing.
-    #[arg(long, env = "KVS_MAX_CONNECTION_DURATION", default_value = "1h", value_parser = parse_duration)]
+    /// Close a signaling connection after this long, whatever it is doing (1s..7d).
+    #[arg(long, env = "KVS_MAX_CONNECTION_DURATION", default_value = "1h", value_parser = durations(SECOND, 7 * DAY))]
     pub max_connection_duration: Duration,
 
-    /// After GO_AWAY (channel deleted), close the connection after this long.
-    #[arg(long, env = "KVS_GO_AWAY_GRACE", default_value = "60s", value_parser = parse_duration)]
+    /// After GO_AWAY (channel deleted), close the connection after this long (0s..1h).
+    #[arg(long, env = "KVS_GO_AWAY_GRACE", default_value = "60s", value_parser = durations(Duration::ZERO, HOUR))]
     pub go_away_grace: Duration,
 
     /// Shared secret for TURN REST credentials (coturn's static-auth-secret). Random per start
@@ -225,8 +371,8 @@ pub struct ServeConfig {
     #[arg(long = "turn-uri", env = "KVS_TURN_URIS", value_delimiter = ',')]
     pub turn_uris: Vec<String>,
 
-    /// Lifetime of TURN credentials (GetIceServerConfig's Ttl); at least 31s.
-    #[arg(long, env = "KVS_ICE_TTL", default_value = "300s", value_parser = parse_duration)]
+    /// Lifetime of TURN credentials (GetIceServerConfig's Ttl; 31s..24h).
+    #[arg(long, env = "KVS_ICE_TTL", default_value = "300s", value_parser = durations_because(31 * SECOND, DAY, "the KVS C SDK refreshes 30 s before expiry"))]
     pub ice_ttl: Duration,
 
     /// Run the embedded TURN relay (UDP and TCP).
@@ -243,8 +389,8 @@ pub struct ServeConfig {
     #[arg(long, env = "KVS_TURN_RELAY_IP")]
     pub turn_relay_ip: Option<std::net::IpAddr>,
 
-    /// TURN allocations per signaling channel.
-    #[arg(long, env = "KVS_TURN_MAX_ALLOCATIONS", default_value_t = 50)]
+    /// TURN allocations per signaling channel (1..100000).
+    #[arg(long, env = "KVS_TURN_MAX_ALLOCATIONS", default_value = "50", value_parser = counts(1usize, 100_000))]
     pub turn_max_allocations: usize,
 
     /// HTTPS + WSS listen address (TLS), beside the plain listener; port 0 picks a free port.
@@ -265,51 +411,71 @@ pub struct ServeConfig {
     #[arg(long = "tls-san", env = "KVS_TLS_SANS", value_delimiter = ',')]
     pub tls_sans: Vec<String>,
 
-    /// How long SendAlexaOfferToMaster waits for the master's answer.
-    #[arg(long, env = "KVS_ALEXA_ANSWER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    /// How long SendAlexaOfferToMaster waits for the master's answer (100ms..10m).
+    #[arg(long, env = "KVS_ALEXA_ANSWER_TIMEOUT", default_value = "5s", value_parser = durations(100 * MILLISECOND, 10 * MINUTE))]
     pub alexa_answer_timeout: Duration,
-}
 
-/// Option ids that the config file may set (every option but `config` itself).
-const FILE_KEYS: &[&str] = &[
-    "listen",
-    "data_dir",
-    "store",
-    "node_lease",
-    "redis_prefix",
-    "region",
-    "account_id",
-    "credentials",
-    "allow_open_non_loopback",
-    "lifecycle_delay",
-    "max_channels",
-    "public_endpoint",
-    "log_format",
-    "shutdown_timeout",
-    "max_viewers",
-    "max_held_messages",
-    "message_rate_limits",
-    "idle_timeout",
-    "max_connection_duration",
-    "go_away_grace",
-    "turn_secret",
-    "turn_secret_file",
-    "turn_uris",
-    "ice_ttl",
-    "alexa_answer_timeout",
-    "embedded_turn",
-    "turn_listen",
-    "turn_relay_ip",
-    "turn_max_allocations",
-    "tls_listen",
-    "tls_cert",
-    "tls_key",
-    "tls_sans",
-];
+    /// Time to receive a request's headers, a connection that sends nothing included
+    /// (1s..10m).
+    #[arg(long, env = "KVS_HEADER_TIMEOUT", default_value = "20s", value_parser = durations(SECOND, 10 * MINUTE))]
+    pub header_timeout: Duration,
+
+    /// Time to receive a request's body (1s..10m).
+    #[arg(long, env = "KVS_BODY_TIMEOUT", default_value = "30s", value_parser = durations(SECOND, 10 * MINUTE))]
+    pub body_timeout: Duration,
+
+    /// Idle time allowed between requests on a keep-alive connection (1s..1h).
+    #[arg(long, env = "KVS_KEEPALIVE_TIMEOUT", default_value = "60s", value_parser = durations(SECOND, HOUR))]
+    pub keepalive_timeout: Duration,
+
+    /// Time allowed for a TLS handshake, and for a WebSocket handshake (1s..2m).
+    #[arg(long, env = "KVS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = durations(SECOND, 2 * MINUTE))]
+    pub handshake_timeout: Duration,
+
+    /// Open client connections at most, over all listeners; 0: derived from the process's
+    /// open-file limit (0..1000000).
+    #[arg(long, env = "KVS_MAX_CONNECTIONS", default_value = "0", value_parser = counts(0u32, 1_000_000))]
+    pub max_connections: u32,
+
+    /// Open client connections from one IP address at most; 0: no per-address cap
+    /// (0..1000000).
+    #[arg(long, env = "KVS_MAX_CONNECTIONS_PER_IP", default_value = "4096", value_parser = counts(0u32, 1_000_000))]
+    pub max_connections_per_ip: u32,
+
+    /// Backlog of each listening TCP socket: connections the kernel queues before they are
+    /// accepted (1..65535).
+    #[arg(long, env = "KVS_LISTEN_BACKLOG", default_value = "4096", value_parser = counts(1u32, 65_535))]
+    pub listen_backlog: u32,
+
+    /// API quotas: off, or aws (AWS's published rates per account and per channel; a call
+    /// beyond them gets ClientLimitExceededException).
+    #[arg(long, env = "KVS_QUOTAS", default_value = "off", value_parser = PossibleValuesParser::new(["off", "aws"]).map(quota_mode))]
+    pub quotas: QuotaMode,
+
+    /// Override one quota, SCOPE.OPERATION=RATE in requests per second (repeatable;
+    /// comma-separated in the environment): SCOPE is account or channel, OPERATION an API
+    /// name (e.g. channel.ConnectAsMaster=10); 0 removes that limit, else 0.001..1000000.
+    #[arg(long, env = "KVS_QUOTA", value_name = "SCOPE.OPERATION=RATE", value_delimiter = ',', value_parser = parse_quota_override)]
+    pub quota: Vec<QuotaOverride>,
+
+    /// The config file's `[quota.SCOPE]` tables; `--quota` wins over them per operation.
+    #[arg(skip)]
+    file_quota: Vec<QuotaOverride>,
+}
 
 impl ServeConfig {
     pub fn listen_addr_is_loopback(addrs: &[SocketAddr]) -> bool {
         !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+    }
+
+    /// The API quotas in force: `--quotas`' table, then the file's `[quota.SCOPE]` overrides,
+    /// then `--quota` / `KVS_QUOTA` ones (which win for the same scope and operation).
+    pub fn quota_table(&self) -> Quotas {
+        let mut table = Quotas::for_mode(self.quotas);
+        for o in self.file_quota.iter().chain(&self.quota) {
+            table.set(o.scope, o.op, o.rate);
+        }
+        table
     }
 }
 
@@ -323,80 +489,246 @@ pub fn parse() -> anyhow::Result<Cli> {
 }
 
 pub fn parse_from(args: Vec<String>) -> anyhow::Result<Cli> {
-    let matches = Cli::command().try_get_matches_from(args.clone())?;
-    let cli = Cli::from_arg_matches(&matches)?;
-    let Command::Serve(serve) = &cli.command;
-    let Some(path) = &serve.config else {
-        return Ok(cli);
-    };
-    let sub = matches
-        .subcommand_matches("serve")
-        .context("serve arguments")?;
-    let extra = file_args(path, sub)?;
-    if extra.is_empty() {
-        return Ok(cli);
-    }
-    let mut all = args;
-    all.extend(extra);
-    let matches = Cli::command().try_get_matches_from(all)?;
-    Ok(Cli::from_arg_matches(&matches)?)
+    parse_with(Cli::command(), args)
 }
 
-fn file_args(path: &PathBuf, sub: &ArgMatches) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
-    let mut out = Vec::new();
-    for (key, value) in table {
-        let Some(id) = FILE_KEYS.iter().find(|k| **k == key) else {
-            bail!("config file {}: unknown option {key:?}", path.display());
-        };
-        let explicit = matches!(
-            sub.value_source(id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        );
-        if explicit {
-            continue;
+/// Parses `args` with `cmd` (the tests give it other environment variable names): once to
+/// find `--config`, and with a file, once more with the file's values as the defaults.
+fn parse_with(cmd: clap::Command, args: Vec<String>) -> anyhow::Result<Cli> {
+    let matches = cmd.clone().try_get_matches_from(&args)?;
+    let path = matches
+        .subcommand_matches("serve")
+        .and_then(|m| m.get_one::<PathBuf>("config"))
+        .cloned();
+    let Some(path) = path else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let mut serve = cmd
+        .find_subcommand("serve")
+        .cloned()
+        .context("the serve command")?;
+    serve.build();
+    let file = FileLayer::read(&path, &serve)?;
+    let cmd = cmd.mut_subcommand("serve", |mut serve| {
+        for (id, values) in file.defaults {
+            serve = serve.mut_arg(id, |a| a.default_values(values));
         }
-        let flag = match *id {
-            "turn_uris" => "--turn-uri".to_owned(),
-            "tls_sans" => "--tls-san".to_owned(),
-            _ => format!("--{}", id.replace('_', "-")),
+        serve
+    });
+    let matches = cmd.try_get_matches_from(&args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let Command::Serve(serve) = &mut cli.command;
+    serve.file_quota = file.quota;
+    Ok(cli)
+}
+
+/// What the value of a config file key must be, from its option's action and value type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    Boolean,
+    Integer,
+    Duration,
+    Text,
+    /// A repeatable option: a list of strings (or one string).
+    List,
+}
+
+impl FileKind {
+    fn of(arg: &clap::Arg) -> Self {
+        let t = arg.get_value_parser().type_id();
+        let integers = [
+            TypeId::of::<u8>(),
+            TypeId::of::<u16>(),
+            TypeId::of::<u32>(),
+            TypeId::of::<u64>(),
+            TypeId::of::<usize>(),
+        ];
+        if matches!(arg.get_action(), ArgAction::Append) {
+            Self::List
+        } else if matches!(arg.get_action(), ArgAction::SetTrue) || t == TypeId::of::<bool>() {
+            Self::Boolean
+        } else if t == TypeId::of::<Duration>() {
+            Self::Duration
+        } else if integers.iter().any(|i| t == *i) {
+            Self::Integer
+        } else {
+            Self::Text
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Self::Boolean => "a boolean (true or false)",
+            Self::Integer => "an integer",
+            Self::Duration => "a duration string with a unit (\"500ms\", \"2s\", \"10m\")",
+            Self::Text => "a string",
+            Self::List => "a list of strings",
+        }
+    }
+
+    /// The value as clap arguments, or `None` when it has the wrong type.
+    fn strings(self, value: &toml::Value) -> Option<Vec<String>> {
+        use toml::Value as V;
+        match (self, value) {
+            (Self::Boolean, V::Boolean(b)) => Some(vec![b.to_string()]),
+            (Self::Integer, V::Integer(i)) => Some(vec![i.to_string()]),
+            (Self::Duration | Self::Text | Self::List, V::String(s)) => Some(vec![s.clone()]),
+            (Self::List, V::Array(items)) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect(),
+            _ => None,
+        }
+    }
+}
+
+/// The config file, checked: the defaults it gives options, and its quota overrides.
+struct FileLayer {
+    defaults: Vec<(clap::Id, Vec<String>)>,
+    quota: Vec<QuotaOverride>,
+}
+
+impl FileLayer {
+    /// Reads `path` against the (built) serve command: every key must name one of its options
+    /// and hold a value of that option's type that its value parser accepts.
+    fn read(path: &Path, serve: &clap::Command) -> anyhow::Result<Self> {
+        let file = path.display();
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading config file {file}"))?;
+        let table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing config file {file}"))?;
+        let mut layer = Self {
+            defaults: Vec::new(),
+            quota: Vec::new(),
         };
-        match value {
-            // `message_rate_limits` takes a value; the others are plain switches.
-            toml::Value::Boolean(b) if *id == "message_rate_limits" || *id == "embedded_turn" => {
-                out.extend([flag, b.to_string()])
+        for (key, value) in &table {
+            if key == "quota" {
+                layer.quota = file_quota(value).map_err(|e| anyhow!("config file {file}: {e}"))?;
+                continue;
             }
-            toml::Value::Boolean(true) => out.push(flag),
-            toml::Value::Boolean(false) => {}
-            toml::Value::Array(items) => {
-                for item in items {
-                    let toml::Value::String(s) = item else {
-                        bail!(
-                            "config file {}: {key:?} must be a list of strings",
-                            path.display()
-                        );
-                    };
-                    out.extend([flag.clone(), s]);
+            let Some(arg) = serve
+                .get_arguments()
+                .find(|a| a.get_id() == key.as_str() && file_may_set(a))
+            else {
+                bail!("config file {file}: {}", unknown_key(serve, key));
+            };
+            let kind = FileKind::of(arg);
+            let values = kind.strings(value).ok_or_else(|| {
+                anyhow!(
+                    "config file {file}: {key} must be {}, not {}",
+                    kind.expected(),
+                    value.type_str()
+                )
+            })?;
+            for v in &values {
+                let parts: Vec<&str> = match arg.get_value_delimiter() {
+                    Some(d) => v.split(d).collect(),
+                    None => vec![v.as_str()],
+                };
+                for part in parts {
+                    check_value(arg, part)
+                        .map_err(|e| anyhow!("config file {file}: {key} = {value}: {e}"))?;
                 }
             }
-            toml::Value::String(s) => out.extend([flag, s]),
-            toml::Value::Integer(i) => out.extend([flag, i.to_string()]),
-            other => bail!(
-                "config file {}: option {key:?} must be a string, integer or boolean, not {}",
-                path.display(),
-                other.type_str()
-            ),
+            layer.defaults.push((arg.get_id().clone(), values));
+        }
+        Ok(layer)
+    }
+}
+
+/// Options the file may not set: `config` itself, and clap's `help` / `version`.
+fn file_may_set(arg: &clap::Arg) -> bool {
+    !matches!(
+        arg.get_id().as_str(),
+        "config" | "quota" | "help" | "version"
+    )
+}
+
+/// "unknown option `lifecycle-delay` (did you mean lifecycle_delay?)".
+fn unknown_key(serve: &clap::Command, key: &str) -> String {
+    let wanted = key.replace('-', "_");
+    let near = serve.get_arguments().filter(|a| file_may_set(a)).find(|a| {
+        a.get_id().as_str() == wanted
+            || a.get_long().map(|l| l.replace('-', "_")) == Some(wanted.clone())
+    });
+    match near {
+        Some(a) => format!("unknown option {key:?} (did you mean {}?)", a.get_id()),
+        None if key == "config" => "a config file cannot name another (\"config\")".to_owned(),
+        None => format!(
+            "unknown option {key:?} (the options are the flags' names in snake_case, e.g. \
+             lifecycle_delay)"
+        ),
+    }
+}
+
+/// Runs `value` through `arg`'s own value parser (on a one-option command, clap keeping the
+/// parser's entry point to itself); the error is the parser's reason.
+fn check_value(arg: &clap::Arg, value: &str) -> Result<(), String> {
+    let probe = clap::Command::new("probe").no_binary_name(true).arg(
+        clap::Arg::new("value")
+            .long("value")
+            .action(ArgAction::Set)
+            .value_parser(arg.get_value_parser().clone()),
+    );
+    let Err(e) = probe.try_get_matches_from([format!("--value={value}")]) else {
+        return Ok(());
+    };
+    if let Some(reason) = std::error::Error::source(&e) {
+        return Err(reason.to_string());
+    }
+    let possible: Vec<_> = arg
+        .get_possible_values()
+        .iter()
+        .map(|p| p.get_name().to_owned())
+        .collect();
+    if !possible.is_empty() {
+        return Err(format!("expected one of {}", possible.join(", ")));
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    Err(first.trim_start_matches("error: ").to_owned())
+}
+
+/// `[quota.account]` / `[quota.channel]` tables of `Operation = rate`.
+fn file_quota(value: &toml::Value) -> Result<Vec<QuotaOverride>, String> {
+    let tables = "quota must be tables [quota.account] and [quota.channel] of Operation = rate";
+    let toml::Value::Table(scopes) = value else {
+        return Err(tables.to_owned());
+    };
+    let mut out = Vec::new();
+    for (scope_name, ops) in scopes {
+        let scope = quota_scope(scope_name).map_err(|e| format!("quota.{scope_name}: {e}"))?;
+        let toml::Value::Table(ops) = ops else {
+            return Err(format!(
+                "quota.{scope_name} must be a table of Operation = rate, not {}",
+                ops.type_str()
+            ));
+        };
+        for (op_name, rate) in ops {
+            let key = format!("quota.{scope_name}.{op_name}");
+            let op = quota_op(op_name).map_err(|e| format!("{key}: {e}"))?;
+            let rate = match rate {
+                toml::Value::Integer(i) => *i as f64,
+                toml::Value::Float(f) => *f,
+                other => {
+                    return Err(format!(
+                        "{key} must be a number (requests per second), not {}",
+                        other.type_str()
+                    ))
+                }
+            };
+            let rate = quota_rate(rate).map_err(|e| format!("{key}: {e}"))?;
+            out.push(QuotaOverride { scope, op, rate });
         }
     }
     Ok(out)
 }
 
-/// The configuration, checked once: everything [`crate::app::App::build`] needs that can be
-/// wrong.
+/// The configuration, checked once by [`ServeConfig::validate`] (the only way to get one
+/// outside this crate): everything [`crate::app::App::build`] needs that can be wrong.
+#[non_exhaustive]
 pub struct Validated {
+    pub config: ServeConfig,
     pub account: AccountId,
     pub region: Region,
     pub credentials: Option<CredentialMap>,
@@ -404,20 +736,12 @@ pub struct Validated {
 }
 
 impl ServeConfig {
-    /// Checks every option that flags and the file cannot check on their own.
-    pub fn validate(&self) -> anyhow::Result<Validated> {
+    /// Checks what the value parsers cannot check on their own (options that depend on each
+    /// other, files to load). Takes the configuration, so it runs once per start.
+    pub fn validate(self) -> anyhow::Result<Validated> {
         let account =
             AccountId::parse(&self.account_id).map_err(|e| anyhow::anyhow!("--account-id: {e}"))?;
         let region = Region::parse(&self.region).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
-        if self.ice_ttl < Duration::from_secs(31) || self.ice_ttl.as_secs() > 86_400 {
-            bail!("--ice-ttl must be between 31s and 24h (the KVS C SDK refreshes 30 s before expiry)");
-        }
-        if self.max_viewers == 0 {
-            bail!("--max-viewers must be at least 1");
-        }
-        if self.node_lease < Duration::from_secs(1) || self.node_lease > Duration::from_secs(30) {
-            bail!("--node-lease must be between 1s and 30s");
-        }
         // A renewal may wait a whole response timeout before it fails; the next one (a third
         // of a lease later) must still come before the lease ends.
         let min_lease = kvs_redis::RESPONSE_TIMEOUT * 2;
@@ -429,8 +753,9 @@ impl ServeConfig {
                 kvs_redis::RESPONSE_TIMEOUT.as_secs()
             );
         }
-        if self.max_held_messages == 0 {
-            bail!("--max-held-messages must be at least 1");
+        // clap pairs the flags (`requires`); a file's values are defaults, which it does not.
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("--tls-cert and --tls-key go together: give both or neither");
         }
         let credentials = self
             .credentials
@@ -444,6 +769,7 @@ impl ServeConfig {
             .transpose()
             .context("--public-endpoint")?;
         Ok(Validated {
+            config: self,
             account,
             region,
             credentials,
@@ -453,119 +779,5 @@ impl ServeConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn serve(args: &[&str]) -> ServeConfig {
-        let mut v = vec!["kvs-signaling".to_string(), "serve".to_string()];
-        v.extend(args.iter().map(|s| s.to_string()));
-        let Command::Serve(s) = parse_from(v).unwrap().command;
-        s
-    }
-
-    #[test]
-    fn node_lease_is_checked_against_the_redis_response_timeout() {
-        let redis = "redis://127.0.0.1:6379";
-        for (args, ok) in [
-            (vec!["--node-lease", "1s"], true),
-            (vec!["--store", redis, "--node-lease", "3s"], false),
-            (vec!["--store", redis, "--node-lease", "4s"], true),
-            (vec!["--store", redis], true),
-            (vec!["--store", redis, "--node-lease", "31s"], false),
-        ] {
-            let got = serve(&args).validate();
-            assert_eq!(got.is_ok(), ok, "{args:?}");
-            if let Err(e) = got {
-                assert!(e.to_string().starts_with("--node-lease must be"), "{e}");
-            }
-        }
-    }
-
-    #[test]
-    fn defaults_match_the_cli_contract() {
-        let s = serve(&[]);
-        assert_eq!(s.listen, "127.0.0.1:4580");
-        assert_eq!(s.data_dir, PathBuf::from("./kvs-data"));
-        assert_eq!(s.store, StoreKind::Sqlite);
-        assert_eq!(s.region, "us-east-1");
-        assert_eq!(s.lifecycle_delay, Duration::ZERO);
-        assert_eq!(s.max_channels, 10_000);
-    }
-
-    #[test]
-    fn store_takes_a_redis_url() {
-        for (arg, want) in [
-            ("redis://127.0.0.1:6379", true),
-            ("redis://:s3cret@10.0.0.5:6380/3", true),
-            ("rediss://cache.example.com:6380", true),
-            ("redis://[::1]:6379/0", true),
-            ("rediss://127.0.0.1:6380/#insecure", true),
-            ("redis://127.0.0.1:6379/1?protocol=resp3", true),
-            ("redis://host:port", false),
-            ("redis://host:6379/db", false),
-            ("redis://", false),
-            ("postgres://x", false),
-        ] {
-            let r = parse_from(vec![
-                "k".into(),
-                "serve".into(),
-                "--store".into(),
-                arg.into(),
-            ]);
-            assert_eq!(r.is_ok(), want, "{arg}");
-        }
-        assert_eq!(
-            StoreKind::Redis("redis://:s3cret@h:1/0".into()).to_string(),
-            "redis://***@h:1/0"
-        );
-    }
-
-    #[test]
-    fn durations_need_units() {
-        assert_eq!(
-            serve(&["--lifecycle-delay", "500ms"]).lifecycle_delay,
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            serve(&["--lifecycle-delay", "2s"]).lifecycle_delay,
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            serve(&["--lifecycle-delay", "10m"]).lifecycle_delay,
-            Duration::from_secs(600)
-        );
-        let bad = parse_from(vec![
-            "k".into(),
-            "serve".into(),
-            "--lifecycle-delay".into(),
-            "abc".into(),
-        ]);
-        assert!(bad.is_err());
-    }
-
-    #[test]
-    fn config_file_fills_what_flags_leave_unset() {
-        let dir = std::env::temp_dir().join(format!("kvs-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("kvs.toml");
-        std::fs::write(
-            &path,
-            "lifecycle_delay = \"3s\"\nmax_channels = 7\nregion = \"eu-west-1\"\nstore = \"memory\"\n",
-        )
-        .unwrap();
-        let p = path.to_string_lossy().to_string();
-        let s = serve(&["--config", &p, "--region", "ap-south-1"]);
-        assert_eq!(s.lifecycle_delay, Duration::from_secs(3));
-        assert_eq!(s.max_channels, 7);
-        assert_eq!(s.store, StoreKind::Memory);
-        assert_eq!(s.region, "ap-south-1", "the flag wins over the file");
-        std::fs::write(&path, "store = \"redis://127.0.0.1:6390/2\"\n").unwrap();
-        let s = serve(&["--config", &p]);
-        assert_eq!(s.store, StoreKind::Redis("redis://127.0.0.1:6390/2".into()));
-        std::fs::write(&path, "no_such_option = 1\n").unwrap();
-        let v = vec!["k".into(), "serve".into(), "--config".into(), p];
-        assert!(parse_from(v).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -13,6 +13,7 @@ pub mod control;
 pub mod credentials;
 pub mod data_plane;
 pub mod endpoints;
+pub mod listener;
 pub mod metrics;
 pub mod server;
 pub mod state;

@@ -38,8 +38,8 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(serve(cfg)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Once, on stderr, whatever the log filter (`KVS_LOG`) lets through.
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("kvs-signaling: {e:#}");
             std::process::ExitCode::FAILURE
         }
@@ -60,9 +60,9 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
-    cfg.validate()?;
-    let listeners = Listeners::bind(&cfg).await?;
-    let app = App::build(&cfg, Arc::new(SystemClock), &listeners).await?;
+    let validated = cfg.validate()?;
+    let listeners = Listeners::bind(&validated.config).await?;
+    let app = App::build(validated, Arc::new(SystemClock), &listeners).await?;
     // Installed before the ready line: a signal right after it drains gracefully.
     let shutdown = server::shutdown_signal();
     if let Some(ca) = &listeners.tls_ca {

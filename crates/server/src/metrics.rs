@@ -16,7 +16,7 @@ pub fn render(s: &MetricsSnapshot) -> String {
             s.viewers_connected,
         ),
     ];
-    let counters: [(&str, &str, u64); 19] = [
+    let counters: [(&str, &str, u64); 20] = [
         (
             "kvs_signaling_connections_total",
             "Signaling connections accepted",
@@ -63,9 +63,14 @@ pub fn render(s: &MetricsSnapshot) -> String {
             s.messages_dropped_deleted,
         ),
         (
-            "kvs_signaling_messages_dropped_slow_consumer_total",
-            "Messages dropped: recipient not reading",
-            s.messages_dropped_slow_consumer,
+            "kvs_signaling_messages_held_slow_consumer_total",
+            "Messages held for the recipient's next connection: its outbox was full",
+            s.messages_held_slow_consumer,
+        ),
+        (
+            "kvs_signaling_connections_closed_slow_consumer_total",
+            "Signaling connections closed because their client did not read (outbox full)",
+            s.connections_closed_slow_consumer,
         ),
         (
             "kvs_signaling_messages_rejected_total",
@@ -120,6 +125,59 @@ pub fn render(s: &MetricsSnapshot) -> String {
         ));
     }
     for (name, help, v) in counters {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    }
+    out
+}
+
+/// The listeners' and quotas' figures (docs/behaviour.md "Connections").
+pub struct ServerFigures {
+    pub connections_open: usize,
+    pub connections_max: usize,
+    pub connections_refused: usize,
+    pub fd_exhausted: u64,
+    pub requests_throttled: u64,
+}
+
+pub fn render_server(f: &ServerFigures) -> String {
+    let to_i = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let to_u = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let mut out = String::new();
+    for (name, help, v) in [
+        (
+            "kvs_http_connections_open",
+            "Client connections open now (HTTP, HTTPS, TURN/TCP; upgraded WebSockets included)",
+            to_i(f.connections_open),
+        ),
+        (
+            "kvs_http_connections_max",
+            "The node's connection cap (--max-connections, or derived from the open-file limit)",
+            to_i(f.connections_max),
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+        ));
+    }
+    for (name, help, v) in [
+        (
+            "kvs_http_connections_refused_total",
+            "Connections over a cap (per node or per source address), shed or closed",
+            to_u(f.connections_refused),
+        ),
+        (
+            "kvs_http_accept_fd_exhausted_total",
+            "Accepts that failed for want of file descriptors",
+            f.fd_exhausted,
+        ),
+        (
+            "kvs_api_requests_throttled_total",
+            "API calls refused with ClientLimitExceededException by a quota",
+            f.requests_throttled,
+        ),
+    ] {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
         ));

@@ -4,7 +4,7 @@
 //! Routing is deliberately thin: `/health`, and one dispatcher that authenticates every AWS
 //! request the same way before looking at which operation it is.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,8 +13,8 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::aws::auth::SignedParts;
@@ -23,6 +23,7 @@ use crate::aws::request_id;
 use crate::control::{self, Operation};
 use crate::data_plane;
 use crate::endpoints::EndpointBase;
+use crate::listener;
 use crate::state::SharedState;
 
 /// Largest request body accepted; control-plane bodies are a few KiB at most.
@@ -77,8 +78,8 @@ fn cors() -> tower_http::cors::CorsLayer {
 
 /// The HTTPS + WSS listener (`--tls-listen`).
 pub struct TlsListener {
-    pub listener: std::net::TcpListener,
-    pub config: axum_server::tls_rustls::RustlsConfig,
+    pub listener: TcpListener,
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 async fn health() -> impl IntoResponse {
@@ -100,10 +101,20 @@ async fn ready(State(state): State<SharedState>) -> Response {
 }
 
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(&state.app.hub().metrics_snapshot()),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
+        let admission = &state.connections.admission;
+        let mut text = crate::metrics::render(&state.app.hub().metrics_snapshot());
+        text.push_str(&crate::metrics::render_server(
+            &crate::metrics::ServerFigures {
+                connections_open: admission.open(),
+                connections_max: admission.caps().max,
+                connections_refused: admission.refused(),
+                fd_exhausted: listener::fd_exhausted(),
+                requests_throttled: state.app.throttled(),
+            },
+        ));
+        text
+    })
 }
 
 /// Serves until `shutdown` completes, then stops accepting, sends GO_AWAY to every signaling
@@ -115,57 +126,53 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> anyhow::Result<()> {
-    let app = router(Arc::clone(&state), Scheme::Http);
-    let tls_handle = axum_server::Handle::new();
-    let tls_task = match tls {
-        None => None,
-        Some(t) => {
-            t.listener.set_nonblocking(true)?;
-            // TCP_NODELAY: signaling frames are small and latency-bound; with Nagle a frame
-            // that follows another waits for its ACK.
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(t.config)
-                .acceptor(axum_server::accept::NoDelayAcceptor::new());
-            let server = axum_server::from_tcp(t.listener)?
-                .acceptor(acceptor)
-                .handle(tls_handle.clone());
-            let app = router(Arc::clone(&state), Scheme::Https);
-            Some(tokio::spawn(server.serve(app.into_make_service())))
+    let graceful = GracefulShutdown::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let conn = state.connections.config;
+    let admission = Arc::clone(&state.connections.admission);
+    let http = listener::accept_loop(
+        listener,
+        None,
+        router(Arc::clone(&state), Scheme::Http),
+        conn,
+        Arc::clone(&admission),
+        &graceful,
+        stopped(stop_rx.clone()),
+    );
+    let https = async {
+        if let Some(t) = tls {
+            listener::accept_loop(
+                t.listener,
+                Some(listener::tls_acceptor(t.config)),
+                router(Arc::clone(&state), Scheme::Https),
+                conn,
+                Arc::clone(&admission),
+                &graceful,
+                stopped(stop_rx.clone()),
+            )
+            .await;
         }
     };
     let hub = Arc::clone(state.app.hub());
-    let tls_stop = tls_handle.clone();
-    let shutdown = async move {
+    let signal = async move {
         shutdown.await;
-        tls_stop.graceful_shutdown(Some(drain));
+        let _ = stop_tx.send(true);
         let n = hub.broadcast(&kvs_core::relay::Event::GoAway { grace: drain });
         tracing::info!(connections = n, "sent GO_AWAY to signaling connections");
     };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    // The HTTP server may finish the moment shutdown starts (it does not track upgraded
-    // WebSockets): either way, the drain below runs.
-    let finished = tokio::select! {
-        r = &mut server => Some(r),
-        _ = rx => None,
-    };
+    tokio::join!(http, https, signal);
     let deadline = tokio::time::Instant::now() + drain;
-    let result = match finished {
-        Some(r) => r.map_err(Into::into),
-        None => match tokio::time::timeout_at(deadline, server).await {
-            Ok(r) => r.map_err(Into::into),
-            Err(_) => {
-                tracing::warn!("requests still in flight after {drain:?}; stopping anyway");
-                Ok(())
-            }
-        },
-    };
+    // HTTP connections finish their request in flight and close; upgraded WebSockets are not
+    // among them (their sessions close on GO_AWAY's grace or their client's close).
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {drain:?}; stopping anyway");
+    }
     // Upgraded WebSockets are not tracked by the HTTP server: wait for them to close.
     // Their presence is released before the node goes, so other nodes stop counting them at
     // once (not only when this node's lease runs out).
@@ -176,10 +183,7 @@ pub async fn serve(
     // Sessions still open at the deadline close by themselves; release them now rather than
     // let the process end before they do.
     let _ = tokio::time::timeout(Duration::from_secs(3), hub.release_all()).await;
-    if let Some(task) = tls_task {
-        let _ = tokio::time::timeout_at(deadline, task).await;
-    }
-    result
+    Ok(())
 }
 
 async fn dispatch(state: SharedState, req: Request, scheme: Scheme) -> Response {
@@ -224,11 +228,7 @@ async fn dispatch_inner(
         },
         _ => return Err(ApiError::unknown_operation(parts.method.as_str(), &path)),
     };
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::invalid(format!("The request body exceeds {MAX_BODY_BYTES} bytes."))
-        })?;
+    let body = read_body(body, state.connections.body_timeout).await?;
     let signed = SignedParts::from_parts(&parts);
     let endpoint = state.public_endpoint.clone().unwrap_or_else(|| {
         EndpointBase::from_request(
@@ -259,6 +259,47 @@ async fn dispatch_inner(
     // blocking a thread) for their group commit.
     let out = control::handle(op, &state, &caller, &body, &endpoint).await?;
     Ok(success(out))
+}
+
+/// The request body, at most [`MAX_BODY_BYTES`], within `--body-timeout`: beyond either the
+/// request is refused (413, 408) and the connection closed, since the rest of the body is
+/// still on the wire.
+async fn read_body(body: Body, timeout: Duration) -> Result<bytes::Bytes, ApiError> {
+    use http_body::Body as _;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLargeException",
+            format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
+        )
+        .closing()
+    };
+    // A declared length over the limit is refused before a byte of it is read.
+    if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
+        Ok(Err(_)) => Err(ApiError::invalid("The request body could not be read.").closing()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeoutException",
+            format!("The request body did not arrive within {timeout:?}."),
+        )
+        .closing()),
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 fn success(body: Option<String>) -> Response {

@@ -25,6 +25,43 @@ pub struct AppState {
     /// The embedded relay's port, when it runs.
     pub turn_port: Option<u16>,
     pub alexa_answer_timeout: Duration,
+    pub connections: Connections,
+}
+
+/// The connection limits every listener applies (docs/behaviour.md "Connections").
+pub struct Connections {
+    pub config: crate::listener::ConnConfig,
+    /// The caps, shared by the HTTP and HTTPS listeners.
+    pub admission: Arc<crate::listener::admission::Admission>,
+    pub body_timeout: Duration,
+}
+
+impl Connections {
+    /// From the configuration; `--max-connections 0` is resolved against the open-file limit
+    /// (raised to its hard limit first).
+    pub fn from_config(cfg: &crate::config::ServeConfig) -> Self {
+        use crate::listener::{admission, watched::Timeouts};
+        let max = match cfg.max_connections {
+            0 => admission::auto_max_connections(crate::listener::raise_nofile_limit()),
+            n => n as usize,
+        };
+        Self {
+            config: crate::listener::ConnConfig {
+                timeouts: Timeouts {
+                    header: cfg.header_timeout,
+                    keepalive: cfg.keepalive_timeout,
+                    write_stall: cfg.body_timeout,
+                },
+                handshake_timeout: cfg.handshake_timeout,
+            },
+            admission: admission::Admission::new(admission::Caps {
+                max,
+                max_per_ip: cfg.max_connections_per_ip as usize,
+                shed_slots: crate::listener::SHED_SLOTS,
+            }),
+            body_timeout: cfg.body_timeout,
+        }
+    }
 }
 
 pub type SharedState = Arc<AppState>;

@@ -29,6 +29,28 @@ pub fn load(cert: &Path, key: &Path) -> anyhow::Result<TlsMaterial> {
     })
 }
 
+/// The rustls configuration of the HTTPS + WSS listener: rustls's defaults (TLS 1.2 and 1.3,
+/// AEAD suites with forward secrecy only), HTTP/2 and HTTP/1.1 offered by ALPN.
+pub fn server_config(
+    material: &TlsMaterial,
+) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+    let certs = rustls_pemfile::certs(&mut material.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading the TLS certificate chain")?;
+    if certs.is_empty() {
+        anyhow::bail!("the TLS certificate file holds no certificate");
+    }
+    let key = rustls_pemfile::private_key(&mut material.key_pem.as_bytes())
+        .context("reading the TLS private key")?
+        .context("the TLS key file holds no private key")?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not match")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(std::sync::Arc::new(config))
+}
+
 fn validity(params: &mut CertificateParams, days: i64) {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);

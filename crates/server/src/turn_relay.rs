@@ -31,6 +31,7 @@ use webrtc_util::vnet::net::Net;
 use webrtc_util::Conn;
 
 use crate::data_plane::ice::IceCredentials;
+use crate::listener::admission::{Admission, Admit};
 
 pub const REALM: &str = "kvs-signaling";
 
@@ -43,7 +44,19 @@ pub struct TurnOptions {
     /// The local address relay sockets bind to.
     pub relay_bind: IpAddr,
     pub max_per_channel: usize,
+    /// Backlog of the TCP listener.
+    pub backlog: u32,
+    /// The node's connection caps, shared with the HTTP listeners.
+    pub admission: Arc<Admission>,
+    /// How long a TCP client may take to send its first message.
+    pub first_message_timeout: Duration,
 }
+
+/// How long a TCP client may stay silent between messages: an allocation lives at most
+/// 10 minutes without a refresh (RFC 5766 §2.2), so a client silent for longer has nothing left.
+const TCP_IDLE: Duration = Duration::from_secs(600);
+/// How long one message may take to arrive once its first bytes did.
+const TCP_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Turn {
     server: Arc<Server>,
@@ -141,7 +154,7 @@ fn conn_config(conn: Arc<dyn Conn + Send + Sync>, opts: &TurnOptions) -> ConnCon
 }
 
 pub async fn start(opts: TurnOptions, ice: Arc<IceCredentials>) -> anyhow::Result<Turn> {
-    let (udp, tcp) = bind_pair(opts.listen).await?;
+    let (udp, tcp) = bind_pair(opts.listen, opts.backlog).await?;
     let udp_addr = udp.local_addr()?;
     let tcp_addr = tcp.local_addr()?;
     let occupancy: Occupancy = Arc::default();
@@ -150,7 +163,8 @@ pub async fn start(opts: TurnOptions, ice: Arc<IceCredentials>) -> anyhow::Resul
         occupancy: Arc::clone(&occupancy),
         max_per_channel: opts.max_per_channel,
     });
-    let (mux, accept_task) = TcpMux::start(tcp);
+    let (mux, accept_task) =
+        TcpMux::start(tcp, Arc::clone(&opts.admission), opts.first_message_timeout);
     let server = Server::new(ServerConfig {
         conn_configs: vec![conn_config(Arc::new(udp), &opts), conn_config(mux, &opts)],
         realm: REALM.to_owned(),
@@ -176,7 +190,7 @@ pub async fn start(opts: TurnOptions, ice: Arc<IceCredentials>) -> anyhow::Resul
 
 /// UDP and TCP on the same port. With port 0 the UDP bind picks it, and another process may
 /// hold that port for TCP: try again with a fresh one.
-async fn bind_pair(listen: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+async fn bind_pair(listen: SocketAddr, backlog: u32) -> anyhow::Result<(UdpSocket, TcpListener)> {
     let attempts = if listen.port() == 0 { 32 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
@@ -184,11 +198,9 @@ async fn bind_pair(listen: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener
             .await
             .with_context(|| format!("binding TURN UDP {listen}"))?;
         let addr = udp.local_addr()?;
-        match TcpListener::bind(addr).await {
+        match crate::listener::bind(&[addr], backlog) {
             Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) => {
-                last = Some(anyhow::Error::new(e).context(format!("binding TURN TCP {addr}")))
-            }
+            Err(e) => last = Some(e.context(format!("binding TURN TCP {addr}"))),
         }
     }
     Err(last.unwrap_or_else(|| anyhow::anyhow!("binding TURN on {listen}")))
@@ -247,7 +259,11 @@ const TCP_QUEUE: usize = 256;
 const MAX_FRAME: usize = 65_535 + 20;
 
 impl TcpMux {
-    fn start(listener: TcpListener) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+    fn start(
+        listener: TcpListener,
+        admission: Arc<Admission>,
+        first_message: Duration,
+    ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
         let local = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -259,12 +275,26 @@ impl TcpMux {
         });
         let writers = Arc::clone(&mux.writers);
         let task = tokio::spawn(async move {
+            let mut spare = crate::listener::Spare::open();
             loop {
-                let Ok((stream, peer)) = listener.accept().await else {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        crate::listener::on_accept_error(&listener, &mut spare, e, false).await;
+                        continue;
+                    }
+                };
+                // Over a cap: closed (TURN has no error to send before the first request).
+                let Admit::Serve(ticket) = admission.admit(peer.ip()) else {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_tcp(stream, peer, tx.clone(), Arc::clone(&writers)));
+                let writers = Arc::clone(&writers);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    serve_tcp(stream, peer, tx, writers, first_message).await;
+                    drop(ticket);
+                });
             }
         });
         (mux, task)
@@ -276,6 +306,7 @@ async fn serve_tcp(
     peer: SocketAddr,
     to_server: mpsc::Sender<(Vec<u8>, SocketAddr)>,
     writers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>,
+    first_message: Duration,
 ) {
     let (mut rd, mut wr) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
@@ -291,9 +322,12 @@ async fn serve_tcp(
         }
     });
     let mut header = [0u8; 4];
+    let mut wait = first_message;
     loop {
-        if rd.read_exact(&mut header).await.is_err() {
-            break;
+        // Silent too long (before the first message, or between two): the client is gone.
+        match tokio::time::timeout(wait, rd.read_exact(&mut header)).await {
+            Ok(Ok(_)) => wait = TCP_IDLE,
+            _ => break,
         }
         let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
         // STUN messages start with 0b00, ChannelData with 0b01 (channel numbers 0x4000..).
@@ -307,14 +341,17 @@ async fn serve_tcp(
         }
         let mut frame = vec![0u8; 4 + body];
         frame[..4].copy_from_slice(&header);
-        if rd.read_exact(&mut frame[4..]).await.is_err() {
-            break;
-        }
-        if pad > 0 {
+        // The rest of a message that started must follow promptly (no byte-a-minute client).
+        let rest = async {
+            rd.read_exact(&mut frame[4..]).await?;
             let mut skip = [0u8; 3];
-            if rd.read_exact(&mut skip[..pad]).await.is_err() {
-                break;
-            }
+            rd.read_exact(&mut skip[..pad]).await
+        };
+        if !matches!(
+            tokio::time::timeout(TCP_FRAME_TIMEOUT, rest).await,
+            Ok(Ok(_))
+        ) {
+            break;
         }
         if to_server.send((frame, peer)).await.is_err() {
             break;

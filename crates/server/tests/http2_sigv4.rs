@@ -158,7 +158,8 @@ async fn requests_signed_over_http2_are_verified_against_the_authority() {
     .collect();
     let Command::Serve(cfg) = config::parse_from(args).unwrap().command;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let cfg = cfg.validate().unwrap();
+    let listeners = Listeners::bind(&cfg.config).await.unwrap();
     let port = listeners
         .tls
         .as_ref()
@@ -168,7 +169,7 @@ async fn requests_signed_over_http2_are_verified_against_the_authority() {
         .unwrap()
         .port();
     let ca = std::fs::read(listeners.tls_ca.clone().unwrap()).unwrap();
-    let app = App::build(&cfg, Arc::new(SystemClock), &listeners)
+    let app = App::build(cfg, Arc::new(SystemClock), &listeners)
         .await
         .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

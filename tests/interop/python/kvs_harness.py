@@ -127,7 +127,8 @@ class Server:
     """One running `kvs-signaling serve` process."""
 
     def __init__(self, *extra: str, data_dir: str | Path | None = None, store: str | None = None,
-                 listen: str = "127.0.0.1:0", ready_timeout: float = 30.0, env: dict | None = None):
+                 listen: str = "127.0.0.1:0", ready_timeout: float = 30.0, env: dict | None = None,
+                 preexec_fn=None):
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._clients = {}
         args = [binary(), "serve", "--listen", listen]
@@ -146,8 +147,10 @@ class Server:
         full_env.update(env or {})
         self._ended = False
         self.stop_seconds: float | None = None
+        # `preexec_fn` runs in the child before exec (the hostile-input suite lowers the open-file
+        # limit of a server with it).
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
-                                     text=True, env=full_env)
+                                     text=True, env=full_env, preexec_fn=preexec_fn)
         self.stdout_lines: list[str] = []
         lines: queue.Queue = queue.Queue()
 

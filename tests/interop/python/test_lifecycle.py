@@ -1,4 +1,4 @@
-"""Channel lifecycle (kvs-spec §9.2, architecture.md §2 'Lifecycle', behaviour.md 'Channels'):
+"""Channel lifecycle (docs/protocol.md §9.2, docs/design.md §2 'Lifecycle', docs/behaviour.md 'Channels'):
 with --lifecycle-delay 0s every transition completes before the response; with a positive delay
 CREATING / UPDATING / DELETING are observable, and update, delete, GetSignalingChannelEndpoint
 and a create of the same name answer ResourceInUseException meanwhile.

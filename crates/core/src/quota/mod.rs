@@ -6,7 +6,7 @@
 //! in-memory limiter keeps its buckets in the process; the Redis one shares them across nodes,
 //! so three nodes together allow what AWS allows, not three times that.
 
-mod memory;
+pub mod memory;
 pub use memory::MemoryLimiter;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -224,10 +224,92 @@ impl From<Throttled> for ServiceError {
 }
 
 /// The port: counts one request against its buckets. A request takes one token from each of
-/// its buckets; it is refused when any of them is empty (and then takes none).
+/// its buckets and is refused when any of them is empty (the Redis limiter then takes none;
+/// the in-memory one may have taken a token from a bucket checked before the empty one, as a
+/// refused call counts on AWS too).
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     /// `Ok(Ok(()))`: allowed; `Ok(Err(_))`: refused; `Err(_)`: the limiter's store failed
     /// (the caller answers 503, as for any store failure).
     async fn acquire(&self, buckets: &[BucketKey]) -> Result<Result<(), Throttled>, ServiceError>;
+}
+
+/// The quota check of the application layer: which buckets a request counts against, and the
+/// limiter that counts. With every quota off it costs one branch.
+pub struct Throttle {
+    quotas: Quotas,
+    limiter: std::sync::Arc<dyn RateLimiter>,
+    throttled: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    pub fn new(quotas: Quotas, limiter: std::sync::Arc<dyn RateLimiter>) -> Self {
+        Self {
+            quotas,
+            limiter,
+            throttled: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Calls refused since start.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// No quota at all.
+    pub fn off() -> Self {
+        let clock: std::sync::Arc<dyn crate::clock::Clock> =
+            std::sync::Arc::new(crate::clock::SystemClock);
+        Self::new(
+            Quotas::off(),
+            std::sync::Arc::new(MemoryLimiter::new(&Quotas::off(), clock)),
+        )
+    }
+
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// Counts a call of `op` by `ns`, on `channel` when the call names one (its ARN, or its
+    /// name: [`channel_subject`]).
+    pub async fn check(
+        &self,
+        ns: &crate::ids::Namespace,
+        op: QuotaOp,
+        channel: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        if self.quotas.is_off() {
+            return Ok(());
+        }
+        let mut buckets = Vec::with_capacity(2);
+        if self.quotas.rate(Scope::Channel, op).is_some() {
+            if let Some(subject) = channel {
+                buckets.push(BucketKey {
+                    scope: Scope::Channel,
+                    op,
+                    subject: subject.to_owned(),
+                });
+            }
+        }
+        if self.quotas.rate(Scope::Account, op).is_some() {
+            buckets.push(BucketKey {
+                scope: Scope::Account,
+                op,
+                subject: format!("{}:{}", ns.account, ns.region),
+            });
+        }
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        self.limiter.acquire(&buckets).await?.map_err(|t| {
+            self.throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            t.into()
+        })
+    }
+}
+
+/// The channel bucket's subject for a call that names a channel by name rather than ARN.
+pub fn channel_subject(ns: &crate::ids::Namespace, name: &str) -> String {
+    format!("{}:{}:name/{name}", ns.account, ns.region)
 }

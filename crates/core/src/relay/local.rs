@@ -249,3 +249,26 @@ impl Sink for ChannelSink {
         })
     }
 }
+
+/// A WebSocket session's outbox (docs/behaviour.md "Slow consumers"): a bounded Tokio channel
+/// like [`ChannelSink`], and when it is full the session is told (`overflow`) to close its
+/// connection: a client that does not read is disconnected rather than let its backlog grow or
+/// slow anyone else. The event that did not fit comes back to the caller, who holds it for the
+/// recipient's next connection.
+pub struct SessionSink {
+    pub tx: tokio::sync::mpsc::Sender<Event>,
+    pub overflow: Arc<tokio::sync::Notify>,
+}
+
+impl Sink for SessionSink {
+    fn send(&self, event: Event) -> SendResult {
+        use tokio::sync::mpsc::error::TrySendError;
+        self.tx.try_send(event).map_err(|e| match e {
+            TrySendError::Full(ev) => {
+                self.overflow.notify_one();
+                Refused::Full(ev)
+            }
+            TrySendError::Closed(ev) => Refused::Closed(ev),
+        })
+    }
+}

@@ -28,7 +28,7 @@ mod cluster_tests;
 
 pub use event::{Event, HeldMessage, Member, NodeId, Relayed, Role};
 pub use hub::{ChannelTtl, ConnectionId, Hub, HubConfig, HubPorts};
-pub use local::{ChannelSink, Refused, SendResult, Sink};
+pub use local::{ChannelSink, Refused, SendResult, SessionSink, Sink};
 pub use message::{Action, ClientMessage, ServerMessage, SignalError};
 pub use registration::Registration;
 pub use upkeep::{GoAwayIncomplete, HubTasks};

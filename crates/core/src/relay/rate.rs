@@ -1,8 +1,12 @@
 //! Per-connection message rate limits (docs/protocol.md §8.2: SDP offers and answers 5 per second,
 //! ICE candidates 20 per second, each per WebSocket connection). A token bucket per action whose
-//! burst equals its rate; time is passed in, so it is tested without sleeping.
+//! burst equals its rate; time comes from the injected clock, so it is tested without sleeping.
+
+use std::sync::Arc;
 
 use super::message::Action;
+use crate::clock::Clock;
+use crate::quota::memory::{governor_quota, GovernorClock};
 
 /// Messages per second for each action; `None` means unlimited.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,16 +39,19 @@ impl RateLimits {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Bucket {
-    tokens: f64,
-    last_millis: u64,
-}
+type Direct = governor::RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    GovernorClock,
+    governor::middleware::NoOpMiddleware<std::time::Duration>,
+>;
 
-#[derive(Debug, Clone)]
+/// The buckets of one connection, one per action, made on first use; the same GCRA limiter
+/// (`governor`) and clock as the API quotas ([`crate::quota`]).
 pub struct ConnectionRateLimiter {
     limits: RateLimits,
-    buckets: [Option<Bucket>; 3],
+    clock: GovernorClock,
+    buckets: [Option<Box<Direct>>; 3],
 }
 
 fn index(a: Action) -> usize {
@@ -56,31 +63,24 @@ fn index(a: Action) -> usize {
 }
 
 impl ConnectionRateLimiter {
-    pub fn new(limits: RateLimits) -> Self {
+    pub fn new(limits: RateLimits, clock: Arc<dyn Clock>) -> Self {
         Self {
             limits,
+            clock: GovernorClock(clock),
             buckets: [None, None, None],
         }
     }
 
-    /// Takes one token for `action` at `now_millis`; false when the rate is exceeded.
-    pub fn allow(&mut self, action: Action, now_millis: u64) -> bool {
-        let Some(rate) = self.limits.for_action(action) else {
+    /// Takes one token for `action`; false when the rate is exceeded.
+    pub fn allow(&mut self, action: Action) -> bool {
+        let Some(quota) = self.limits.for_action(action).and_then(governor_quota) else {
             return true;
         };
-        let bucket = self.buckets[index(action)].get_or_insert(Bucket {
-            tokens: rate,
-            last_millis: now_millis,
-        });
-        let elapsed = now_millis.saturating_sub(bucket.last_millis) as f64 / 1000.0;
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
-        bucket.last_millis = now_millis;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let clock = &self.clock;
+        self.buckets[index(action)]
+            .get_or_insert_with(|| Box::new(Direct::direct_with_clock(quota, clock.clone())))
+            .check()
+            .is_ok()
     }
 }
 
@@ -88,35 +88,40 @@ impl ConnectionRateLimiter {
 mod tests {
     use super::*;
 
+    use crate::clock::ManualClock;
+    use std::time::Duration;
+
     #[test]
     fn burst_then_refill() {
-        let mut r = ConnectionRateLimiter::new(RateLimits::AWS);
-        let t = 1_000_000;
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let mut r = ConnectionRateLimiter::new(RateLimits::AWS, clock.clone());
         for _ in 0..5 {
-            assert!(r.allow(Action::SdpOffer, t));
+            assert!(r.allow(Action::SdpOffer));
         }
-        assert!(!r.allow(Action::SdpOffer, t));
+        assert!(!r.allow(Action::SdpOffer));
         // Other actions have their own buckets.
         for _ in 0..20 {
-            assert!(r.allow(Action::IceCandidate, t));
+            assert!(r.allow(Action::IceCandidate));
         }
-        assert!(!r.allow(Action::IceCandidate, t));
+        assert!(!r.allow(Action::IceCandidate));
         // 200 ms later one offer token is back.
-        assert!(r.allow(Action::SdpOffer, t + 200));
-        assert!(!r.allow(Action::SdpOffer, t + 200));
+        clock.advance(Duration::from_millis(200));
+        assert!(r.allow(Action::SdpOffer));
+        assert!(!r.allow(Action::SdpOffer));
         // Never more than the burst, however long the pause.
-        let later = t + 60_000;
+        clock.advance(Duration::from_secs(60));
         for _ in 0..5 {
-            assert!(r.allow(Action::SdpAnswer, later));
+            assert!(r.allow(Action::SdpOffer));
         }
-        assert!(!r.allow(Action::SdpAnswer, later));
+        assert!(!r.allow(Action::SdpOffer));
     }
 
     #[test]
     fn unlimited_never_refuses() {
-        let mut r = ConnectionRateLimiter::new(RateLimits::UNLIMITED);
+        let clock = Arc::new(ManualClock::new(0));
+        let mut r = ConnectionRateLimiter::new(RateLimits::UNLIMITED, clock);
         for _ in 0..10_000 {
-            assert!(r.allow(Action::SdpOffer, 0));
+            assert!(r.allow(Action::SdpOffer));
         }
     }
 }

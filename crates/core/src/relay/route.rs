@@ -94,17 +94,17 @@ impl Hub {
                     inc(&self.metrics.messages_relayed);
                     Ok(())
                 }
-                Err(Refused::Full(_)) => {
-                    inc(&self.metrics.messages_dropped_slow_consumer);
-                    Err(SignalError::limit(
-                        correlation_id,
-                        "The recipient is not reading its messages; this one was dropped.",
-                    ))
+                // The recipient is not reading: its connection is being closed (the outbox's
+                // overflow policy); like one going away, the message waits for its next one.
+                Err(Refused::Full(Event::Message(m))) => {
+                    inc(&self.metrics.messages_held_slow_consumer);
+                    self.hold(channel, recipient, m, correlation_id).await
                 }
                 // The recipient is going away: hold the message for its next connection.
                 Err(Refused::Closed(Event::Message(m))) => {
                     self.hold(channel, recipient, m, correlation_id).await
                 }
+                Err(Refused::Full(_)) => Ok(()),
                 Err(Refused::Closed(_)) => Ok(()),
             };
         }

@@ -94,11 +94,16 @@ impl Hub {
                 message,
             } => match self.local.send(conn, Event::Message(message)) {
                 Ok(()) => {}
-                Err(Refused::Full(_)) => inc(&self.metrics.messages_dropped_slow_consumer),
+                Err(Refused::Full(Event::Message(m))) => {
+                    // Not reading (its connection is being closed): held for the next one.
+                    inc(&self.metrics.messages_held_slow_consumer);
+                    let _ = self.hold(&channel, recipient, m, None).await;
+                }
                 Err(Refused::Closed(Event::Message(m))) => {
                     // Gone since the sender looked: hold it for the recipient's next connection.
                     let _ = self.hold(&channel, recipient, m, None).await;
                 }
+                Err(Refused::Full(_)) => {}
                 Err(Refused::Closed(_)) => {}
             },
             Envelope::Close { conn, reason } => {

@@ -4,6 +4,7 @@
 use kvs_core::app::Purpose;
 use kvs_core::ids::{MessageTtl, TagKey, Version};
 use kvs_core::model::ChannelType;
+use kvs_core::quota::{channel_subject, QuotaOp};
 use kvs_core::service::{ChannelRef, ChannelView, CreateChannel};
 
 use super::dto::*;
@@ -74,9 +75,20 @@ pub fn channel_info(v: &ChannelView) -> ChannelInfo {
 }
 
 impl Ctx<'_> {
+    /// Counts the call against its quotas (docs/protocol.md §8.1); `channel` is the ARN or,
+    /// for a call naming the channel, [`channel_subject`]'s key.
+    async fn throttle(&self, op: QuotaOp, channel: Option<&str>) -> Result<(), ApiError> {
+        Ok(self
+            .state
+            .app
+            .throttle(&self.caller.ns, op, channel)
+            .await?)
+    }
+
     async fn create(&self, input: CreateSignalingChannelInput) -> Result<String, ApiError> {
         let name = required(input.channel_name, "channelName")?;
         let name = validate::channel_name("channelName", &name)?;
+        self.throttle(QuotaOp::CreateSignalingChannel, None).await?;
         let channel_type = match input.channel_type {
             None => ChannelType::SingleMaster,
             Some(t) => {
@@ -120,6 +132,12 @@ impl Ctx<'_> {
                 ))
             }
         };
+        let subject = match &r {
+            ChannelRef::Name(n) => channel_subject(&self.caller.ns, n.as_str()),
+            ChannelRef::Arn(a) => a.to_string(),
+        };
+        self.throttle(QuotaOp::DescribeSignalingChannel, Some(&subject))
+            .await?;
         let view = self
             .state
             .app
@@ -154,6 +172,7 @@ impl Ctx<'_> {
                     .transpose()?
             }
         };
+        self.throttle(QuotaOp::ListSignalingChannels, None).await?;
         let page = self
             .state
             .app
@@ -173,6 +192,8 @@ impl Ctx<'_> {
 
     async fn update(&self, input: UpdateSignalingChannelInput) -> Result<(), ApiError> {
         let arn = validate::arn("channelARN", input.channel_arn)?;
+        self.throttle(QuotaOp::UpdateSignalingChannel, Some(arn.as_str()))
+            .await?;
         let version = current_version(Some(required(input.current_version, "currentVersion")?))?
             .ok_or_else(ApiError::internal)?;
         let ttl = ttl(input.single_master_configuration)?;
@@ -186,6 +207,8 @@ impl Ctx<'_> {
 
     async fn delete(&self, input: DeleteSignalingChannelInput) -> Result<(), ApiError> {
         let arn = validate::arn("channelARN", input.channel_arn)?;
+        self.throttle(QuotaOp::DeleteSignalingChannel, Some(arn.as_str()))
+            .await?;
         let version = current_version(input.current_version)?;
         // Its connections get GO_AWAY and its held messages are dropped (docs/protocol.md §6.4).
         self.state
@@ -201,6 +224,8 @@ impl Ctx<'_> {
         base: &EndpointBase,
     ) -> Result<String, ApiError> {
         let arn = validate::arn("channelARN", input.channel_arn)?;
+        self.throttle(QuotaOp::GetSignalingChannelEndpoint, Some(arn.as_str()))
+            .await?;
         let cfg = input.single_master_channel_endpoint_configuration;
         let (protocols, role) = match cfg {
             None => (None, None),
@@ -262,6 +287,8 @@ impl Ctx<'_> {
 
     async fn tag(&self, input: TagResourceInput) -> Result<(), ApiError> {
         let arn = validate::arn("resourceARN", input.resource_arn)?;
+        self.throttle(QuotaOp::TagResource, Some(arn.as_str()))
+            .await?;
         let tags = validate::tags("tags", required(input.tags, "tags")?, 1)?;
         self.state
             .app
@@ -273,6 +300,8 @@ impl Ctx<'_> {
 
     async fn untag(&self, input: UntagResourceInput) -> Result<(), ApiError> {
         let arn = validate::arn("resourceARN", input.resource_arn)?;
+        self.throttle(QuotaOp::UntagResource, Some(arn.as_str()))
+            .await?;
         let keys = required(input.tag_key_list, "tagKeyList")?;
         validate::list_len("tagKeyList", &keys, 1, 50)?;
         let keys = keys
@@ -290,6 +319,8 @@ impl Ctx<'_> {
 
     async fn list_tags(&self, input: ListTagsForResourceInput) -> Result<String, ApiError> {
         let arn = validate::arn("resourceARN", input.resource_arn)?;
+        self.throttle(QuotaOp::ListTagsForResource, Some(arn.as_str()))
+            .await?;
         if let Some(t) = &input.next_token {
             validate::next_token("nextToken", t)?;
         }

@@ -1,5 +1,6 @@
 //! GetIceServerConfig and SendAlexaOfferToMaster.
 
+use kvs_core::quota::QuotaOp;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,6 +38,10 @@ pub async fn get_ice_server_config(
 ) -> Result<String, ApiError> {
     let req: GetIceServerConfigRequest = parse_body(body)?;
     let arn = arn(req.channel_arn)?;
+    state
+        .app
+        .throttle(&caller.ns, QuotaOp::GetIceServerConfig, Some(arn.as_str()))
+        .await?;
     if let Some(c) = &req.client_id {
         client_id("clientId", c)?;
     }
@@ -87,6 +92,14 @@ pub async fn send_alexa_offer_to_master(
 ) -> Result<String, ApiError> {
     let req: SendAlexaOfferToMasterRequest = parse_body(&body)?;
     let arn = arn(req.channel_arn)?;
+    state
+        .app
+        .throttle(
+            &caller.ns,
+            QuotaOp::SendAlexaOfferToMaster,
+            Some(arn.as_str()),
+        )
+        .await?;
     let sender = required(req.sender_client_id, "SenderClientId")?;
     client_id("senderClientId", &sender)?;
     let payload = required(req.message_payload, "MessagePayload")?;

@@ -10,8 +10,9 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use kvs_core::ids::ResourceArn;
+use kvs_core::quota::QuotaOp;
 use kvs_core::relay::message::is_valid_id;
-use kvs_core::relay::{ChannelSink, Role};
+use kvs_core::relay::{Role, SessionSink};
 use percent_encoding::percent_decode_str;
 use tokio::sync::mpsc;
 
@@ -33,8 +34,30 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// How many times a query parameter appears (by its decoded name).
+fn query_param_count(query: &str, name: &str) -> usize {
+    query
+        .split('&')
+        .filter(|pair| {
+            let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            percent_decode_str(k).decode_utf8().is_ok_and(|k| k == name)
+        })
+        .count()
+}
+
 pub async fn connect(state: SharedState, mut parts: Parts) -> Response {
-    match authorise(&state, &mut parts).await {
+    // The handshake (authentication, the presence claim, on Redis a round trip or more) is
+    // bounded by --handshake-timeout like a TLS handshake.
+    let limit = state.connections.config.handshake_timeout;
+    let result = match tokio::time::timeout(limit, authorise(&state, &mut parts)).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableException",
+            "The WebSocket handshake did not complete in time; retry.",
+        )),
+    };
+    match result {
         Ok(resp) => resp,
         Err(e) => {
             kvs_core::relay::metrics::inc(&state.app.hub().metrics().connections_rejected);
@@ -49,6 +72,13 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
     let caller = state
         .auth
         .authenticate_presigned(&signed, SystemTime::now())?;
+    for name in ["X-Amz-ChannelARN", "X-Amz-ClientId"] {
+        if query_param_count(&query, name) > 1 {
+            return Err(ApiError::invalid(format!(
+                "The {name} query parameter appears more than once."
+            )));
+        }
+    }
     let arn = query_param(&query, "X-Amz-ChannelARN")
         .ok_or_else(|| ApiError::invalid("The X-Amz-ChannelARN query parameter is required."))?;
     let arn = ResourceArn::parse("X-Amz-ChannelARN", &arn)?;
@@ -68,6 +98,14 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
             Role::Viewer(id)
         }
     };
+    let op = match role {
+        Role::Master => QuotaOp::ConnectAsMaster,
+        _ => QuotaOp::ConnectAsViewer,
+    };
+    state
+        .app
+        .throttle(&caller.ns, op, Some(arn.as_str()))
+        .await?;
     let upgrade = WebSocketUpgrade::from_request_parts(parts, &())
         .await
         .map_err(|e| ApiError::invalid(format!("A WebSocket upgrade is required: {e}")))?;
@@ -77,14 +115,20 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
 
     // The channel must be ACTIVE; the one-master rule and the viewer limit are the hub's.
     let (tx, rx) = mpsc::channel(state.session.outbox_capacity);
+    let overflow = Arc::new(tokio::sync::Notify::new());
+    let sink = SessionSink {
+        tx,
+        overflow: Arc::clone(&overflow),
+    };
     // Pending until the upgrade completes; dropping the registration (this request went away,
     // or the upgrade never completed) takes the connection out of the hub again.
     let reg = state
         .app
-        .connect(&caller.ns, &arn, role, Arc::new(ChannelSink(tx)))
+        .connect(&caller.ns, &arn, role, Arc::new(sink))
         .await?;
     let state = Arc::clone(state);
-    Ok(small_buffers(upgrade).on_upgrade(move |socket| session::run(socket, state, reg, rx)))
+    Ok(small_buffers(upgrade)
+        .on_upgrade(move |socket| session::run(socket, state, reg, rx, overflow)))
 }
 
 /// KVS messages are at most ~14 KiB of JSON (10K payloads, docs/protocol.md §8.2): buffers sized for
@@ -112,5 +156,8 @@ mod tests {
         assert_eq!(query_param(q, "X-Amz-ClientId").as_deref(), Some("v1"));
         assert_eq!(query_param(q, "flag").as_deref(), Some(""));
         assert_eq!(query_param(q, "missing"), None);
+        assert_eq!(query_param_count(q, "X-Amz-ClientId"), 1);
+        assert_eq!(query_param_count("a=1&a=2&b=3&%61=4", "a"), 3);
+        assert_eq!(query_param_count(q, "missing"), 0);
     }
 }

@@ -57,9 +57,10 @@ impl Server {
         args.extend(["--data-dir".to_owned(), data_dir.display().to_string()]);
         let Command::Serve(cfg) = config::parse_from(args).unwrap().command;
         let clock = Arc::new(ManualClock::new(SystemClock.now_millis()));
-        let listeners = Listeners::bind(&cfg).await.unwrap();
+        let cfg = cfg.validate().unwrap();
+        let listeners = Listeners::bind(&cfg.config).await.unwrap();
         let port = listeners.http.local_addr().unwrap().port();
-        let app = App::build(&cfg, Arc::clone(&clock) as Arc<dyn Clock>, &listeners)
+        let app = App::build(cfg, Arc::clone(&clock) as Arc<dyn Clock>, &listeners)
             .await
             .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
