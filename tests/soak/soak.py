@@ -88,12 +88,16 @@ RSS_SETTLE = 30.0  # then how long RSS may take to come down to its bound (alloc
 RSS_SLACK_KIB = 10 * 1024
 RSS_SLACK_FRACTION = 0.20
 FD_SLACK = 0
-# Counters that must not move during the soak (docs/behaviour.md 'Signaling data plane').
+# Counters that must not move during the soak (docs/behaviour.md 'Signaling data plane'); each
+# must be in /metrics (a renamed one is a failure here, not a check that passes on nothing).
 MUST_STAY = ("connections_rejected_total", "messages_rejected_total", "messages_rate_limited_total",
-             "messages_dropped_overflow_total", "messages_dropped_slow_consumer_total",
-             "messages_dropped_unavailable_total", "messages_replaced_total",
-             "messages_delivered_from_hold_total", "bus_dropped_total", "bus_dropped_on_arrival_total",
-             "lease_lapses_total", "connections_reregistered_total")
+             "messages_dropped_overflow_total", "messages_held_slow_consumer_total",
+             "connections_closed_slow_consumer_total", "messages_dropped_unavailable_total",
+             "messages_replaced_total", "messages_delivered_from_hold_total", "bus_dropped_total",
+             "bus_dropped_on_arrival_total", "lease_lapses_total", "connections_reregistered_total",
+             "http_connections_refused_total", "http_accept_fd_exhausted_total", "api_requests_throttled_total")
+# Held messages and presence on Redis (docs/deployment.md 'What is stored where').
+REDIS_KINDS = ("hm", "hq", "hr", "hx", "pr")
 LOG_ERROR = re.compile(r"\bERROR\b")
 LOG_WARN = re.compile(r"\bWARN\b")
 
@@ -123,9 +127,9 @@ def metrics(node: Server) -> dict[str, int]:
     assert r.status_code == 200, (node.url, r.status_code, r.text[:300])
     out = {}
     for line in r.text.splitlines():
-        if line.startswith("kvs_signaling_"):
+        if line.startswith("kvs_"):
             k, v = line.split()
-            out[k.removeprefix("kvs_signaling_")] = int(float(v))
+            out[k.removeprefix("kvs_signaling_").removeprefix("kvs_")] = int(float(v))
     return out
 
 
@@ -505,8 +509,7 @@ class Mode:
     def held_left(self) -> str | None:
         """What is still held (None: nothing)."""
         if self.redis is not None:
-            keys = [k for kind in ("hm", "hq", "hx", "pr")
-                    for k in self.redis.cli("--scan", "--pattern", f"kvs:*:{kind}:*")]
+            keys = [k for kind in REDIS_KINDS for k in self.redis.cli("--scan", "--pattern", f"kvs:*:{kind}:*")]
             return f"Redis keys left: {keys[:10]} ({len(keys)})" if keys else None
         m = metrics(self.nodes[0])
         left = (m["messages_held_total"] - m["messages_expired_total"] - m["messages_dropped_deleted_total"]
@@ -515,11 +518,13 @@ class Mode:
         return f"{left} held messages not yet expired" if left else None
 
     def idle(self) -> str | None:
-        """Why the node(s) are not idle yet (None: idle)."""
+        """Why the node(s) are not idle yet (None: idle): connections left (the /metrics request
+        asking is the one HTTP connection open), or held messages."""
         for n, s in zip(self.node_names, self.nodes):
             m = metrics(s)
-            if m["masters_connected"] or m["viewers_connected"]:
-                return f"{n}: {m['masters_connected']} masters, {m['viewers_connected']} viewers connected"
+            if m["masters_connected"] or m["viewers_connected"] or m["http_connections_open"] != 1:
+                return (f"{n}: {m['masters_connected']} masters, {m['viewers_connected']} viewers connected, "
+                        f"{m['http_connections_open']} connections open")
         return self.held_left()
 
     def wait_idle(self, bound: float) -> float:
@@ -622,7 +627,9 @@ def run_mode(mode_name: str, minutes: float, warmup: float, seed: int, workers: 
         if mode_name == "single" and delta["messages_expired_total"] != held_absent:
             failures.append(f"held messages expired: {delta['messages_expired_total']}, expected {held_absent}")
         for k in MUST_STAY:
-            if delta[k]:
+            if k not in end_m[0]:
+                failures.append(f"{k} is not in /metrics")
+            elif delta[k]:
                 failures.append(f"{k} moved by {delta[k]} during the soak")
         if end_channels != base_channels:
             failures.append(f"{end_channels} channels after the soak, {base_channels} before")

@@ -120,9 +120,10 @@ pub async fn run(
                     Message::Ping(_) | Message::Pong(_) => None,
                     // The client closes: the WebSocket layer has queued the close frame that
                     // answers it (docs/behaviour.md 'Signaling data plane'); flush it before the
-                    // socket is dropped, or the client sees no close frame (1006).
+                    // socket is dropped, or the client sees no close frame (1006); a peer that
+                    // does not read gets none, as for the close frames sent below.
                     Message::Close(_) => {
-                        let _ = socket.flush().await;
+                        let _ = tokio::time::timeout(CLOSE_SEND_TIMEOUT, socket.flush()).await;
                         break None;
                     }
                 };
