@@ -3,7 +3,8 @@
 #   1. formatting and lint gates (cargo fmt --check, clippy -D warnings),
 #   2. Rust unit and integration tests (real server on port 0, aws-sdk-kinesisvideo),
 #   3. the Python interop suite (boto3, AWS CLI), the kill -9 crash test and the multi-node
-#      suite (three nodes on a real redis-server on a free loopback port),
+#      suite (three nodes on a real redis-server on a free loopback port), then a one-minute
+#      soak of one node and of three nodes on Redis (scripts/soak.sh),
 #   4. the Node suite with the official KVS WebRTC JS SDK,
 #   5. browser-to-browser WebRTC calls (host and TURN relay) in Chromium,
 #   6. a short run of the benchmark (scripts/bench.sh --quick) proving it works.
@@ -11,6 +12,7 @@
 #        KVS_SKIP_LINT=1 scripts/test.sh   (skip fmt/clippy while iterating; refused under CI=true)
 #        KVS_SKIP_CLUSTER=1 ...            (leave out the multi-node suite; see
 #                                           tests/interop/python/run.sh; refused under CI=true)
+#        KVS_SKIP_SOAK=1 ...               (leave out the soak; refused under CI=true)
 # A skip is taken only for the value 1, says so in a "SKIPPED: ..." line, and is refused under CI
 # (CI=true): a CI run is the whole suite. 0 or unset runs it; any other value is an error.
 set -euo pipefail
@@ -68,6 +70,7 @@ fi
 # KVS_SKIP_CLUSTER is acted on by tests/interop/python/run.sh (which prints the SKIPPED line);
 # checked here as well, so a refused or misspelt value stops the run before the build.
 skip_requested KVS_SKIP_CLUSTER "the multi-node suite" >/dev/null || true
+skip_requested KVS_SKIP_SOAK "the soak" >/dev/null || true
 
 # --- Rust --------------------------------------------------------------------------------
 if ! skip_requested KVS_SKIP_LINT "fmt/clippy"; then
@@ -93,6 +96,15 @@ export KVS_BIN="$ROOT/target/debug/kvs-signaling"
 # --- Python interop suite --------------------------------------------------------------
 step "Python interop suite (boto3, AWS CLI, crash test, multi-node on Redis)"
 bash tests/interop/python/run.sh
+
+# --- Soak, briefly: steady load for a minute, then memory and fds back to the baseline ------
+if ! skip_requested KVS_SKIP_SOAK "the soak"; then
+  step "soak (scripts/soak.sh --minutes 1: one node on SQLite, then three nodes on Redis)"
+  soak_modes=()
+  # Without the multi-node suite there is no Redis part of the soak either.
+  [[ "${KVS_SKIP_CLUSTER:-}" == 1 ]] && soak_modes=(--single)
+  bash scripts/soak.sh --minutes 1 "${soak_modes[@]}"
+fi
 
 # --- Node suite: the official KVS WebRTC JS SDK ------------------------------------------
 step "Node suite (amazon-kinesis-video-streams-webrtc, AWS SDK v3)"

@@ -81,6 +81,16 @@ def test_a_viewer_with_the_same_client_id_replaces_the_first_with_1000(server, c
             w.close()
 
 
+@pytest.mark.parametrize("client_id", [None, "viewer-1"])
+def test_a_client_close_is_answered_with_a_close_frame(server, channel, client_id):
+    """behaviour.md 'Signaling data plane': the server answers a client's close frame with one
+    echoing its code; a socket dropped without it reads as 1006 (abnormal) at the client."""
+    w = Ws(server, channel, client_id)
+    w.conn.close_timeout = HANG
+    w.conn.close(code=1000)
+    assert w.conn.close_code == 1000, (w.conn.protocol.close_sent, w.conn.protocol.close_rcvd)
+
+
 def test_delete_sends_go_away_then_closes_with_1001(make_server, name):
     s = make_server("--go-away-grace", "200ms")
     arn = s.client().create_signaling_channel(ChannelName=name)["ChannelARN"]

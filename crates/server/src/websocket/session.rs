@@ -118,7 +118,14 @@ pub async fn run(
                     Message::Binary(b) => binary_refused(&state, &b),
                     // Pings are answered by the WebSocket layer; they count as activity.
                     Message::Ping(_) | Message::Pong(_) => None,
-                    Message::Close(_) => break None,
+                    // The client closes: the WebSocket layer has queued the close frame that
+                    // answers it (docs/behaviour.md 'Signaling data plane'); flush it before the
+                    // socket is dropped, or the client sees no close frame (1006); a peer that
+                    // does not read gets none, as for the close frames sent below.
+                    Message::Close(_) => {
+                        let _ = tokio::time::timeout(CLOSE_SEND_TIMEOUT, socket.flush()).await;
+                        break None;
+                    }
                 };
                 if let Some(reply) = reply {
                     tokio::select! {
