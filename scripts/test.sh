@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs, then runs
 #   1. formatting and lint gates (cargo fmt --check, clippy -D warnings),
-#   2. Rust unit and integration tests (real server on port 0, aws-sdk-kinesisvideo),
+#   2. Rust unit and integration tests (real server on port 0, aws-sdk-kinesisvideo), then a
+#      short fuzzing run of each libFuzzer target (scripts/fuzz.sh; skipped without nightly),
 #   3. the Python interop suite (boto3, AWS CLI), the kill -9 crash test and the multi-node
 #      suite (three nodes on a real redis-server on a free loopback port), then a one-minute
 #      soak of one node and of three nodes on Redis (scripts/soak.sh),
@@ -13,6 +14,8 @@
 #        KVS_SKIP_CLUSTER=1 ...            (leave out the multi-node suite; see
 #                                           tests/interop/python/run.sh; refused under CI=true)
 #        KVS_SKIP_SOAK=1 ...               (leave out the soak; refused under CI=true)
+#        KVS_SKIP_FUZZ=1 ...               (leave out the fuzzing run; refused under CI=true)
+#        KVS_FUZZ_SECONDS=N ...            (seconds per fuzz target, default 20)
 # A skip is taken only for the value 1, says so in a "SKIPPED: ..." line, and is refused under CI
 # (CI=true): a CI run is the whole suite. 0 or unset runs it; any other value is an error.
 set -euo pipefail
@@ -71,6 +74,7 @@ fi
 # checked here as well, so a refused or misspelt value stops the run before the build.
 skip_requested KVS_SKIP_CLUSTER "the multi-node suite" >/dev/null || true
 skip_requested KVS_SKIP_SOAK "the soak" >/dev/null || true
+skip_requested KVS_SKIP_FUZZ "fuzzing" >/dev/null || true
 
 # --- Rust --------------------------------------------------------------------------------
 if ! skip_requested KVS_SKIP_LINT "fmt/clippy"; then
@@ -89,6 +93,13 @@ cargo test --workspace --locked 2>&1 | tee "$ROOT/target/rust-tests.log"
 if ! grep -Eq '^test result: ok\. [1-9][0-9]* passed' "$ROOT/target/rust-tests.log"; then
   echo "no Rust tests ran" >&2
   exit 1
+fi
+
+# --- Fuzzing, briefly: every target from its seeds (docs/reliability.md, "Fuzzing"); the
+# script prints one SKIPPED line when no nightly toolchain is installed.
+if ! skip_requested KVS_SKIP_FUZZ "fuzzing"; then
+  step "fuzzing (scripts/fuzz.sh, ${KVS_FUZZ_SECONDS:-20} s per target)"
+  bash scripts/fuzz.sh --seconds "${KVS_FUZZ_SECONDS:-20}"
 fi
 
 export KVS_BIN="$ROOT/target/debug/kvs-signaling"

@@ -1,18 +1,18 @@
-//! One function per operation: parse the body, validate, call the application layer, shape the
-//! output. Reads are answered from the channel index; writes wait for their group commit.
+//! One function per decoded request: call the application layer, shape the output. Bodies are
+//! parsed and validated first, by `decode` (no service call there). Reads are answered from the
+//! channel index; writes wait for their group commit.
 
 use kvs_core::app::Purpose;
-use kvs_core::ids::{MessageTtl, TagKey, Version};
-use kvs_core::model::ChannelType;
+use kvs_core::ids::{ChannelName, MessageTtl, ResourceArn, TagKey, TagValue, Version};
 use kvs_core::quota::{channel_subject, QuotaOp};
 use kvs_core::service::{ChannelRef, ChannelView, CreateChannel};
 
+use super::decode::{decode, Request};
 use super::dto::*;
-use super::validate;
 use super::Operation;
 use crate::aws::auth::Caller;
 use crate::aws::error::ApiError;
-use crate::aws::json::{parse_body, required, to_body};
+use crate::aws::json::to_body;
 use crate::endpoints::EndpointBase;
 use crate::state::AppState;
 
@@ -26,37 +26,51 @@ pub async fn handle(
     endpoint: &EndpointBase,
 ) -> Result<Option<String>, ApiError> {
     let ctx = Ctx { state, caller };
-    match op {
-        Operation::CreateSignalingChannel => ctx.create(parse_body(body)?).await.map(Some),
-        Operation::DescribeSignalingChannel => ctx.describe(parse_body(body)?).await.map(Some),
-        Operation::ListSignalingChannels => ctx.list(parse_body(body)?).await.map(Some),
-        Operation::UpdateSignalingChannel => ctx.update(parse_body(body)?).await.map(|()| None),
-        Operation::DeleteSignalingChannel => ctx.delete(parse_body(body)?).await.map(|()| None),
-        Operation::GetSignalingChannelEndpoint => {
-            ctx.endpoint(parse_body(body)?, endpoint).await.map(Some)
-        }
-        Operation::TagResource => ctx.tag(parse_body(body)?).await.map(|()| None),
-        Operation::UntagResource => ctx.untag(parse_body(body)?).await.map(|()| None),
-        Operation::ListTagsForResource => ctx.list_tags(parse_body(body)?).await.map(Some),
+    let request = decode(op, body)?;
+    if let Some((quota, channel)) = quota_of(&request) {
+        ctx.throttle(quota, channel).await?;
     }
+    match request {
+        Request::Create(c) => ctx.create(c).await.map(Some),
+        Request::Describe(r) => ctx.describe(&r).await.map(Some),
+        Request::List {
+            prefix,
+            max,
+            next_token,
+        } => ctx
+            .list(prefix.as_ref(), max, next_token.as_deref())
+            .await
+            .map(Some),
+        Request::Update { arn, version, ttl } => {
+            ctx.update(&arn, &version, ttl).await.map(|()| None)
+        }
+        Request::Delete { arn, version } => ctx.delete(&arn, version.as_ref()).await.map(|()| None),
+        Request::Endpoint { arn, wanted } => ctx.endpoint(&arn, wanted, endpoint).await.map(Some),
+        Request::Tag { arn, tags } => ctx.tag(&arn, tags).await.map(|()| None),
+        Request::Untag { arn, keys } => ctx.untag(&arn, &keys).await.map(|()| None),
+        Request::ListTags { arn } => ctx.list_tags(&arn).await.map(Some),
+    }
+}
+
+/// The quota a decoded call counts against (docs/protocol.md §8.1) and the channel it names;
+/// a describe counts in [`Ctx::describe`], once its channel is resolved.
+fn quota_of(request: &Request) -> Option<(QuotaOp, Option<&str>)> {
+    Some(match request {
+        Request::Create(_) => (QuotaOp::CreateSignalingChannel, None),
+        Request::Describe(_) => return None,
+        Request::List { .. } => (QuotaOp::ListSignalingChannels, None),
+        Request::Update { arn, .. } => (QuotaOp::UpdateSignalingChannel, Some(arn.as_str())),
+        Request::Delete { arn, .. } => (QuotaOp::DeleteSignalingChannel, Some(arn.as_str())),
+        Request::Endpoint { arn, .. } => (QuotaOp::GetSignalingChannelEndpoint, Some(arn.as_str())),
+        Request::Tag { arn, .. } => (QuotaOp::TagResource, Some(arn.as_str())),
+        Request::Untag { arn, .. } => (QuotaOp::UntagResource, Some(arn.as_str())),
+        Request::ListTags { arn } => (QuotaOp::ListTagsForResource, Some(arn.as_str())),
+    })
 }
 
 struct Ctx<'a> {
     state: &'a AppState,
     caller: &'a Caller,
-}
-
-fn ttl(cfg: Option<SingleMasterConfiguration>) -> Result<Option<MessageTtl>, ApiError> {
-    cfg.and_then(|c| c.message_ttl_seconds)
-        .map(|v| MessageTtl::parse("singleMasterConfiguration.messageTtlSeconds", v))
-        .transpose()
-        .map_err(Into::into)
-}
-
-fn current_version(v: Option<String>) -> Result<Option<Version>, ApiError> {
-    v.map(|v| Version::parse("currentVersion", &v))
-        .transpose()
-        .map_err(Into::into)
 }
 
 pub fn channel_info(v: &ChannelView) -> ChannelInfo {
@@ -75,8 +89,8 @@ pub fn channel_info(v: &ChannelView) -> ChannelInfo {
 }
 
 impl Ctx<'_> {
-    /// Counts the call against its quotas (docs/protocol.md §8.1); `channel` is the ARN or,
-    /// for a call naming the channel, [`channel_subject`]'s key.
+    /// Counts the call against its quotas; `channel` is the ARN or, for a channel named by a
+    /// name that resolves to nothing, [`channel_subject`]'s key.
     async fn throttle(&self, op: QuotaOp, channel: Option<&str>) -> Result<(), ApiError> {
         Ok(self
             .state
@@ -85,62 +99,23 @@ impl Ctx<'_> {
             .await?)
     }
 
-    async fn create(&self, input: CreateSignalingChannelInput) -> Result<String, ApiError> {
-        let name = required(input.channel_name, "channelName")?;
-        let name = validate::channel_name("channelName", &name)?;
-        self.throttle(QuotaOp::CreateSignalingChannel, None).await?;
-        let channel_type = match input.channel_type {
-            None => ChannelType::SingleMaster,
-            Some(t) => {
-                let t = validate::enum_value("channelType", &t, &["SINGLE_MASTER", "FULL_MESH"])?;
-                ChannelType::parse(t).unwrap_or(ChannelType::SingleMaster)
-            }
-        };
-        let ttl = ttl(input.single_master_configuration)?.unwrap_or(MessageTtl::DEFAULT);
-        let tags = validate::tags("tags", input.tags.unwrap_or_default(), 0)?;
+    async fn create(&self, input: CreateChannel) -> Result<String, ApiError> {
         let channel = self
             .state
             .app
             .channels()
-            .create(
-                &self.caller.ns,
-                CreateChannel {
-                    name,
-                    channel_type,
-                    ttl,
-                    tags,
-                },
-            )
+            .create(&self.caller.ns, input)
             .await?;
         to_body(&CreateSignalingChannelOutput {
             channel_arn: channel.arn.to_string(),
         })
     }
 
-    async fn describe(&self, input: DescribeSignalingChannelInput) -> Result<String, ApiError> {
-        let r = match (input.channel_name, input.channel_arn) {
-            (Some(name), None) => ChannelRef::Name(validate::channel_name("channelName", &name)?),
-            (None, Some(arn)) => ChannelRef::Arn(validate::arn("channelARN", Some(arn))?),
-            (Some(_), Some(_)) => {
-                return Err(ApiError::invalid(
-                    "Specify either ChannelName or ChannelARN, not both.",
-                ))
-            }
-            (None, None) => {
-                return Err(ApiError::invalid(
-                    "Either ChannelName or ChannelARN must be specified.",
-                ))
-            }
-        };
+    async fn describe(&self, r: &ChannelRef) -> Result<String, ApiError> {
         // One bucket per channel whether it is named by ARN or by name: a name is resolved
         // first (from the index), and only a name that resolves to nothing counts by name.
-        let found = self
-            .state
-            .app
-            .channels()
-            .describe(&self.caller.ns, &r)
-            .await;
-        let subject = match (&found, &r) {
+        let found = self.state.app.channels().describe(&self.caller.ns, r).await;
+        let subject = match (&found, r) {
             (Ok(view), _) => view.channel.arn.to_string(),
             (Err(_), ChannelRef::Arn(a)) => a.to_string(),
             (Err(_), ChannelRef::Name(n)) => channel_subject(&self.caller.ns, n.as_str()),
@@ -153,40 +128,17 @@ impl Ctx<'_> {
         })
     }
 
-    async fn list(&self, input: ListSignalingChannelsInput) -> Result<String, ApiError> {
-        let max = match input.max_results {
-            None => 500,
-            Some(n) => validate::range("maxResults", n, 1, 10_000)? as usize,
-        };
-        if let Some(t) = &input.next_token {
-            validate::next_token("nextToken", t)?;
-        }
-        let prefix = match input.channel_name_condition {
-            None => None,
-            Some(cond) => {
-                if let Some(op) = &cond.comparison_operator {
-                    validate::enum_value(
-                        "channelNameCondition.comparisonOperator",
-                        op,
-                        &["BEGINS_WITH"],
-                    )?;
-                }
-                cond.comparison_value
-                    .map(|v| validate::channel_name("channelNameCondition.comparisonValue", &v))
-                    .transpose()?
-            }
-        };
-        self.throttle(QuotaOp::ListSignalingChannels, None).await?;
+    async fn list(
+        &self,
+        prefix: Option<&ChannelName>,
+        max: usize,
+        next_token: Option<&str>,
+    ) -> Result<String, ApiError> {
         let page = self
             .state
             .app
             .channels()
-            .list(
-                &self.caller.ns,
-                prefix.as_ref(),
-                max,
-                input.next_token.as_deref(),
-            )
+            .list(&self.caller.ns, prefix, max, next_token)
             .await?;
         to_body(&ListSignalingChannelsOutput {
             channel_info_list: page.channels.iter().map(channel_info).collect(),
@@ -194,77 +146,39 @@ impl Ctx<'_> {
         })
     }
 
-    async fn update(&self, input: UpdateSignalingChannelInput) -> Result<(), ApiError> {
-        let arn = validate::arn("channelARN", input.channel_arn)?;
-        self.throttle(QuotaOp::UpdateSignalingChannel, Some(arn.as_str()))
-            .await?;
-        let version = current_version(Some(required(input.current_version, "currentVersion")?))?
-            .ok_or_else(ApiError::internal)?;
-        let ttl = ttl(input.single_master_configuration)?;
+    async fn update(
+        &self,
+        arn: &ResourceArn,
+        version: &Version,
+        ttl: Option<MessageTtl>,
+    ) -> Result<(), ApiError> {
         self.state
             .app
             .channels()
-            .update(&self.caller.ns, &arn, &version, ttl)
+            .update(&self.caller.ns, arn, version, ttl)
             .await?;
         Ok(())
     }
 
-    async fn delete(&self, input: DeleteSignalingChannelInput) -> Result<(), ApiError> {
-        let arn = validate::arn("channelARN", input.channel_arn)?;
-        self.throttle(QuotaOp::DeleteSignalingChannel, Some(arn.as_str()))
-            .await?;
-        let version = current_version(input.current_version)?;
+    async fn delete(&self, arn: &ResourceArn, version: Option<&Version>) -> Result<(), ApiError> {
         // Its connections get GO_AWAY and its held messages are dropped (docs/protocol.md §6.4).
         self.state
             .app
-            .delete_channel(&self.caller.ns, &arn, version.as_ref())
+            .delete_channel(&self.caller.ns, arn, version)
             .await?;
         Ok(())
     }
 
     async fn endpoint(
         &self,
-        input: GetSignalingChannelEndpointInput,
+        arn: &ResourceArn,
+        wanted: Vec<&'static str>,
         base: &EndpointBase,
     ) -> Result<String, ApiError> {
-        let arn = validate::arn("channelARN", input.channel_arn)?;
-        self.throttle(QuotaOp::GetSignalingChannelEndpoint, Some(arn.as_str()))
-            .await?;
-        let cfg = input.single_master_channel_endpoint_configuration;
-        let (protocols, role) = match cfg {
-            None => (None, None),
-            Some(c) => (c.protocols, c.role),
-        };
-        if let Some(role) = &role {
-            validate::enum_value(
-                "singleMasterChannelEndpointConfiguration.role",
-                role,
-                &["MASTER", "VIEWER"],
-            )?;
-        }
-        // Defaults when unspecified (behaviour.md): WSS and HTTPS.
-        let protocols = protocols.unwrap_or_else(|| vec!["WSS".into(), "HTTPS".into()]);
-        validate::list_len(
-            "singleMasterChannelEndpointConfiguration.protocols",
-            &protocols,
-            1,
-            5,
-        )?;
-        let mut wanted: Vec<&'static str> = Vec::new();
-        for p in &protocols {
-            let p = validate::enum_value(
-                "singleMasterChannelEndpointConfiguration.protocols.member",
-                p,
-                &["WSS", "HTTPS", "WEBRTC"],
-            )?;
-            if !wanted.contains(&p) {
-                wanted.push(p);
-            }
-        }
         let view = self
             .state
             .app
-            .usable_channel(&self.caller.ns, &arn, Purpose::Endpoint)
+            .usable_channel(&self.caller.ns, arn, Purpose::Endpoint)
             .await?;
         if wanted.contains(&"WEBRTC") {
             return Err(ApiError::invalid(format!(
@@ -289,51 +203,31 @@ impl Ctx<'_> {
         })
     }
 
-    async fn tag(&self, input: TagResourceInput) -> Result<(), ApiError> {
-        let arn = validate::arn("resourceARN", input.resource_arn)?;
-        self.throttle(QuotaOp::TagResource, Some(arn.as_str()))
-            .await?;
-        let tags = validate::tags("tags", required(input.tags, "tags")?, 1)?;
+    async fn tag(&self, arn: &ResourceArn, tags: Vec<(TagKey, TagValue)>) -> Result<(), ApiError> {
         self.state
             .app
             .channels()
-            .tag(&self.caller.ns, &arn, tags)
+            .tag(&self.caller.ns, arn, tags)
             .await?;
         Ok(())
     }
 
-    async fn untag(&self, input: UntagResourceInput) -> Result<(), ApiError> {
-        let arn = validate::arn("resourceARN", input.resource_arn)?;
-        self.throttle(QuotaOp::UntagResource, Some(arn.as_str()))
-            .await?;
-        let keys = required(input.tag_key_list, "tagKeyList")?;
-        validate::list_len("tagKeyList", &keys, 1, 50)?;
-        let keys = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| TagKey::parse(&format!("tagKeyList.{}.member", i + 1), k))
-            .collect::<Result<Vec<_>, _>>()?;
+    async fn untag(&self, arn: &ResourceArn, keys: &[TagKey]) -> Result<(), ApiError> {
         self.state
             .app
             .channels()
-            .untag(&self.caller.ns, &arn, &keys)
+            .untag(&self.caller.ns, arn, keys)
             .await?;
         Ok(())
     }
 
-    async fn list_tags(&self, input: ListTagsForResourceInput) -> Result<String, ApiError> {
-        let arn = validate::arn("resourceARN", input.resource_arn)?;
-        self.throttle(QuotaOp::ListTagsForResource, Some(arn.as_str()))
-            .await?;
-        if let Some(t) = &input.next_token {
-            validate::next_token("nextToken", t)?;
-        }
+    async fn list_tags(&self, arn: &ResourceArn) -> Result<String, ApiError> {
         // At most 50 tags: everything fits in one page, so no NextToken is ever returned.
         let tags = self
             .state
             .app
             .channels()
-            .list_tags(&self.caller.ns, &arn)
+            .list_tags(&self.caller.ns, arn)
             .await?;
         to_body(&ListTagsForResourceOutput { tags })
     }

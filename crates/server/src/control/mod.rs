@@ -1,10 +1,12 @@
 //! The kinesisvideo control plane (docs/protocol.md §2): which path is which operation, and the
 //! handlers that turn wire DTOs into validated core calls and back.
 
+mod decode;
 pub mod dto;
 mod handlers;
 mod validate;
 
+pub use decode::{decode, Request};
 pub use handlers::handle;
 
 /// The control-plane operations this server implements, by their restJson1 path.

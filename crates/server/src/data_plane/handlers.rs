@@ -28,20 +28,18 @@ fn client_id(member: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// TURN credentials for the channel (docs/protocol.md §5.1): at least one server, 1..4 URIs each, a
-/// TTL above the C SDK's 30 s grace.
-pub async fn get_ice_server_config(
-    state: &AppState,
-    caller: &Caller,
-    body: &[u8],
-    host: &str,
-) -> Result<String, ApiError> {
+/// A GetIceServerConfig request, validated (docs/protocol.md §5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServerConfigRequest {
+    pub arn: ResourceArn,
+    pub client_id: Option<String>,
+}
+
+/// Parses and validates a GetIceServerConfig body; no service call. Any bytes give a request or
+/// InvalidArgumentException, never a panic (docs/reliability.md, "Fuzzing").
+pub fn decode_get_ice_server_config(body: &[u8]) -> Result<IceServerConfigRequest, ApiError> {
     let req: GetIceServerConfigRequest = parse_body(body)?;
     let arn = arn(req.channel_arn)?;
-    state
-        .app
-        .throttle(&caller.ns, QuotaOp::GetIceServerConfig, Some(arn.as_str()))
-        .await?;
     if let Some(c) = &req.client_id {
         client_id("clientId", c)?;
     }
@@ -55,6 +53,53 @@ pub async fn get_ice_server_config(
     if let Some(u) = &req.username {
         client_id("username", u)?;
     }
+    Ok(IceServerConfigRequest {
+        arn,
+        client_id: req.client_id,
+    })
+}
+
+/// A SendAlexaOfferToMaster request, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlexaOfferRequest {
+    pub arn: ResourceArn,
+    pub sender: String,
+    pub payload: String,
+}
+
+/// Parses and validates a SendAlexaOfferToMaster body; no service call. Any bytes give a request
+/// or InvalidArgumentException, never a panic.
+pub fn decode_send_alexa_offer_to_master(body: &[u8]) -> Result<AlexaOfferRequest, ApiError> {
+    let req: SendAlexaOfferToMasterRequest = parse_body(body)?;
+    let arn = arn(req.channel_arn)?;
+    let sender = required(req.sender_client_id, "SenderClientId")?;
+    client_id("senderClientId", &sender)?;
+    let payload = required(req.message_payload, "MessagePayload")?;
+    if !is_valid_payload(&payload) {
+        return Err(ApiError::invalid(
+            "MessagePayload must be base64 of 1..10000 characters.",
+        ));
+    }
+    Ok(AlexaOfferRequest {
+        arn,
+        sender,
+        payload,
+    })
+}
+
+/// TURN credentials for the channel (docs/protocol.md §5.1): at least one server, 1..4 URIs each, a
+/// TTL above the C SDK's 30 s grace.
+pub async fn get_ice_server_config(
+    state: &AppState,
+    caller: &Caller,
+    body: &[u8],
+    host: &str,
+) -> Result<String, ApiError> {
+    let IceServerConfigRequest { arn, client_id } = decode_get_ice_server_config(body)?;
+    state
+        .app
+        .throttle(&caller.ns, QuotaOp::GetIceServerConfig, Some(arn.as_str()))
+        .await?;
     state
         .app
         .usable_channel(&caller.ns, &arn, Purpose::DataPlane)
@@ -64,7 +109,7 @@ pub async fn get_ice_server_config(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let uris = state.ice_uris(host);
-    let (username, password) = state.ice.issue(now, arn.as_str(), req.client_id.as_deref());
+    let (username, password) = state.ice.issue(now, arn.as_str(), client_id.as_deref());
     let servers = uris
         .chunks(4)
         .map(|chunk| IceServer {
@@ -90,8 +135,11 @@ pub async fn send_alexa_offer_to_master(
     caller: Caller,
     body: bytes::Bytes,
 ) -> Result<String, ApiError> {
-    let req: SendAlexaOfferToMasterRequest = parse_body(&body)?;
-    let arn = arn(req.channel_arn)?;
+    let AlexaOfferRequest {
+        arn,
+        sender,
+        payload,
+    } = decode_send_alexa_offer_to_master(&body)?;
     state
         .app
         .throttle(
@@ -100,14 +148,6 @@ pub async fn send_alexa_offer_to_master(
             Some(arn.as_str()),
         )
         .await?;
-    let sender = required(req.sender_client_id, "SenderClientId")?;
-    client_id("senderClientId", &sender)?;
-    let payload = required(req.message_payload, "MessagePayload")?;
-    if !is_valid_payload(&payload) {
-        return Err(ApiError::invalid(
-            "MessagePayload must be base64 of 1..10000 characters.",
-        ));
-    }
     let answer = state
         .app
         .send_alexa_offer(

@@ -5,7 +5,10 @@ pub mod dto;
 mod handlers;
 pub mod ice;
 
-pub use handlers::{get_ice_server_config, send_alexa_offer_to_master};
+pub use handlers::{
+    decode_get_ice_server_config, decode_send_alexa_offer_to_master, get_ice_server_config,
+    send_alexa_offer_to_master, AlexaOfferRequest, IceServerConfigRequest,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
