@@ -618,8 +618,9 @@ def main_report(m: dict, r: Results, redis_lines: list[str], have_chart: bool, p
                 f"message on its own, where the closed loop pipelines {m['relay_infl']} per viewer): queues built up, and *lost*",
                 "counts messages still unanswered 2 s after the window."]
     relay_metrics = r.work / "relay_metrics.txt"
-    out += ["kvs-signaling's own counters after all relay runs (`GET /metrics`; `dropped_slow_consumer`",
-            "counts messages its bounded outboxes dropped):", "", "```text"]
+    out += ["kvs-signaling's own counters after all relay runs (`GET /metrics`; `held_slow_consumer`",
+            "counts messages that found a full outbox, held for the recipient's next connection, and",
+            "`connections_closed_slow_consumer` the connections closed for not reading):", "", "```text"]
     if relay_metrics.exists() and relay_metrics.stat().st_size > 0:
         out += relay_metrics.read_text().splitlines()
     else:
