@@ -579,7 +579,7 @@ for f in $FRACTIONS; do
   bench "open_kvs_$f" relay --endpoint "$KVS_EP" "${RELAY[@]}" --rate "$rate" --duration "$RATE_DUR" --warmup "$WARM"
   bench "open_baseline_$f" relay --endpoint "$BASE_EP" --no-control "${RELAY[@]}" --rate "$rate" --duration "$RATE_DUR" --warmup "$WARM"
 done
-curl -s "$KVS_EP/metrics" | grep -E '^kvs_signaling_messages_[a-z_]+ ' >"$WORK/relay_metrics.txt" || true
+curl -s "$KVS_EP/metrics" | grep -E '^kvs_signaling_(messages_[a-z_]+|connections_closed_slow_consumer_total) ' >"$WORK/relay_metrics.txt" || true
 stop "$KVS_PID"
 stop "$BASE_PID"
 
