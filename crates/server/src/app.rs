@@ -196,6 +196,7 @@ impl App {
             turn_port: turn.as_ref().map(|t| t.udp_addr.port()),
             alexa_answer_timeout: cfg.alexa_answer_timeout,
             connections,
+            calls: crate::observe::Calls::default(),
         });
         tracing::info!(
             store = %cfg.store,

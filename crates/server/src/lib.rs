@@ -15,6 +15,7 @@ pub mod data_plane;
 pub mod endpoints;
 pub mod listener;
 pub mod metrics;
+pub mod observe;
 pub mod redact;
 pub mod server;
 pub mod state;

@@ -24,6 +24,7 @@ use crate::control::{self, Operation};
 use crate::data_plane;
 use crate::endpoints::EndpointBase;
 use crate::listener;
+use crate::observe::CallContext;
 use crate::state::SharedState;
 
 /// Largest request body accepted; control-plane bodies are a few KiB at most.
@@ -187,10 +188,32 @@ pub async fn serve(
 }
 
 async fn dispatch(state: SharedState, req: Request, scheme: Scheme) -> Response {
-    match dispatch_inner(state, req, scheme).await {
+    let at = SystemTime::now();
+    let started = std::time::Instant::now();
+    let mut call = CallContext {
+        access_key_id: crate::observe::claimed_access_key(req.headers(), req.uri().query()),
+        ..CallContext::default()
+    };
+    let resp = match dispatch_inner(Arc::clone(&state), req, scheme, &mut call).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
+    };
+    if call.operation.is_some() {
+        if call.account.is_none() {
+            call.account = state
+                .auth
+                .account_of(call.access_key_id.as_deref())
+                .map(|a| a.to_string());
+        }
+        let record = call.finish(
+            at,
+            started.elapsed(),
+            resp.status().as_u16(),
+            resp.headers(),
+        );
+        state.calls.record(&record);
     }
+    resp
 }
 
 enum Route {
@@ -214,10 +237,19 @@ async fn dispatch_inner(
     state: SharedState,
     req: Request,
     scheme: Scheme,
+    call: &mut CallContext,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     if parts.method == Method::GET && is_websocket(&parts) {
+        let query = parts.uri.query().unwrap_or("");
+        call.operation = Some(match kvs_sigv4::query_param(query, "X-Amz-ClientId") {
+            Ok(Some(_)) => "ConnectAsViewer",
+            _ => "ConnectAsMaster",
+        });
+        call.channel = kvs_sigv4::query_param(query, "X-Amz-ChannelARN")
+            .ok()
+            .flatten();
         return Ok(crate::websocket::connect(state, parts).await);
     }
     let route = match (&parts.method, Operation::from_path(&path)) {
@@ -228,7 +260,12 @@ async fn dispatch_inner(
         },
         _ => return Err(ApiError::unknown_operation(parts.method.as_str(), &path)),
     };
+    call.operation = Some(match route {
+        Route::Control(op) => op.name(),
+        Route::Signaling(op) => op.name(),
+    });
     let body = read_body(body, state.connections.body_timeout).await?;
+    call.channel_from_body(&body);
     let signed = SignedParts::from_parts(&parts);
     let endpoint = state.public_endpoint.clone().unwrap_or_else(|| {
         EndpointBase::from_request(
@@ -242,6 +279,7 @@ async fn dispatch_inner(
         .auth
         .authenticate_header(&signed, &body, SystemTime::now())?;
     tracing::debug!(account = %caller.ns.account, region = %caller.ns.region, "authenticated");
+    call.account = Some(caller.ns.account.to_string());
     let op = match route {
         Route::Control(op) => op,
         Route::Signaling(data_plane::Operation::SendAlexaOfferToMaster) => {

@@ -26,6 +26,8 @@ pub struct AppState {
     pub turn_port: Option<u16>,
     pub alexa_answer_timeout: Duration,
     pub connections: Connections,
+    /// Who watches API calls (metrics by operation, the console's inspector).
+    pub calls: crate::observe::Calls,
 }
 
 /// The connection limits every listener applies (docs/behaviour.md "Connections").

@@ -114,6 +114,17 @@ impl Authenticator {
         }
     }
 
+    /// The account an access key id belongs to, without verifying anything (to show a refused
+    /// call to the account whose key it claims). Open mode: the one account.
+    pub fn account_of(&self, access_key_id: Option<&str>) -> Option<AccountId> {
+        match &self.credentials {
+            None => Some(self.default_account.clone()),
+            Some(creds) => access_key_id
+                .and_then(|k| creds.get(k))
+                .map(|c| c.account.clone()),
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         self.credentials.is_none()
     }

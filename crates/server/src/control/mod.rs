@@ -24,6 +24,21 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The AWS operation name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CreateSignalingChannel => "CreateSignalingChannel",
+            Self::DescribeSignalingChannel => "DescribeSignalingChannel",
+            Self::ListSignalingChannels => "ListSignalingChannels",
+            Self::UpdateSignalingChannel => "UpdateSignalingChannel",
+            Self::DeleteSignalingChannel => "DeleteSignalingChannel",
+            Self::GetSignalingChannelEndpoint => "GetSignalingChannelEndpoint",
+            Self::TagResource => "TagResource",
+            Self::UntagResource => "UntagResource",
+            Self::ListTagsForResource => "ListTagsForResource",
+        }
+    }
+
     /// Note the three tag operations are capitalised (docs/protocol.md §2).
     pub fn from_path(path: &str) -> Option<Self> {
         Some(match path {

@@ -17,6 +17,14 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The AWS operation name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::GetIceServerConfig => "GetIceServerConfig",
+            Self::SendAlexaOfferToMaster => "SendAlexaOfferToMaster",
+        }
+    }
+
     pub fn from_path(path: &str) -> Option<Self> {
         match path {
             "/v1/get-ice-server-config" => Some(Self::GetIceServerConfig),
