@@ -291,6 +291,7 @@ async fn redis_backends(
         )),
         held: Arc::new(kvs_redis::RedisHeld::new(redis.clone())),
         bus: Arc::new(kvs_redis::RedisBus::new(redis.clone())),
+        feed: Arc::new(kvs_redis::RedisFeed::new(redis.clone())),
     };
     // Quotas are counted on Redis too, so the nodes together allow what one AWS region does.
     let limiter = Arc::new(kvs_redis::RedisLimiter::new(redis.clone(), quotas.clone()));
