@@ -522,6 +522,14 @@ pub async fn a_watcher_on_one_node_sees_what_happens_on_every_node(
         joined,
         (node2.clone(), "VIEWER".to_owned(), Some("v1".to_owned()))
     );
+    let roles = |r: Vec<(Role, super::Member)>| {
+        r.into_iter()
+            .map(|(role, m)| (role, m.node))
+            .collect::<Vec<_>>()
+    };
+    let both = vec![(Role::Master, NodeId(1)), (viewer("v1"), NodeId(2))];
+    assert_eq!(roles(c.hubs[0].connected(ARN).await.unwrap()), both);
+    assert_eq!(roles(c.hubs[1].connected(ARN).await.unwrap()), both);
     c.hubs[1]
         .relay(&vc, msg(Action::SdpOffer, None, "b2Zm"))
         .await

@@ -134,6 +134,18 @@ impl Hub {
         self.watch.feed().subscribe()
     }
 
+    /// The live connections of `channel`, on every node.
+    pub async fn connected(
+        &self,
+        channel: &str,
+    ) -> Result<Vec<(Role, super::event::Member)>, String> {
+        self.ports
+            .presence
+            .roles(channel)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// The messages held on `channel` now.
     pub async fn held_messages(&self, channel: &str) -> Result<Vec<HeldMessage>, String> {
         self.ports
