@@ -1,0 +1,1 @@
+/* placeholder: the console's pages land with docs/console.md's pages */
