@@ -175,7 +175,8 @@ mod tests {
             }]
         );
         assert_eq!(i.calls("333", None), vec![]);
-        assert_eq!(i.calls("111", Some("c50")).len(), 1);
+        assert_eq!(i.calls("111", Some("c77")).len(), 1);
+        assert_eq!(i.calls("111", Some("c50")).len(), 6); // c50, c500..c504
         let _ = SystemTime::now();
     }
 
