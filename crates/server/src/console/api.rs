@@ -1,7 +1,7 @@
 //! The console's JSON routes (docs/console.md "The console API"). Each one finds its caller
 //! ([`super::caller`]), calls the application layer and shapes the answer; errors are the API's.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -145,7 +145,6 @@ async fn call_inner(state: SharedState, operation: String, req: Request, scheme:
 pub async fn channels(State(state): State<SharedState>, req: Request) -> Answer {
     let who = caller(&state, req.headers())?;
     let app = &state.app;
-    let now = app.clock().now_millis();
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -153,16 +152,18 @@ pub async fn channels(State(state): State<SharedState>, req: Request) -> Answer 
             .channels()
             .list(&who.ns, None, 1000, token.as_deref())
             .await?;
-        for v in &page.channels {
+        // One presence read per channel, all at once (on Redis, round trips in parallel).
+        let counts = futures_util::future::join_all(
+            page.channels
+                .iter()
+                .map(|v| app.hub().connected(v.channel.arn.as_str())),
+        )
+        .await;
+        for (v, roles) in page.channels.iter().zip(counts) {
             let c = &v.channel;
-            let roles = app
-                .hub()
-                .connected(c.arn.as_str())
-                .await
-                .unwrap_or_default();
+            let roles = roles.unwrap_or_default();
             let masters = roles.iter().filter(|(r, _)| r.is_master()).count();
             let viewers = roles.iter().filter(|(r, _)| r.is_viewer()).count();
-            let _ = now;
             out.push(json!({
                 "name": c.name.to_string(),
                 "arn": c.arn.to_string(),
@@ -323,12 +324,9 @@ pub async fn signaling_url(
 }
 
 async fn signaling_url_inner(state: SharedState, req: Request, scheme: Scheme) -> Answer {
-    let endpoint = {
-        let (parts, body) = req.into_parts();
-        let endpoint = endpoint_of(&state, &parts, scheme);
-        (endpoint, Request::from_parts(parts, body))
-    };
-    let (endpoint, req) = endpoint;
+    let (parts, body) = req.into_parts();
+    let endpoint = endpoint_of(&state, &parts, scheme);
+    let req = Request::from_parts(parts, body);
     let (who, action, arn) = owned_channel(&state, req).await?;
     let client_id = match action.role.as_deref() {
         Some("MASTER") => None,
@@ -396,6 +394,5 @@ async fn signaling_url_inner(state: SharedState, req: Request, scheme: Scheme) -
                 .collect()
         })
         .unwrap_or_default();
-    let _ = UNIX_EPOCH;
     ok(json!({ "url": url, "iceServers": servers }))
 }
