@@ -28,6 +28,8 @@ pub struct AppState {
     pub connections: Connections,
     /// Who watches API calls (metrics by operation, the console's inspector).
     pub calls: crate::observe::Calls,
+    /// What `GET /metrics` renders.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The connection limits every listener applies (docs/behaviour.md "Connections").
