@@ -16,7 +16,9 @@ pub mod keys;
 mod limiter;
 mod presence;
 mod store;
+mod timed;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -29,6 +31,7 @@ pub use keys::Keys;
 pub use limiter::RedisLimiter;
 pub use presence::RedisPresence;
 pub use store::RedisStore;
+pub use timed::{RoundTrips, TimedConn};
 
 /// How long a command may take before the caller gets `Unavailable` (requests fail fast when
 /// Redis is down, issue 8 "Faults").
@@ -42,6 +45,8 @@ pub struct Redis {
     client: redis::Client,
     conn: ConnectionManager,
     keys: Keys,
+    /// Told about every round trip (the node's metrics), when set.
+    round_trips: Option<Arc<dyn RoundTrips>>,
 }
 
 impl Redis {
@@ -63,15 +68,26 @@ impl Redis {
             client,
             conn,
             keys: Keys::new(prefix),
+            round_trips: None,
         })
+    }
+
+    /// Reports every round trip of this handle and its clones to `observer` (set it before
+    /// handing clones to the backends).
+    pub fn with_round_trips(mut self, observer: Arc<dyn RoundTrips>) -> Self {
+        self.round_trips = Some(observer);
+        self
     }
 
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    pub(crate) fn conn(&self) -> TimedConn {
+        TimedConn {
+            inner: self.conn.clone(),
+            observer: self.round_trips.clone(),
+        }
     }
 
     pub(crate) fn client(&self) -> &redis::Client {

@@ -109,6 +109,7 @@ impl App {
         // One crypto provider for the whole process (TLS listener, rediss://).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let quotas = cfg.quota_table();
+        let mut metrics = crate::metrics::Metrics::new();
         let memory_limiter = || -> Arc<dyn RateLimiter> {
             Arc::new(MemoryLimiter::new(&quotas, Arc::clone(&clock)))
         };
@@ -138,8 +139,9 @@ impl App {
                     );
                     (Arc::new(s), SignalingPorts::in_process(), memory_limiter())
                 }
-                StoreKind::Redis(url) => redis_backends(cfg, url, &quotas).await?,
+                StoreKind::Redis(url) => redis_backends(cfg, url, &quotas, &metrics).await?,
             };
+        let store = metrics.timed_store(store);
         let application = Arc::new(
             Application::new(
                 store,
@@ -170,10 +172,12 @@ impl App {
         // The caps count every listener's connections, TURN/TCP's included.
         let connections = crate::state::Connections::from_config(cfg);
         let turn = if cfg.embedded_turn {
-            Some(start_turn(cfg, &[http_addr], Arc::clone(&ice), &connections).await?)
+            Some(start_turn(cfg, &[http_addr], Arc::clone(&ice), &connections, &metrics).await?)
         } else {
             None
         };
+        metrics.collect(Box::new(core_collector(&application, &connections)));
+        let metrics = Arc::new(metrics);
         let open = credentials.is_none();
         let console = crate::console::Console::new(
             cfg.turn_secret_file.clone(),
@@ -201,8 +205,9 @@ impl App {
             turn_port: turn.as_ref().map(|t| t.udp_addr.port()),
             alexa_answer_timeout: cfg.alexa_answer_timeout,
             connections,
-            calls: crate::observe::Calls::new(vec![inspector.clone()]),
+            calls: crate::observe::Calls::new(vec![metrics.api(), inspector]),
             console,
+            metrics,
         });
         tracing::info!(
             store = %cfg.store,
@@ -221,6 +226,25 @@ impl App {
     pub fn state(&self) -> &SharedState {
         &self.state
     }
+}
+
+/// The core's counters and the listeners' figures, read at each scrape.
+fn core_collector(
+    application: &Arc<Application>,
+    connections: &crate::state::Connections,
+) -> crate::metrics::CoreCollector {
+    let application = Arc::clone(application);
+    let admission = Arc::clone(&connections.admission);
+    crate::metrics::CoreCollector::new(move || crate::metrics::CoreFigures {
+        signaling: application.hub().metrics_snapshot(),
+        server: crate::metrics::ServerFigures {
+            connections_open: admission.open(),
+            connections_max: admission.caps().max,
+            connections_refused: admission.refused(),
+            fd_exhausted: crate::listener::fd_exhausted(),
+            requests_throttled: application.throttled(),
+        },
+    })
 }
 
 /// Serves `app` on `listeners` until `shutdown` completes, then drains (GO_AWAY to this node's
@@ -264,9 +288,11 @@ async fn redis_backends(
     cfg: &ServeConfig,
     url: &str,
     quotas: &Quotas,
+    metrics: &crate::metrics::Metrics,
 ) -> anyhow::Result<(Arc<dyn Store>, SignalingPorts, Arc<dyn RateLimiter>)> {
     let redis = kvs_redis::Redis::open(url, &cfg.redis_prefix)
-        .with_context(|| format!("--store {}", cfg.store))?;
+        .with_context(|| format!("--store {}", cfg.store))?
+        .with_round_trips(metrics.redis());
     match redis.ping().await {
         Ok(()) => {
             if redis.is_cluster_node().await.unwrap_or(false) {
@@ -321,6 +347,7 @@ async fn start_turn(
     http_addrs: &[std::net::SocketAddr],
     ice: Arc<IceCredentials>,
     connections: &crate::state::Connections,
+    metrics: &crate::metrics::Metrics,
 ) -> anyhow::Result<crate::turn_relay::Turn> {
     let ip = http_addrs
         .first()
@@ -352,6 +379,7 @@ async fn start_turn(
         backlog: cfg.listen_backlog,
         admission: Arc::clone(&connections.admission),
         first_message_timeout: cfg.handshake_timeout,
+        metrics: metrics.turn(),
     };
     let turn = match crate::turn_relay::start(opts(listen), Arc::clone(&ice)).await {
         Ok(t) => t,

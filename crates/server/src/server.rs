@@ -103,20 +103,10 @@ async fn ready(State(state): State<SharedState>) -> Response {
 }
 
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
-        let admission = &state.connections.admission;
-        let mut text = crate::metrics::render(&state.app.hub().metrics_snapshot());
-        text.push_str(&crate::metrics::render_server(
-            &crate::metrics::ServerFigures {
-                connections_open: admission.open(),
-                connections_max: admission.caps().max,
-                connections_refused: admission.refused(),
-                fd_exhausted: listener::fd_exhausted(),
-                requests_throttled: state.app.throttled(),
-            },
-        ));
-        text
-    })
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.render(),
+    )
 }
 
 /// Serves until `shutdown` completes, then stops accepting, sends GO_AWAY to every signaling

@@ -30,6 +30,8 @@ pub struct AppState {
     pub calls: crate::observe::Calls,
     /// The web console's sessions and inspector (docs/console.md).
     pub console: crate::console::Console,
+    /// What `GET /metrics` renders.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The connection limits every listener applies (docs/behaviour.md "Connections").

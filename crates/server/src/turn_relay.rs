@@ -50,6 +50,8 @@ pub struct TurnOptions {
     pub admission: Arc<Admission>,
     /// How long a TCP client may take to send its first message.
     pub first_message_timeout: Duration,
+    /// Allocations and relayed bytes, counted on the relay sockets (`/metrics`).
+    pub metrics: Arc<crate::metrics::turn::TurnMetrics>,
 }
 
 /// How long a TCP client may stay silent between messages: an allocation lives at most
@@ -145,11 +147,14 @@ impl AuthHandler for RestAuth {
 fn conn_config(conn: Arc<dyn Conn + Send + Sync>, opts: &TurnOptions) -> ConnConfig {
     ConnConfig {
         conn,
-        relay_addr_generator: Box::new(RelayAddressGeneratorStatic {
-            relay_address: opts.relay_ip,
-            address: opts.relay_bind.to_string(),
-            net: Arc::new(Net::new(None)),
-        }),
+        relay_addr_generator: Box::new(crate::metrics::turn::Counted::new(
+            RelayAddressGeneratorStatic {
+                relay_address: opts.relay_ip,
+                address: opts.relay_bind.to_string(),
+                net: Arc::new(Net::new(None)),
+            },
+            Arc::clone(&opts.metrics),
+        )),
     }
 }
 

@@ -104,6 +104,19 @@ async fn udp_allocation_relays_with_get_ice_server_config_credentials() {
     let relay = cl.allocate().await.unwrap();
     assert_eq!(relay.local_addr().unwrap().ip().to_string(), "127.0.0.1");
     relay_round_trip(relay).await;
+    // Counted on the relay socket (docs/metrics.md "TURN"): one allocation, "ping" out, "pong" in.
+    let metrics = s.metrics().await;
+    for line in [
+        "kvs_turn_allocations_total 1",
+        "kvs_turn_allocations_open 1",
+        r#"kvs_turn_relayed_bytes_total{direction="to_peer"} 4"#,
+        r#"kvs_turn_relayed_bytes_total{direction="from_peer"} 4"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
+    }
     cl.close().await.unwrap();
 
     // A wrong password is refused.
