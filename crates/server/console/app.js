@@ -489,7 +489,7 @@
             new Promise((_, rej) => setTimeout(() => rej(new Error('no answer')), 5000)),
           ]);
         } catch (e) { log(`camera unavailable (${e.name || e.message}): using a test pattern`, 'warn'); }
-      }
+      } else if (!pattern.checked) log('no camera access on this page (not a secure context): using a test pattern', 'warn');
       return testPattern();
     }
     const send = (action, payload) => {
@@ -504,7 +504,10 @@
       stream.getTracks().forEach((tr) => p.addTrack(tr, stream));
       p.onicecandidate = ({ candidate }) => { if (candidate && p === pc) send('ICE_CANDIDATE', candidate.toJSON ? candidate.toJSON() : candidate); };
       p.ontrack = (ev) => play(remoteVideo, ev.streams[0] || new MediaStream([ev.track]));
-      p.onconnectionstatechange = () => { callState.textContent = p.connectionState; callState.className = p.connectionState === 'connected' ? 'ok' : /failed|closed/.test(p.connectionState) ? 'bad' : ''; log(`connection ${p.connectionState}`); };
+      p.onconnectionstatechange = () => { callState.textContent = p.connectionState; callState.className = p.connectionState === 'connected' ? 'ok' : /failed|closed/.test(p.connectionState) ? 'bad' : ''; log(`connection ${p.connectionState}`);
+        if (p.connectionState === 'connected') setMsg(msg, 'in a call', 'ok');
+        else if (p.connectionState === 'failed') setMsg(msg, 'the call failed (no ICE path); try again, or without relay only', 'bad');
+      };
       p.oniceconnectionstatechange = () => { iceState.textContent = p.iceConnectionState; };
       callState.textContent = p.connectionState;
       pc = p;
