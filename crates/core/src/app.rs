@@ -45,6 +45,8 @@ pub struct SignalingPorts {
     pub presence: Arc<dyn Presence>,
     pub held: Arc<dyn HeldMessages>,
     pub bus: Arc<dyn Bus>,
+    /// The live view's feed between nodes (docs/console.md).
+    pub feed: Arc<dyn crate::relay::watch::Feed>,
 }
 
 impl SignalingPorts {
@@ -54,6 +56,7 @@ impl SignalingPorts {
             presence: Arc::new(MemoryPresence::new()),
             held: Arc::new(MemoryHeld::new()),
             bus: Arc::new(MemoryBus::new()),
+            feed: Arc::new(crate::relay::watch::MemoryFeed::new()),
         }
     }
 }
@@ -98,6 +101,7 @@ impl Application {
             ttl: Arc::new(ServiceTtl(Arc::clone(&channels))),
         };
         let hub = Hub::new(node, clock, hub, hub_ports);
+        hub.watch().use_feed(ports.feed);
         Self {
             channels,
             hub,

@@ -272,6 +272,22 @@ impl HeldMessages for RedisHeld {
         Ok(0)
     }
 
+    async fn peek(&self, channel: &str, now_millis: u64) -> Result<Vec<HeldMessage>, HeldError> {
+        let [hm, _, _] = self.redis.keys().held(channel);
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(hm)
+            .query_async(&mut self.redis.conn())
+            .await
+            .map_err(backend)?;
+        let mut held: Vec<(u64, HeldMessage)> = all
+            .into_iter()
+            .filter_map(|(seq, text)| Some((seq.parse().ok()?, decode(&text)?)))
+            .filter(|(_, h)| h.expires_at_millis > now_millis)
+            .collect();
+        held.sort_by_key(|(seq, _)| *seq);
+        Ok(held.into_iter().map(|(_, h)| h).collect())
+    }
+
     async fn count(&self, channel: &str) -> Result<usize, HeldError> {
         let [_, hq, _] = self.redis.keys().held(channel);
         let n: u64 = redis::cmd("ZCARD")

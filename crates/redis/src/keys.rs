@@ -105,6 +105,11 @@ impl Keys {
         format!("{}:{{nodes}}", self.prefix)
     }
 
+    /// The live view's pub/sub channel, shared by every node.
+    pub fn feed(&self) -> String {
+        format!("{}:feed", self.prefix)
+    }
+
     pub fn bus(&self, node: NodeId) -> String {
         format!("{}:bus:{node}", self.prefix)
     }

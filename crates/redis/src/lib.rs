@@ -10,6 +10,7 @@
 
 mod bus;
 mod error;
+mod feed;
 mod held;
 pub mod keys;
 mod limiter;
@@ -22,6 +23,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use bus::RedisBus;
 pub use error::{misconfigured, unavailable};
+pub use feed::RedisFeed;
 pub use held::RedisHeld;
 pub use keys::Keys;
 pub use limiter::RedisLimiter;

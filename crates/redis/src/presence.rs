@@ -366,6 +366,22 @@ impl Presence for RedisPresence {
         Ok(None)
     }
 
+    async fn roles(&self, channel: &str) -> Result<Vec<(Role, Member)>, PresenceError> {
+        let members = self.members(channel).await?;
+        let nodes: Vec<NodeId> = members.iter().map(|(_, m)| m.node).collect();
+        let dead = self.dead_among(&nodes).await?;
+        let mut roles: Vec<(Role, Member)> = members
+            .into_iter()
+            .filter(|(_, m)| !dead.contains(&m.node))
+            .filter_map(|(f, m)| Some((parse_role(&f)?, m)))
+            .collect();
+        roles.sort_by(|a, b| {
+            kvs_core::relay::presence::role_key(&a.0)
+                .cmp(&kvs_core::relay::presence::role_key(&b.0))
+        });
+        Ok(roles)
+    }
+
     async fn nodes(&self, channel: &str) -> Result<Vec<NodeId>, PresenceError> {
         let members = self.members(channel).await?;
         let mut nodes: Vec<NodeId> = members.into_iter().map(|(_, m)| m.node).collect();

@@ -28,7 +28,8 @@ impl ClusterBackend for OnRedis {
                 Duration::from_secs(3600),
             )),
             held: Arc::new(RedisHeld::new(redis.clone())),
-            bus: Arc::new(RedisBus::new(redis)),
+            bus: Arc::new(RedisBus::new(redis.clone())),
+            feed: Arc::new(kvs_redis::RedisFeed::new(redis)),
         }
     }
 

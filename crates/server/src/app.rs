@@ -175,6 +175,11 @@ impl App {
             None
         };
         let open = credentials.is_none();
+        let console = crate::console::Console::new(
+            cfg.turn_secret_file.clone(),
+            matches!(cfg.store, StoreKind::Redis(_)),
+        );
+        let inspector: Arc<dyn crate::observe::CallWatcher> = console.inspector.clone();
         let state = Arc::new(AppState {
             app: application,
             auth: Authenticator::new(credentials, account, region),
@@ -196,7 +201,8 @@ impl App {
             turn_port: turn.as_ref().map(|t| t.udp_addr.port()),
             alexa_answer_timeout: cfg.alexa_answer_timeout,
             connections,
-            calls: crate::observe::Calls::default(),
+            calls: crate::observe::Calls::new(vec![inspector.clone()]),
+            console,
         });
         tracing::info!(
             store = %cfg.store,
@@ -291,6 +297,7 @@ async fn redis_backends(
         )),
         held: Arc::new(kvs_redis::RedisHeld::new(redis.clone())),
         bus: Arc::new(kvs_redis::RedisBus::new(redis.clone())),
+        feed: Arc::new(kvs_redis::RedisFeed::new(redis.clone())),
     };
     // Quotas are counted on Redis too, so the nodes together allow what one AWS region does.
     let limiter = Arc::new(kvs_redis::RedisLimiter::new(redis.clone(), quotas.clone()));
@@ -368,7 +375,7 @@ fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(s)
 }
 
-fn random_secret() -> String {
+pub(crate) fn random_secret() -> String {
     use rand::distr::Alphanumeric;
     use rand::RngExt;
     rand::rng()

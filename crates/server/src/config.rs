@@ -122,7 +122,7 @@ pub enum LogFormat {
     Json,
 }
 
-// The bounds of every duration and count (README "Configuration" lists them). The upper ones
+// The bounds of every duration and count (docs/configuration.md lists them). The upper ones
 // keep deadlines (`Instant + duration`) and capacities far from overflow.
 const MILLISECOND: Duration = Duration::from_millis(1);
 const SECOND: Duration = Duration::from_secs(1);
@@ -524,7 +524,7 @@ fn parse_with(cmd: clap::Command, args: Vec<String>) -> anyhow::Result<Cli> {
 
 /// What the value of a config file key must be, from its option's action and value type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FileKind {
+pub(crate) enum FileKind {
     Boolean,
     Integer,
     Duration,
@@ -534,7 +534,7 @@ enum FileKind {
 }
 
 impl FileKind {
-    fn of(arg: &clap::Arg) -> Self {
+    pub(crate) fn of(arg: &clap::Arg) -> Self {
         let t = arg.get_value_parser().type_id();
         let integers = [
             TypeId::of::<u8>(),
@@ -553,6 +553,17 @@ impl FileKind {
             Self::Integer
         } else {
             Self::Text
+        }
+    }
+
+    /// The type's name in docs/configuration.md (config_reference.rs).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Boolean => "boolean",
+            Self::Integer => "integer",
+            Self::Duration => "duration string",
+            Self::Text => "string",
+            Self::List => "list of strings",
         }
     }
 
@@ -637,7 +648,7 @@ impl FileLayer {
 }
 
 /// Options the file may not set: `config` itself, and clap's `help` / `version`.
-fn file_may_set(arg: &clap::Arg) -> bool {
+pub(crate) fn file_may_set(arg: &clap::Arg) -> bool {
     !matches!(
         arg.get_id().as_str(),
         "config" | "quota" | "help" | "version"

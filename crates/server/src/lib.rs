@@ -9,6 +9,8 @@
 pub mod app;
 pub mod aws;
 pub mod config;
+pub mod config_reference;
+pub mod console;
 pub mod control;
 pub mod credentials;
 pub mod data_plane;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use kvs_core::clock::SystemClock;
 use kvs_signaling::app::{self, App, Listeners};
 use kvs_signaling::config::{self, Command, LogFormat, ServeConfig};
+use kvs_signaling::config_reference;
 use kvs_signaling::server;
 
 /// mimalloc: glibc's malloc showed as ~16% of a describe's CPU (arena locks, consolidation)
@@ -17,6 +18,14 @@ use kvs_signaling::server;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // Hidden: prints docs/configuration.md (config_reference.rs).
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if config_reference::requested(&args) {
+        print!("{}", config_reference::markdown());
+        return std::process::ExitCode::SUCCESS;
+    }
     let cli = match config::parse() {
         Ok(c) => c,
         Err(e) => match e.downcast::<clap::Error>() {

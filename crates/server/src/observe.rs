@@ -61,6 +61,7 @@ pub struct CallContext {
     pub account: Option<String>,
     pub access_key_id: Option<String>,
     pub channel: Option<String>,
+    pub request_id: Option<String>,
 }
 
 impl CallContext {
@@ -103,7 +104,7 @@ impl CallContext {
             status,
             error_code: header("x-amzn-errortype"),
             latency,
-            request_id: header("x-amzn-requestid"),
+            request_id: self.request_id.or_else(|| header("x-amzn-requestid")),
         }
     }
 }

@@ -51,6 +51,7 @@ pub fn router(state: SharedState, scheme: Scheme) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .merge(crate::console::routes(scheme))
         .fallback(move |State(state): State<SharedState>, req: Request| {
             dispatch(state, req, scheme)
         })
@@ -192,6 +193,10 @@ async fn dispatch(state: SharedState, req: Request, scheme: Scheme) -> Response 
     let started = std::time::Instant::now();
     let mut call = CallContext {
         access_key_id: crate::observe::claimed_access_key(req.headers(), req.uri().query()),
+        request_id: req
+            .extensions()
+            .get::<request_id::RequestId>()
+            .map(|r| r.0.clone()),
         ..CallContext::default()
     };
     let resp = match dispatch_inner(Arc::clone(&state), req, scheme, &mut call).await {
@@ -233,6 +238,17 @@ fn is_websocket(parts: &axum::http::request::Parts) -> bool {
             .is_some_and(|q| q.contains("X-Amz-ChannelARN="))
 }
 
+/// A browser asking for a page at `/` (not a WebSocket connect, which also uses `/`): sent to
+/// the console.
+fn wants_page(parts: &axum::http::request::Parts) -> bool {
+    !is_websocket(parts)
+        && parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
+}
+
 async fn dispatch_inner(
     state: SharedState,
     req: Request,
@@ -241,6 +257,13 @@ async fn dispatch_inner(
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
+    if parts.method == Method::GET && path == "/" && wants_page(&parts) {
+        return Ok((
+            StatusCode::FOUND,
+            [(header::LOCATION, HeaderValue::from_static("/console"))],
+        )
+            .into_response());
+    }
     if parts.method == Method::GET && is_websocket(&parts) {
         let query = parts.uri.query().unwrap_or("");
         call.operation = Some(match kvs_sigv4::query_param(query, "X-Amz-ClientId") {
@@ -302,7 +325,7 @@ async fn dispatch_inner(
 /// The request body, at most [`MAX_BODY_BYTES`], within `--body-timeout`: beyond either the
 /// request is refused (413, 408) and the connection closed, since the rest of the body is
 /// still on the wire.
-async fn read_body(body: Body, timeout: Duration) -> Result<bytes::Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, timeout: Duration) -> Result<bytes::Bytes, ApiError> {
     use http_body::Body as _;
     let too_large = || {
         ApiError::new(
@@ -340,7 +363,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-fn success(body: Option<String>) -> Response {
+pub(crate) fn success(body: Option<String>) -> Response {
     let mut resp = match body {
         Some(b) => (StatusCode::OK, b).into_response(),
         None => (StatusCode::OK, Body::empty()).into_response(),

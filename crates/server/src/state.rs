@@ -28,6 +28,8 @@ pub struct AppState {
     pub connections: Connections,
     /// Who watches API calls (metrics by operation, the console's inspector).
     pub calls: crate::observe::Calls,
+    /// The web console's sessions and inspector (docs/console.md).
+    pub console: crate::console::Console,
 }
 
 /// The connection limits every listener applies (docs/behaviour.md "Connections").

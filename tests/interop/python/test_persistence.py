@@ -1,4 +1,4 @@
-"""Persistence in --data-dir (docs/design.md §2 'Storage', behaviour.md CLI table): SQLite at
+"""Persistence in --data-dir (docs/design.md §2 'Storage', behaviour.md 'CLI'): SQLite at
 DIR/kvs.sqlite3; every acknowledged write survives a graceful restart and kill -9; the memory
 store keeps nothing."""
 import signal

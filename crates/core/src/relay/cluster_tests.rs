@@ -38,6 +38,7 @@ async fn in_process() -> Arc<InProcess> {
             presence: presence.clone(),
             held: Arc::new(MemoryHeld::new()),
             bus: Arc::new(MemoryBus::new()),
+            feed: Arc::new(crate::relay::watch::MemoryFeed::new()),
         },
         presence,
     })

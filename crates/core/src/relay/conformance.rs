@@ -19,7 +19,7 @@ use super::held::HeldMessages;
 use super::presence::Presence;
 use super::testkit::{msg, viewer, Join, RecordingSink, TestTtl, ARN};
 use super::{Action, Event, Hub, HubConfig, HubPorts, HubTasks, NodeId, Role};
-use crate::clock::ManualClock;
+use crate::clock::{Clock as _, ManualClock};
 
 /// The lease the suite's nodes hold.
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -30,6 +30,8 @@ pub struct NodePorts {
     pub presence: Arc<dyn Presence>,
     pub held: Arc<dyn HeldMessages>,
     pub bus: Arc<dyn Bus>,
+    /// The live view's feed, shared by the nodes like the bus.
+    pub feed: Arc<dyn super::watch::Feed>,
 }
 
 /// A backend under test: it makes the ports of one more node, sharing state with the nodes it
@@ -62,7 +64,9 @@ macro_rules! relay_conformance {
             a_message_for_a_node_that_left_the_bus_waits_for_the_next_connection,
             a_claim_after_the_channel_was_removed_fails,
             a_renewal_after_the_lease_ran_out_says_so,
-            expired_messages_do_not_count_toward_the_bound
+            expired_messages_do_not_count_toward_the_bound,
+            held_messages_can_be_read_without_taking_them,
+            a_watcher_on_one_node_sees_what_happens_on_every_node
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -112,6 +116,7 @@ pub async fn cluster(backend: &dyn ClusterBackend, n: u64, config: HubConfig) ->
                 ttl: c.ttl.clone(),
             },
         );
+        hub.watch().use_feed(p.feed.clone());
         c.tasks.push(Some(hub.start()));
         c.hubs.push(hub);
         c.ports.push(p);
@@ -395,4 +400,175 @@ pub async fn expired_messages_do_not_count_toward_the_bound(backend: Arc<dyn Clu
     let m = sink();
     c.hubs[1].join(ARN, Role::Master, m.clone()).await.unwrap();
     assert_eq!(m.payloads(), ["Mw=="]);
+}
+
+pub async fn held_messages_can_be_read_without_taking_them(backend: Arc<dyn ClusterBackend>) {
+    let c = cluster(&*backend, 2, HubConfig::default()).await;
+    let vc = c.hubs[0].join(ARN, viewer("v1"), sink()).await.unwrap();
+    let sent_at = c.clock.now_millis();
+    for (action, p) in [(Action::SdpOffer, "b2Zm"), (Action::IceCandidate, "aWNl")] {
+        c.hubs[0].relay(&vc, msg(action, None, p)).await.unwrap();
+    }
+    let read = |held: Vec<super::HeldMessage>| {
+        held.into_iter()
+            .map(|h| {
+                (
+                    h.recipient,
+                    h.message.action,
+                    h.message.sender,
+                    h.message.payload,
+                    h.expires_at_millis,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let expiry = sent_at + 60_000;
+    let v1 = Some("v1".to_owned());
+    let want = vec![
+        (
+            Role::Master,
+            Action::SdpOffer,
+            v1.clone(),
+            "b2Zm".to_owned(),
+            expiry,
+        ),
+        (
+            Role::Master,
+            Action::IceCandidate,
+            v1,
+            "aWNl".to_owned(),
+            expiry,
+        ),
+    ];
+    // From any node, as often as asked: reading takes nothing.
+    assert_eq!(read(c.hubs[1].held_messages(ARN).await.unwrap()), want);
+    assert_eq!(read(c.hubs[0].held_messages(ARN).await.unwrap()), want);
+    assert_eq!(c.hubs[1].held_count(ARN).await, 2);
+    assert_eq!(
+        read(c.hubs[1].held_messages(SECOND_ARN).await.unwrap()),
+        vec![]
+    );
+    // Expired messages are not shown.
+    c.clock.advance(Duration::from_secs(61));
+    assert_eq!(read(c.hubs[1].held_messages(ARN).await.unwrap()), vec![]);
+}
+
+/// The next event on `channel` that `pick` accepts, within a few seconds.
+async fn next_event<T>(
+    feed: &mut tokio::sync::broadcast::Receiver<super::watch::FeedItem>,
+    channel: &str,
+    pick: impl Fn(&super::watch::ChannelEvent) -> Option<T>,
+) -> T {
+    use super::watch::FeedItem;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let item = tokio::time::timeout_at(deadline, feed.recv())
+            .await
+            .expect("timed out waiting for a live-view event")
+            .expect("the feed closed");
+        if let FeedItem::Event { channel: on, event } = item {
+            if on == channel {
+                if let Some(t) = pick(&event) {
+                    return t;
+                }
+            }
+        }
+    }
+}
+
+pub async fn a_watcher_on_one_node_sees_what_happens_on_every_node(
+    backend: Arc<dyn ClusterBackend>,
+) {
+    use super::watch::What;
+    let c = cluster(&*backend, 2, HubConfig::default()).await;
+    let mc = c.hubs[0].join(ARN, Role::Master, sink()).await.unwrap();
+    let mut feed = c.hubs[1].live_feed();
+    // The roll call: node 1 reports the master that was there before the watch began. A
+    // watcher renews its watch; so does this test, until the feed's subscriptions are up.
+    let node1 = NodeId(1).to_string();
+    let mut roll_call = None;
+    for _ in 0..50 {
+        c.hubs[1].watch_channel(ARN, false);
+        let got = tokio::time::timeout(Duration::from_millis(200), async {
+            next_event(&mut feed, ARN, |e| match &e.what {
+                What::Connected { role, .. } => Some((e.node.clone(), role.clone())),
+                _ => None,
+            })
+            .await
+        })
+        .await;
+        if let Ok(got) = got {
+            roll_call = Some(got);
+            break;
+        }
+    }
+    assert_eq!(roll_call, Some((node1.clone(), "MASTER".to_owned())));
+    let now = c.clock.now_millis();
+    eventually("both nodes watch", || {
+        c.hubs.iter().all(|h| h.watch().watched(ARN, now).is_some())
+    })
+    .await;
+    // A viewer joins on node 2 and sends an offer that node 2 relays to node 1's master.
+    let vc = c.hubs[1].join(ARN, viewer("v1"), sink()).await.unwrap();
+    let joined = next_event(&mut feed, ARN, |e| match &e.what {
+        What::Connected {
+            role, client_id, ..
+        } if client_id.is_some() => Some((e.node.clone(), role.clone(), client_id.clone())),
+        _ => None,
+    })
+    .await;
+    let node2 = NodeId(2).to_string();
+    assert_eq!(
+        joined,
+        (node2.clone(), "VIEWER".to_owned(), Some("v1".to_owned()))
+    );
+    let roles = |r: Vec<(Role, super::Member)>| {
+        r.into_iter()
+            .map(|(role, m)| (role, m.node))
+            .collect::<Vec<_>>()
+    };
+    let both = vec![(Role::Master, NodeId(1)), (viewer("v1"), NodeId(2))];
+    assert_eq!(roles(c.hubs[0].connected(ARN).await.unwrap()), both);
+    assert_eq!(roles(c.hubs[1].connected(ARN).await.unwrap()), both);
+    c.hubs[1]
+        .relay(&vc, msg(Action::SdpOffer, None, "b2Zm"))
+        .await
+        .unwrap();
+    let relayed = next_event(&mut feed, ARN, |e| match &e.what {
+        What::Message { .. } => Some((e.node.clone(), e.what.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        relayed,
+        (
+            node2.clone(),
+            What::Message {
+                action: "SDP_OFFER".into(),
+                size: 4,
+                from: "v1".into(),
+                to: "MASTER".into(),
+                outcome: "relayed".into(),
+                reason: None,
+                payload: None,
+            }
+        )
+    );
+    // The master leaves on node 1: seen from node 2.
+    c.hubs[0].disconnect(&mc).await;
+    let left = next_event(&mut feed, ARN, |e| match &e.what {
+        What::Disconnected { role, .. } => Some((e.node.clone(), role.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(left, (node1, "MASTER".to_owned()));
+    // A channel nobody watches publishes nothing.
+    let before: u64 = c.hubs.iter().map(|h| h.watch().published()).sum();
+    let other = c.hubs[0]
+        .join(SECOND_ARN, Role::Master, sink())
+        .await
+        .unwrap();
+    c.hubs[0].disconnect(&other).await;
+    let after: u64 = c.hubs.iter().map(|h| h.watch().published()).sum();
+    assert_eq!(after, before);
 }

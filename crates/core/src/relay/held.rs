@@ -62,6 +62,10 @@ pub trait HeldMessages: Send + Sync {
     async fn sweep(&self, now_millis: u64) -> Result<usize, HeldError>;
 
     async fn count(&self, channel: &str) -> Result<usize, HeldError>;
+
+    /// The unexpired messages held on `channel`, oldest first, left where they are (the
+    /// console's live view).
+    async fn peek(&self, channel: &str, now_millis: u64) -> Result<Vec<HeldMessage>, HeldError>;
 }
 
 /// Whether a newer message of this kind replaces an older held one from the same sender.
@@ -166,5 +170,14 @@ impl HeldMessages for MemoryHeld {
 
     async fn count(&self, channel: &str) -> Result<usize, HeldError> {
         Ok(self.lock().get(channel).map_or(0, VecDeque::len))
+    }
+
+    async fn peek(&self, channel: &str, now_millis: u64) -> Result<Vec<HeldMessage>, HeldError> {
+        Ok(self.lock().get(channel).map_or_else(Vec::new, |q| {
+            q.iter()
+                .filter(|h| h.expires_at_millis > now_millis)
+                .cloned()
+                .collect()
+        }))
     }
 }

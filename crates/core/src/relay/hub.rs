@@ -96,6 +96,8 @@ pub struct Hub {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) config: HubConfig,
     pub(super) metrics: Arc<SignalingMetrics>,
+    /// The live view: which channels are watched, and the feed between nodes.
+    pub(super) watch: super::watch::Watch,
 }
 
 pub(super) fn presence_failure(e: PresenceError, correlation_id: Option<String>) -> SignalError {
@@ -142,6 +144,7 @@ impl Hub {
             clock,
             config,
             metrics: Arc::new(SignalingMetrics::default()),
+            watch: super::watch::Watch::default(),
         })
     }
 

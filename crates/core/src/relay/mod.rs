@@ -9,6 +9,7 @@ pub mod bus;
 pub mod event;
 pub mod held;
 pub mod hub;
+pub mod live;
 pub mod local;
 pub mod message;
 pub mod metrics;
@@ -17,6 +18,7 @@ pub mod rate;
 pub mod registration;
 pub mod route;
 pub mod upkeep;
+pub mod watch;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

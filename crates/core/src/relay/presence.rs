@@ -86,6 +86,9 @@ pub trait Presence: Send + Sync {
     /// The nodes with a live connection on `channel`.
     async fn nodes(&self, channel: &str) -> Result<Vec<NodeId>, PresenceError>;
 
+    /// The live connections of `channel` by role, sorted (the console's counts).
+    async fn roles(&self, channel: &str) -> Result<Vec<(Role, Member)>, PresenceError>;
+
     /// Forgets every connection of `channel` (it was deleted) and refuses later claims on it,
     /// atomically; returns the nodes of the connections it forgot (sorted, once each), which
     /// are the nodes to tell.
@@ -94,6 +97,16 @@ pub trait Presence: Send + Sync {
     /// Extends `node`'s lease to `lease` from now (the backend's now), saying whether the
     /// previous lease had already run out.
     async fn renew(&self, node: NodeId, lease: Duration) -> Result<Renewal, PresenceError>;
+}
+
+/// The order [`Presence::roles`] lists roles in: the master, viewers, waiting calls, each by
+/// ClientId.
+pub fn role_key(role: &Role) -> (u8, &str) {
+    match role {
+        Role::Master => (0, ""),
+        Role::Viewer(id) => (1, id),
+        Role::AnswerWaiter(id) => (2, id),
+    }
 }
 
 /// Deleted channels remembered so a late claim on one fails. Bounded; overflow policy: the
@@ -232,6 +245,24 @@ impl Presence for MemoryPresence {
             .and_then(|s| s.members.get(role))
             .filter(|m| inner.alive(now, m))
             .copied())
+    }
+
+    async fn roles(&self, channel: &str) -> Result<Vec<(Role, Member)>, PresenceError> {
+        let now = self.now();
+        let inner = self.lock();
+        let mut roles: Vec<(Role, Member)> = inner
+            .channels
+            .get(channel)
+            .map(|s| {
+                s.members
+                    .iter()
+                    .filter(|(_, m)| inner.alive(now, m))
+                    .map(|(r, m)| (r.clone(), *m))
+                    .collect()
+            })
+            .unwrap_or_default();
+        roles.sort_by(|a, b| role_key(&a.0).cmp(&role_key(&b.0)));
+        Ok(roles)
     }
 
     async fn nodes(&self, channel: &str) -> Result<Vec<NodeId>, PresenceError> {

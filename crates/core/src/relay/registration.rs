@@ -195,6 +195,7 @@ impl Hub {
             self.hand_over_held(&conn.channel_arn, &conn.role, conn.id, false)
                 .await;
         }
+        self.tap_connected(&conn.channel_arn, &conn.role, conn.id);
     }
 
     /// Forgets a connection, unless a newer one already replaced it.
@@ -223,6 +224,7 @@ impl Hub {
             return;
         };
         self.gauge(&gone.role, -1);
+        self.tap_disconnected(&gone.channel, &gone.role, conn.id, "closed");
         let member = Member {
             node: self.node,
             conn: conn.id,

@@ -110,6 +110,9 @@ impl presence::Presence for GatedPresence {
     async fn nodes(&self, channel: &str) -> Result<Vec<NodeId>, presence::PresenceError> {
         self.inner.nodes(channel).await
     }
+    async fn roles(&self, channel: &str) -> Result<Vec<(Role, Member)>, presence::PresenceError> {
+        self.inner.roles(channel).await
+    }
     async fn remove_channel(&self, channel: &str) -> Result<Vec<NodeId>, presence::PresenceError> {
         self.pass("remove").await?;
         self.inner.remove_channel(channel).await

@@ -89,9 +89,17 @@ impl Hub {
         correlation_id: Option<String>,
     ) -> Result<(), SignalError> {
         if to.node == self.node {
+            let tapped = self
+                .watch
+                .watched(channel, self.now())
+                .is_some()
+                .then(|| message.clone());
             return match self.local.send(to.conn, Event::Message(message)) {
                 Ok(()) => {
                     inc(&self.metrics.messages_relayed);
+                    if let Some(m) = tapped {
+                        self.tap_relayed(channel, &recipient, &m);
+                    }
                     Ok(())
                 }
                 // The recipient is not reading: its connection is being closed (the outbox's
@@ -117,6 +125,7 @@ impl Hub {
         match self.publish(to.node, envelope).await {
             Ok(()) => {
                 inc(&self.metrics.messages_relayed);
+                self.tap_relayed(channel, &recipient, &message);
                 Ok(())
             }
             Err(BusError::Full) => Err(SignalError::limit(
@@ -153,6 +162,14 @@ impl Hub {
             ));
         };
         let now = self.now();
+        self.tap_message(
+            channel,
+            &sender_role(&message),
+            Some(&recipient),
+            &message,
+            super::live::Outcome::Held,
+            None,
+        );
         let held = HeldMessage {
             recipient: recipient.clone(),
             message,
@@ -165,6 +182,7 @@ impl Hub {
             .await
             .map_err(|e| backend_failure(e, correlation_id.clone()))?;
         inc(&self.metrics.messages_held);
+        self.tap_held_changed(channel);
         add(&self.metrics.messages_replaced, outcome.replaced as u64);
         add(
             &self.metrics.messages_dropped_overflow,
@@ -304,5 +322,26 @@ impl Hub {
             Err(_) => inc(&self.metrics.bus_dropped),
         }
         r
+    }
+}
+
+/// Who sent a relayed message: the master when it names no sender.
+fn sender_role(message: &Relayed) -> Role {
+    message
+        .sender
+        .as_ref()
+        .map_or(Role::Master, |id| Role::Viewer(id.clone()))
+}
+
+impl Hub {
+    fn tap_relayed(&self, channel: &str, recipient: &Role, message: &Relayed) {
+        self.tap_message(
+            channel,
+            &sender_role(message),
+            Some(recipient),
+            message,
+            super::live::Outcome::Relayed,
+            None,
+        );
     }
 }

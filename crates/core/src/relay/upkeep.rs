@@ -60,8 +60,12 @@ impl Hub {
         let catching_up = Arc::new(AtomicBool::new(false));
         let pump = tokio::spawn(pump(Arc::downgrade(self), inbox, catching_up));
         let heartbeat = tokio::spawn(heartbeat(Arc::downgrade(self)));
+        let feed = tokio::spawn(super::live::listen(
+            Arc::downgrade(self),
+            super::live::subscribe(self),
+        ));
         HubTasks {
-            handles: vec![pump, heartbeat],
+            handles: vec![pump, heartbeat, feed],
             bus: Arc::clone(&self.ports.bus),
             node: self.node,
         }
@@ -183,8 +187,12 @@ impl Hub {
             Ok(n) => add(&self.metrics.messages_dropped_deleted, n as u64),
             Err(e) => tracing::error!(error = %e, "cannot drop held messages"),
         }
-        self.local
+        let n = self
+            .local
             .send_channel(channel_arn, &Event::GoAway { grace });
+        self.tap(channel_arn, |_| {
+            Some(super::watch::What::GoAway { connections: n })
+        });
         let others = nodes.into_iter().filter(|n| *n != self.node);
         let mut failed = None;
         for node in others {

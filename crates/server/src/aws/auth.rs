@@ -125,6 +125,27 @@ impl Authenticator {
         }
     }
 
+    /// The open mode's namespace: its one account, in `region` or the default region.
+    pub fn open_namespace(&self, region: Option<Region>) -> Namespace {
+        Namespace::new(
+            self.default_account.clone(),
+            region.unwrap_or_else(|| self.default_region.clone()),
+        )
+    }
+
+    pub fn default_region(&self) -> &Region {
+        &self.default_region
+    }
+
+    /// The secret (and session token) of `access_key_id`, to presign a URL for the console's
+    /// own session. `None` in open mode or for an unknown key.
+    pub fn signing_key(&self, access_key_id: &str) -> Option<(String, Option<String>)> {
+        self.credentials
+            .as_ref()?
+            .get(access_key_id)
+            .map(|c| (c.secret_access_key.clone(), c.session_token.clone()))
+    }
+
     pub fn is_open(&self) -> bool {
         self.credentials.is_none()
     }

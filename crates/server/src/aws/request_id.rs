@@ -26,6 +26,10 @@ pub fn new_id() -> String {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestIdLayer;
 
+/// The request's id, for handlers that record it (the console's inspector).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 impl<S> Layer<S> for RequestIdLayer {
     type Service = RequestIdService<S>;
 
@@ -52,8 +56,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Self::Future {
         let id = new_id();
+        req.extensions_mut().insert(RequestId(id.clone()));
         // Per-request spans and lines are debug: at info they cost a fifth of a describe.
         let span = tracing::debug_span!(
             "request",

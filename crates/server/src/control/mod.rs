@@ -39,6 +39,23 @@ impl Operation {
         }
     }
 
+    /// The operation called `name` (the console's calls name operations, not paths).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::CreateSignalingChannel,
+            Self::DescribeSignalingChannel,
+            Self::ListSignalingChannels,
+            Self::UpdateSignalingChannel,
+            Self::DeleteSignalingChannel,
+            Self::GetSignalingChannelEndpoint,
+            Self::TagResource,
+            Self::UntagResource,
+            Self::ListTagsForResource,
+        ]
+        .into_iter()
+        .find(|op| op.name() == name)
+    }
+
     /// Note the three tag operations are capitalised (docs/protocol.md §2).
     pub fn from_path(path: &str) -> Option<Self> {
         Some(match path {

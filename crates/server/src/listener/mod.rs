@@ -10,6 +10,8 @@
 pub mod admission;
 pub mod canned;
 mod service;
+
+pub use service::PeerAddr;
 pub mod watched;
 
 use std::net::SocketAddr;
@@ -119,6 +121,7 @@ pub async fn accept_loop(
                         router,
                         shed,
                         watcher,
+                        peer,
                     )
                     .await
                 }
@@ -133,6 +136,7 @@ pub async fn accept_loop(
                                 router,
                                 shed,
                                 watcher,
+                                peer,
                             )
                             .await
                         }
@@ -163,6 +167,7 @@ async fn serve<IO>(
     router: Router,
     shed: Option<canned::Refusal>,
     watcher: Watcher,
+    peer: SocketAddr,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -178,6 +183,7 @@ async fn serve<IO>(
         router,
         watch,
         shed,
+        peer,
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     if let Err(e) = watcher.watch(conn.into_owned()).await {

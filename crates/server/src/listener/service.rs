@@ -34,7 +34,13 @@ pub struct Watching {
     pub watch: Arc<ConnWatch>,
     /// `Some` on a shed connection: the refusal for everything but the probes.
     pub shed: Option<Refusal>,
+    /// The client's address, given to handlers as a [`PeerAddr`] extension.
+    pub peer: std::net::SocketAddr,
 }
+
+/// The address a request's connection came from (the live view's "from where").
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// Paths a shed connection still answers (a load balancer's probes, a scraper).
 fn is_probe(req: &Request<hyper::body::Incoming>) -> bool {
@@ -50,7 +56,8 @@ impl Service<Request<hyper::body::Incoming>> for Watching {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: Request<hyper::body::Incoming>) -> Self::Future {
+        req.extensions_mut().insert(PeerAddr(self.peer));
         self.watch.begin_request();
         let guard = InFlight(Arc::clone(&self.watch));
         let shed = self.shed;

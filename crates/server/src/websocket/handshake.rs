@@ -102,6 +102,11 @@ async fn authorise(state: &SharedState, parts: &mut Parts) -> Result<Response, A
         .app
         .connect(&caller.ns, &arn, role, Arc::new(sink))
         .await?;
+    let from = parts
+        .extensions
+        .get::<crate::listener::PeerAddr>()
+        .map(|p| p.0.to_string());
+    state.app.hub().note_origin(reg.id().id, from);
     let state = Arc::clone(state);
     Ok(small_buffers(upgrade)
         .on_upgrade(move |socket| session::run(socket, state, reg, rx, overflow)))

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::SinkExt;
+use kvs_core::relay::live::Outcome;
 use kvs_core::relay::metrics::inc;
 use kvs_core::relay::rate::{ConnectionRateLimiter, RateLimits};
 use kvs_core::relay::{
@@ -242,27 +243,39 @@ async fn handle_text(
     limiter: &mut ConnectionRateLimiter,
     text: &str,
 ) -> Option<String> {
-    let metrics = state.app.hub().metrics();
+    let hub = state.app.hub();
+    let metrics = hub.metrics();
+    let refused = |action: Option<&str>, outcome: Outcome, e: &SignalError| {
+        let (channel, role) = (&conn.channel_arn, &conn.role);
+        hub.tap_refused(channel, role, action, text.len(), outcome, &e.description);
+    };
     let msg = match ClientMessage::parse(text) {
         Ok(m) => m,
         Err(e) => {
             inc(&metrics.messages_rejected);
+            refused(None, Outcome::Rejected, &e);
             return status(e);
         }
     };
     if !limiter.allow(msg.action) {
         inc(&metrics.messages_rate_limited);
-        return status(SignalError::limit(
+        let e = SignalError::limit(
             msg.correlation_id,
             format!(
                 "Too many {} messages on this connection; slow down.",
                 msg.action.as_str()
             ),
-        ));
+        );
+        refused(Some(msg.action.as_str()), Outcome::RateLimited, &e);
+        return status(e);
     }
+    let action = msg.action;
     match state.app.relay(conn, msg).await {
         Ok(()) => None,
-        Err(e) => status(e),
+        Err(e) => {
+            refused(Some(action.as_str()), Outcome::Rejected, &e);
+            status(e)
+        }
     }
 }
 
