@@ -282,8 +282,8 @@
     const counts = {};
     const connKey = (c) => `${c.role}|${c.clientId ?? ''}|${c.node ?? ''}`;
     function renderConns() {
-      conns.tbody.replaceChildren(...[...connMap.values()].sort((a, b) => (a.role === b.role ? a.since - b.since : a.role === 'MASTER' ? -1 : 1)).map((c) => {
-        const since = h('td', { 'data-since': c.since, text: `${clock(c.since)} (${ago(c.since)})` });
+      conns.tbody.replaceChildren(...[...connMap.values()].sort((a, b) => (a.role === b.role ? (a.since || 0) - (b.since || 0) : a.role === 'MASTER' ? -1 : 1)).map((c) => {
+        const since = h('td', { 'data-since': c.since, text: c.since ? `${clock(c.since)} (${ago(c.since)})` : '—' });
         return h('tr', { 'data-role': c.role, 'data-client-id': c.clientId ?? '' },
           h('td', { text: c.role }), h('td', { class: 'mono', text: c.clientId ?? '' }), since,
           h('td', { class: 'mono', text: c.from ?? '' }), h('td', { text: c.node ?? '' }),
@@ -332,8 +332,13 @@
       es.onopen = () => { state.textContent = payloads.checked ? 'live (with payloads)' : 'live'; state.className = 'ok'; };
       es.onerror = () => { state.textContent = 'reconnecting…'; state.className = 'warn'; };
       on('snapshot', (d) => {
+        // A snapshot may not know when or from where (the nodes' roll call says): keep what we knew.
+        const before = new Map(connMap);
         connMap.clear();
-        for (const c of d.connections || []) connMap.set(connKey(c), c);
+        for (const c of d.connections || []) {
+          const old = before.get(connKey(c));
+          connMap.set(connKey(c), { ...c, since: c.since ?? (old && old.since), from: c.from ?? (old && old.from) });
+        }
         heldList = d.held || [];
         renderConns();
         renderHeld();
@@ -384,7 +389,7 @@
         h('td', { text: `${new Date(c.at).toLocaleDateString()} ${clock(c.at)}` }), h('td', { text: c.operation }),
         h('td', { class: 'mono', text: c.accessKeyId || '' }), h('td', { title: c.channel || '', text: c.channel ? chName(c.channel) : '' }),
         h('td', { class: `num ${ok ? 'ok' : 'bad'}`, text: c.status }), h('td', { class: ok ? '' : 'bad', text: c.errorCode || '' }),
-        h('td', { class: 'num', text: `${c.latencyMs} ms` }));
+        h('td', { class: 'num', text: `${typeof c.latencyMs === 'number' ? (c.latencyMs < 10 ? c.latencyMs.toFixed(2) : c.latencyMs < 100 ? c.latencyMs.toFixed(1) : Math.round(c.latencyMs)) : '?'} ms` }));
       tr.hidden = !matches(tr);
       let before = t.tbody.firstChild;
       while (before && Number(before.dataset.seq) > c.seq) before = before.nextSibling;
