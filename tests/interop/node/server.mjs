@@ -11,15 +11,18 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const ACCOUNT = '111111111111';
 export const CREDS = { accessKeyId: 'AKIDNODETEST', secretAccessKey: 'node-test-secret' };
 
-export async function startServer(extra = [], { listen = '127.0.0.1:0' } = {}) {
+// credentials: undefined → one account (CREDS, ACCOUNT); null → open mode (no --credentials);
+// a string → that credentials.toml.
+export async function startServer(extra = [], { listen = '127.0.0.1:0', credentials } = {}) {
   const bin = process.env.KVS_BIN || join(root, 'target', 'debug', 'kvs-signaling');
   const dir = mkdtempSync(join(tmpdir(), 'kvs-node-'));
   const credsFile = join(dir, 'credentials.toml');
   writeFileSync(
     credsFile,
-    `[[credentials]]\naccess_key_id = "${CREDS.accessKeyId}"\nsecret_access_key = "${CREDS.secretAccessKey}"\naccount_id = "${ACCOUNT}"\n`,
+    credentials ?? `[[credentials]]\naccess_key_id = "${CREDS.accessKeyId}"\nsecret_access_key = "${CREDS.secretAccessKey}"\naccount_id = "${ACCOUNT}"\n`,
   );
-  const child = spawn(bin, ['serve', '--listen', listen, '--store', 'memory', '--data-dir', dir, '--credentials', credsFile, ...extra], {
+  const auth = credentials === null ? [] : ['--credentials', credsFile];
+  const child = spawn(bin, ['serve', '--listen', listen, '--store', 'memory', '--data-dir', dir, ...auth, ...extra], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, KVS_LOG: 'warn' },
   });
