@@ -19,6 +19,7 @@ pub mod observe;
 pub mod redact;
 pub mod server;
 pub mod state;
+pub mod suite_api;
 pub mod tls;
 pub mod turn_relay;
 pub mod websocket;
