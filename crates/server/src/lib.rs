@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod aws;
+pub mod banner;
 pub mod config;
 pub mod control;
 pub mod credentials;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod observe;
 pub mod redact;
 pub mod server;
+pub mod startup;
 pub mod state;
 pub mod suite_api;
 pub mod tls;
