@@ -14,6 +14,7 @@ pub mod model;
 pub mod pagination;
 pub mod quota;
 pub mod relay;
+pub mod reset;
 pub mod service;
 pub mod store;
 

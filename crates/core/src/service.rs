@@ -79,6 +79,34 @@ impl ChannelService {
         &self.clock
     }
 
+    /// Every channel of every namespace that still exists for clients (`GET /_kvs/state`);
+    /// walks the whole registry, in pages.
+    pub async fn all_channels(&self) -> Result<Vec<Channel>, ServiceError> {
+        const PAGE: usize = 1000;
+        let now = self.now();
+        let mut out = Vec::new();
+        for ns in self.store.namespaces().await? {
+            let mut after: Option<ChannelName> = None;
+            loop {
+                let page = self.store.list(&ns, None, after.as_ref(), PAGE).await?;
+                let full = page.len() == PAGE;
+                after = page.last().map(|c| c.name.clone());
+                out.extend(page.into_iter().filter(|c| !c.is_gone(now)));
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every channel of every namespace at once, whatever its status and the
+    /// lifecycle delay (`POST /_kvs/reset`); returns the channels removed. Their connections
+    /// are the caller's to tell ([`crate::app::Application::reset`]).
+    pub async fn clear_all(&self) -> Result<Vec<Channel>, ServiceError> {
+        Ok(self.store.clear().await?)
+    }
+
     /// Whether the store answers.
     pub async fn ping(&self) -> Result<(), ServiceError> {
         Ok(self.store.ping().await?)

@@ -456,6 +456,12 @@ impl Store for CountingStore {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.remove(ns, name, expected).await
     }
+    async fn namespaces(&self) -> Result<Vec<Namespace>, StoreError> {
+        self.inner.namespaces().await
+    }
+    async fn clear(&self) -> Result<Vec<Channel>, StoreError> {
+        self.inner.clear().await
+    }
 }
 
 /// Reads (describe, list, the create that reuses the name) purge channels that finished

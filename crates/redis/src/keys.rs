@@ -53,6 +53,34 @@ impl Keys {
         format!("{}:{}:names", self.prefix, Self::ns_tag(ns))
     }
 
+    /// The `SCAN MATCH` pattern of every namespace's name index (the prefix's glob characters
+    /// escaped), for the test-suite endpoints that walk everything (`/_kvs/state`, `/_kvs/reset`).
+    pub fn all_names_pattern(&self) -> String {
+        let mut escaped = String::with_capacity(self.prefix.len());
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                escaped.push('\\');
+            }
+            escaped.push(c);
+        }
+        format!("{escaped}:{{*}}:names")
+    }
+
+    /// The namespace (account, region) whose name index is `key`, if `key` is one of ours.
+    pub fn namespace_of_names(&self, key: &str) -> Option<(String, String)> {
+        let tag = key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":{")?
+            .strip_suffix("}:names")?;
+        let (account, region) = tag.split_once(':')?;
+        Some((account.to_owned(), region.to_owned()))
+    }
+
+    /// What every channel record key of `ns` starts with (`P:{A:R}:ch:`).
+    pub fn channel_prefix(&self, ns: &Namespace) -> String {
+        format!("{}:{}:ch:", self.prefix, Self::ns_tag(ns))
+    }
+
     pub fn channel(&self, ns: &Namespace, name: &ChannelName) -> String {
         format!("{}:{}:ch:{}", self.prefix, Self::ns_tag(ns), name)
     }
@@ -135,5 +163,17 @@ mod tests {
         assert_eq!(keys.names(&ns), "kvs:{111122223333:us-west-2}:names");
         let name = kvs_core::ids::ChannelName::parse("n", "cam").unwrap_or_else(|_| unreachable!());
         assert_eq!(keys.channel_of_arn(arn), keys.channel(&ns, &name));
+        assert_eq!(
+            keys.namespace_of_names(&keys.names(&ns)),
+            Some(("111122223333".into(), "us-west-2".into()))
+        );
+        assert!(keys
+            .channel(&ns, &name)
+            .starts_with(&keys.channel_prefix(&ns)));
+        assert_eq!(keys.all_names_pattern(), "kvs:{*}:names");
+        assert_eq!(
+            Keys::new("a*[b]").all_names_pattern(),
+            "a\\*\\[b\\]:{*}:names"
+        );
     }
 }

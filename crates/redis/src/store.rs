@@ -8,7 +8,7 @@
 //! `appendfsync always`, once it is on disk); there is no cache, so reads are never stale.
 
 use async_trait::async_trait;
-use kvs_core::ids::{ChannelName, Namespace};
+use kvs_core::ids::{AccountId, ChannelName, Namespace, Region};
 use kvs_core::model::Channel;
 use kvs_core::store::{Store, StoreError, StoredChannel};
 use redis::Script;
@@ -41,11 +41,29 @@ redis.call('ZREM', KEYS[1], ARGV[2])
 return 0
 ";
 
+/// Empties one namespace in one step (its keys share one hash tag, so one slot): every channel
+/// record named in its index, then the index; returns the records removed. The record keys are
+/// built from the prefix in ARGV[1] rather than passed as KEYS, since the names are only known
+/// inside the script (standalone Redis only, which is all the server accepts).
+const CLEAR_NAMESPACE: &str = r"
+local names = redis.call('ZRANGE', KEYS[1], 0, -1)
+local recs = {}
+for _, n in ipairs(names) do
+  local key = ARGV[1] .. n
+  local rec = redis.call('HGET', key, 'rec')
+  if rec then table.insert(recs, rec) end
+  redis.call('DEL', key)
+end
+redis.call('DEL', KEYS[1])
+return recs
+";
+
 pub struct RedisStore {
     redis: Redis,
     insert: Script,
     replace: Script,
     remove: Script,
+    clear_namespace: Script,
 }
 
 impl RedisStore {
@@ -55,6 +73,7 @@ impl RedisStore {
             insert: Script::new(INSERT),
             replace: Script::new(REPLACE),
             remove: Script::new(REMOVE),
+            clear_namespace: Script::new(CLEAR_NAMESPACE),
         }
     }
 
@@ -202,6 +221,65 @@ impl Store for RedisStore {
             .await
             .map_err(store_error)?;
         Self::cas_outcome(code)
+    }
+
+    /// Walks the keyspace with `SCAN` for the namespaces' name indexes (the one walk of the
+    /// store, for `/_kvs/state` and `/_kvs/reset` only).
+    async fn namespaces(&self) -> Result<Vec<Namespace>, StoreError> {
+        let keys = self.redis.keys();
+        let mut conn = self.redis.conn();
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(keys.all_names_pattern())
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(store_error)?;
+            for key in found {
+                let ns = keys.namespace_of_names(&key).and_then(|(a, r)| {
+                    Some(Namespace::new(
+                        AccountId::parse(&a).ok()?,
+                        Region::parse(&r).ok()?,
+                    ))
+                });
+                match ns {
+                    Some(ns) => out.push(ns),
+                    None => return Err(StoreError::Corrupt(format!("name index key {key:?}"))),
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key more than once.
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// One atomic script per namespace; the namespaces are emptied one after another.
+    async fn clear(&self) -> Result<Vec<Channel>, StoreError> {
+        let keys = self.redis.keys();
+        let mut out = Vec::new();
+        for ns in self.namespaces().await? {
+            let recs: Vec<String> = self
+                .clear_namespace
+                .key(keys.names(&ns))
+                .arg(keys.channel_prefix(&ns))
+                .invoke_async(&mut self.redis.conn())
+                .await
+                .map_err(store_error)?;
+            for rec in &recs {
+                out.push(Self::decode(rec)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -45,6 +45,12 @@ impl Store for WithServer {
     ) -> Result<(), StoreError> {
         self.store.remove(ns, name, expected).await
     }
+    async fn namespaces(&self) -> Result<Vec<Namespace>, StoreError> {
+        self.store.namespaces().await
+    }
+    async fn clear(&self) -> Result<Vec<Channel>, StoreError> {
+        self.store.clear().await
+    }
 }
 
 async fn fresh() -> Arc<WithServer> {

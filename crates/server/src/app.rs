@@ -24,6 +24,7 @@ use crate::config::{ServeConfig, StoreKind, Validated};
 use crate::data_plane::ice::IceCredentials;
 use crate::endpoints::EndpointBase;
 use crate::server::{self, TlsListener};
+use crate::startup::{self, Refusal};
 use crate::state::{AppState, SharedState};
 use crate::turn_relay;
 use crate::websocket::SessionConfig;
@@ -41,7 +42,7 @@ impl Listeners {
     pub async fn bind(cfg: &ServeConfig) -> anyhow::Result<Self> {
         let addrs: Vec<_> = tokio::net::lookup_host(&cfg.listen)
             .await
-            .with_context(|| format!("--listen {}", cfg.listen))?
+            .map_err(|e| cannot_resolve("--listen", &cfg.listen, &e))?
             .collect();
         let open = cfg.credentials.is_none();
         if open && !cfg.allow_open_non_loopback && !ServeConfig::listen_addr_is_loopback(&addrs) {
@@ -53,7 +54,7 @@ impl Listeners {
             );
         }
         let http = crate::listener::bind(&addrs, cfg.listen_backlog)
-            .with_context(|| format!("--listen {}", cfg.listen))?;
+            .map_err(|e| startup::cannot_listen("--listen", &cfg.listen, &e))?;
         let (tls, tls_ca) = match &cfg.tls_listen {
             None => (None, None),
             Some(addr) => {
@@ -307,11 +308,30 @@ async fn redis_backends(
         Err(e) if kvs_redis::misconfigured(&e) => {
             bail!("--store {}: {e}", cfg.store)
         }
-        Err(e) => tracing::warn!(
-            redis = %cfg.store,
-            error = %e,
-            "Redis is not reachable yet; requests are answered 503 until it is"
-        ),
+        // Not fatal (docs/deployment.md: a node may start before Redis does), but said once,
+        // with what to check.
+        Err(e) => {
+            let text = e.to_string();
+            let refused = ["WRONGPASS", "NOAUTH", "uthentication"]
+                .iter()
+                .any(|s| text.contains(s));
+            let (what, fix) = if refused {
+                (
+                    "Redis refused the password",
+                    "check the password in --store redis://:PASSWORD@HOST:PORT",
+                )
+            } else {
+                (
+                    "Redis is not reachable yet",
+                    "start Redis, or check HOST:PORT in --store",
+                )
+            };
+            tracing::warn!(
+                redis = %cfg.store,
+                error = %e,
+                "{what}; requests are answered 503 until it is fixed ({fix})"
+            )
+        }
     }
     // A presence record outlives its last connect by at least the longest a connection lives.
     let presence_ttl = cfg.max_connection_duration + Duration::from_secs(600);
@@ -387,7 +407,10 @@ async fn start_turn(
             tracing::warn!(error = %e, "TURN port 3478 unavailable; using an ephemeral port");
             crate::turn_relay::start(opts(std::net::SocketAddr::new(listen.ip(), 0)), ice).await?
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            let addr = cfg.turn_listen.as_deref().unwrap_or_default();
+            return Err(startup::cannot_listen("--turn-listen", addr, &e).into());
+        }
     };
     tracing::info!(udp = %turn.udp_addr, tcp = %turn.tcp_addr, %relay_ip, "embedded TURN relay listening");
     Ok(turn)
@@ -432,6 +455,15 @@ async fn watch_secret_file(path: std::path::PathBuf, state: Arc<AppState>) {
     }
 }
 
+/// A listen address whose host does not resolve.
+fn cannot_resolve(flag: &str, addr: &str, e: &std::io::Error) -> Refusal {
+    Refusal::new(
+        format!("cannot listen on {addr}"),
+        format!("cannot resolve it ({})", startup::io_reason(e)),
+        format!("give {flag} as HOST:PORT, e.g. 127.0.0.1:4580"),
+    )
+}
+
 /// Binds `--tls-listen` and prepares its certificate; returns the generated CA's path, if any.
 async fn tls_listener(
     cfg: &ServeConfig,
@@ -442,7 +474,7 @@ async fn tls_listener(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let addrs: Vec<_> = tokio::net::lookup_host(addr)
         .await
-        .with_context(|| format!("--tls-listen {addr}"))?
+        .map_err(|e| cannot_resolve("--tls-listen", addr, &e))?
         .collect();
     if open && !cfg.allow_open_non_loopback && !ServeConfig::listen_addr_is_loopback(&addrs) {
         bail!(
@@ -450,7 +482,8 @@ async fn tls_listener(
              pass --credentials FILE or --allow-open-non-loopback"
         );
     }
-    let listener = crate::listener::bind(&addrs, cfg.listen_backlog)?;
+    let listener = crate::listener::bind(&addrs, cfg.listen_backlog)
+        .map_err(|e| startup::cannot_listen("--tls-listen", addr, &e))?;
     let material = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => crate::tls::load(cert, key)?,
         _ => {
@@ -493,9 +526,14 @@ async fn tls_listener(
         }
     };
     // TLS 1.2/1.3 and forward-secret AEAD suites only, written out in tls.rs (SECURITY.md).
-    let config = Arc::new(
-        crate::tls::server_config(&material).context("loading the TLS certificate and key")?,
-    );
+    let config = Arc::new(crate::tls::server_config(&material).map_err(|e| {
+        Refusal::new(
+            "cannot use the TLS certificate and key",
+            startup::one_line(&e),
+            "give --tls-cert a PEM certificate chain and --tls-key the PEM private key that \
+             goes with it, or neither for a generated certificate",
+        )
+    })?);
     Ok((
         crate::server::TlsListener { listener, config },
         material.ca_path,

@@ -604,10 +604,16 @@ impl FileLayer {
     /// and hold a value of that option's type that its value parser accepts.
     fn read(path: &Path, serve: &clap::Command) -> anyhow::Result<Self> {
         let file = path.display();
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading config file {file}"))?;
-        let table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("parsing config file {file}"))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            crate::startup::cannot_read("the config file", "--config or KVS_CONFIG", path, &e)
+        })?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            crate::startup::Refusal::new(
+                format!("the config file {file} is not valid TOML"),
+                crate::startup::toml_reason(&e, Some(&text)),
+                "its keys are the flags' names in snake_case, e.g. lifecycle_delay = \"2s\"",
+            )
+        })?;
         let mut layer = Self {
             defaults: Vec::new(),
             quota: Vec::new(),

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use kvs_core::ids::AccountId;
 use serde::Deserialize;
 
@@ -53,8 +53,9 @@ struct Entry {
 pub type CredentialMap = HashMap<String, Credential>;
 
 pub fn load(path: &Path) -> anyhow::Result<CredentialMap> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading credentials file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        crate::startup::cannot_read("the credentials file", "--credentials", path, &e)
+    })?;
     if let Some(mode) = loose_mode(path) {
         tracing::warn!(
             path = %path.display(),
@@ -62,7 +63,19 @@ pub fn load(path: &Path) -> anyhow::Result<CredentialMap> {
             "the credentials file is readable or writable by other users; chmod 600 it (SECURITY.md)"
         );
     }
-    parse(&text).with_context(|| format!("in credentials file {}", path.display()))
+    parse(&text).map_err(|e| {
+        let why = match e.downcast_ref::<toml::de::Error>() {
+            Some(t) => crate::startup::toml_reason(t, Some(&text)),
+            None => crate::startup::one_line(&e),
+        };
+        crate::startup::Refusal::new(
+            format!("the credentials file {} is not valid", path.display()),
+            why,
+            "it holds [[credentials]] tables of access_key_id, secret_access_key and account_id \
+             strings; see docs/behaviour.md",
+        )
+        .into()
+    })
 }
 
 /// The file's permission bits when group or others have any access to it.

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod aws;
+pub mod banner;
 pub mod config;
 pub mod config_reference;
 pub mod console;
@@ -20,7 +21,9 @@ pub mod metrics;
 pub mod observe;
 pub mod redact;
 pub mod server;
+pub mod startup;
 pub mod state;
+pub mod suite_api;
 pub mod tls;
 pub mod turn_relay;
 pub mod websocket;

@@ -7,15 +7,22 @@ use std::sync::Arc;
 
 use kvs_core::clock::SystemClock;
 use kvs_signaling::app::{self, App, Listeners};
+use kvs_signaling::banner::Banner;
 use kvs_signaling::config::{self, Command, LogFormat, ServeConfig};
+use kvs_signaling::config::{StoreKind, Validated};
 use kvs_signaling::config_reference;
-use kvs_signaling::server;
+use kvs_signaling::{server, startup};
 
 /// mimalloc: glibc's malloc showed as ~16% of a describe's CPU (arena locks, consolidation)
 /// with many small, short-lived allocations on two threads; mimalloc's per-thread heaps make
 /// them cheap (issue 7 profile, docs/benchmarks.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit status of a configuration that cannot be parsed (flags, environment, config file),
+/// as clap uses; anything else that stops the start-up exits with 1 (docs/behaviour.md
+/// "Start-up errors").
+const EXIT_CONFIG: u8 = 2;
 
 fn main() -> std::process::ExitCode {
     // Hidden: prints docs/configuration.md (config_reference.rs).
@@ -29,10 +36,15 @@ fn main() -> std::process::ExitCode {
     let cli = match config::parse() {
         Ok(c) => c,
         Err(e) => match e.downcast::<clap::Error>() {
-            Ok(clap_err) => clap_err.exit(),
+            // --help and --version are clap's "errors" too: printed as clap prints them.
+            Ok(clap_err) if !clap_err.use_stderr() => clap_err.exit(),
+            Ok(clap_err) => {
+                eprintln!("kvs-signaling: error: {}", startup::clap_line(&clap_err));
+                return std::process::ExitCode::from(EXIT_CONFIG);
+            }
             Err(e) => {
-                eprintln!("kvs-signaling: {e:#}");
-                return std::process::ExitCode::from(2);
+                eprintln!("kvs-signaling: error: {}", startup::one_line(&e));
+                return std::process::ExitCode::from(EXIT_CONFIG);
             }
         },
     };
@@ -49,7 +61,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // Once, on stderr, whatever the log filter (`KVS_LOG`) lets through.
         Err(e) => {
-            eprintln!("kvs-signaling: {e:#}");
+            eprintln!("kvs-signaling: error: {}", startup::one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -68,9 +80,12 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    let log_format = cfg.log_format;
     let validated = cfg.validate()?;
     let listeners = Listeners::bind(&validated.config).await?;
+    let mut banner = banner_of(&validated, &listeners)?;
     let app = App::build(validated, Arc::new(SystemClock), &listeners).await?;
+    banner.turn_port = app.state().turn_port;
     // Installed before the ready line: a signal right after it drains gracefully.
     let shutdown = server::shutdown_signal();
     if let Some(ca) = &listeners.tls_ca {
@@ -79,9 +94,38 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             ca.display()
         );
     }
+    match log_format {
+        // Before the ready line: whoever waits for it finds the banner already written.
+        LogFormat::Text => eprintln!("{}", banner.render()),
+        LogFormat::Json => banner.log(),
+    }
     println!("{}", listeners.ready_line()?);
     let _ = std::io::stdout().flush();
     app::run(listeners, app, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The banner's facts that the configuration and the bound sockets give (the TURN port comes
+/// once the app is assembled).
+fn banner_of(v: &Validated, listeners: &Listeners) -> anyhow::Result<Banner> {
+    let cfg = &v.config;
+    Ok(Banner {
+        version: env!("CARGO_PKG_VERSION"),
+        http: listeners.http.local_addr()?,
+        https: match &listeners.tls {
+            Some(t) => Some(t.listener.local_addr()?),
+            None => None,
+        },
+        public_endpoint: cfg.public_endpoint.clone(),
+        turn_port: None,
+        access_keys: v.credentials.as_ref().map(|c| c.len()),
+        account: cfg.account_id.clone(),
+        region: cfg.region.clone(),
+        store: match &cfg.store {
+            StoreKind::Memory => "memory (nothing on disk)".to_owned(),
+            StoreKind::Sqlite => format!("sqlite in {}", cfg.data_dir.display()),
+            redis @ StoreKind::Redis(_) => redis.to_string(),
+        },
+    })
 }

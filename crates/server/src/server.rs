@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -51,6 +51,8 @@ pub fn router(state: SharedState, scheme: Scheme) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/_kvs/reset", post(crate::suite_api::reset))
+        .route("/_kvs/state", get(crate::suite_api::state))
         .merge(crate::console::routes(scheme))
         .fallback(move |State(state): State<SharedState>, req: Request| {
             dispatch(state, req, scheme)

@@ -25,10 +25,11 @@ pub struct TlsMaterial {
 /// The operator's files.
 pub fn load(cert: &Path, key: &Path) -> anyhow::Result<TlsMaterial> {
     Ok(TlsMaterial {
-        cert_pem: std::fs::read_to_string(cert)
-            .with_context(|| format!("reading --tls-cert {}", cert.display()))?,
+        cert_pem: std::fs::read_to_string(cert).map_err(|e| {
+            crate::startup::cannot_read("the TLS certificate", "--tls-cert", cert, &e)
+        })?,
         key_pem: std::fs::read_to_string(key)
-            .with_context(|| format!("reading --tls-key {}", key.display()))?,
+            .map_err(|e| crate::startup::cannot_read("the TLS key", "--tls-key", key, &e))?,
         ca_path: None,
     })
 }

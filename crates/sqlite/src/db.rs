@@ -82,6 +82,13 @@ pub fn load_index(conn: &Connection) -> Result<Index, StoreError> {
     Ok(index)
 }
 
+/// Deletes every channel row in one transaction (`Store::clear`).
+pub fn clear(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(backend)?;
+    tx.execute("DELETE FROM channels", []).map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
 pub fn rev(r: u64) -> Result<i64, StoreError> {
     i64::try_from(r).map_err(|_| StoreError::Backend(format!("revision {r} out of range")))
 }

@@ -211,6 +211,24 @@ impl Store for SqliteStore {
             .map_err(|_| stopped())
     }
 
+    async fn namespaces(&self) -> Result<Vec<Namespace>, StoreError> {
+        Ok(writer::read(&self.index).namespaces())
+    }
+
+    /// Queued like a change: what the caller wrote before is removed too.
+    async fn clear(&self) -> Result<Vec<Channel>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job::Clear(reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| {
+            StoreError::Backend(
+                "the sqlite writer stopped while clearing; some channels may remain".into(),
+            )
+        })?
+    }
+
     /// The writer answers a ping between two batches: it is running and taking jobs.
     async fn ping(&self) -> Result<(), StoreError> {
         let round_trip = async {
@@ -275,6 +293,30 @@ mod tests {
         assert_eq!(s.get(&a, &c.name).await.unwrap(), Some(c));
         assert_eq!(s.get(&a, &d.name).await.unwrap(), None);
         assert_eq!(s.len(), 1);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A clear is on disk when it resolves, and it removes what was queued ahead of it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_clear_survives_reopen() {
+        let dir = test_dir();
+        let a = conformance::ns("111111111111", "us-east-1");
+        {
+            let s = SqliteStore::open_dir(&dir).unwrap();
+            s.insert(conformance::channel(&a, "one"), 10).await.unwrap();
+            // Queued without waiting, so the clear is behind it in the same queue.
+            let two = conformance::channel(&a, "two");
+            let (inserted, cleared) = tokio::join!(s.insert(two, 10), s.clear());
+            inserted.unwrap();
+            let cleared = cleared.unwrap();
+            assert!(!cleared.is_empty());
+            assert!(s.is_empty() || s.len() == 1);
+            let _ = s.clear().await.unwrap();
+        }
+        let s = SqliteStore::open_dir(&dir).unwrap();
+        assert!(s.is_empty());
+        assert!(s.namespaces().await.unwrap().is_empty());
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
     }

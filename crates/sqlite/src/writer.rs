@@ -22,6 +22,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use kvs_core::model::Channel;
 use kvs_core::store::{Change, Index, Staged, StoreError};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +37,7 @@ pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 const REOPEN_ATTEMPTS: u32 = 5;
 
 pub type Reply = oneshot::Sender<Result<(), StoreError>>;
+pub type ClearReply = oneshot::Sender<Result<Vec<Channel>, StoreError>>;
 
 // Nearly every job is a change: boxing it to shrink the rare pings would cost an allocation
 // per write for nothing.
@@ -48,6 +50,9 @@ pub enum Job {
     },
     /// Answered as soon as it is taken: the writer is running (`GET /ready`).
     Ping(oneshot::Sender<()>),
+    /// Removes every channel (`Store::clear`) after committing the changes taken ahead of it,
+    /// answering with the channels removed.
+    Clear(ClearReply),
     /// Test only: the writer blocks until the sender is dropped or sends.
     #[cfg(test)]
     Pause(std::sync::mpsc::Receiver<()>),
@@ -166,29 +171,44 @@ fn run(ctx: &Ctx, mut conn: Connection, rx: &mut mpsc::Receiver<Job>) {
     let mut batch: Vec<(Change, Option<Reply>)> = Vec::with_capacity(ctx.max_batch);
     let mut crash = false;
     while let Some(first) = rx.blocking_recv() {
-        crash |= take(first, &mut batch);
-        while batch.len() < ctx.max_batch {
+        // A clear ends the batch: the changes ahead of it are committed first.
+        let mut clearing = None;
+        crash |= take(first, &mut batch, &mut clearing);
+        while clearing.is_none() && batch.len() < ctx.max_batch {
             match rx.try_recv() {
-                Ok(job) => crash |= take(job, &mut batch),
+                Ok(job) => crash |= take(job, &mut batch, &mut clearing),
                 Err(_) => break,
             }
         }
-        if batch.is_empty() {
-            continue;
+        if !batch.is_empty() {
+            let verdicts = commit(&mut conn, &ctx.index, &batch);
+            if crash {
+                // Only a test job asks for this (see `Job::CrashAfterCommit`).
+                panic!("the writer was asked to crash between commit and apply");
+            }
+            answer(&ctx.index, &mut batch, verdicts);
         }
-        let verdicts = commit(&mut conn, &ctx.index, &batch);
-        if crash {
-            // Only a test job asks for this (see `Job::CrashAfterCommit`).
-            panic!("the writer was asked to crash between commit and apply");
+        if let Some(reply) = clearing {
+            let cleared = db::clear(&mut conn).map(|()| {
+                ctx.index
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take_all()
+            });
+            let _ = reply.send(cleared);
         }
-        answer(&ctx.index, &mut batch, verdicts);
     }
 }
 
 /// Adds a change to the batch or handles a control job; true when a test asks for a crash.
-fn take(job: Job, batch: &mut Vec<(Change, Option<Reply>)>) -> bool {
+fn take(
+    job: Job,
+    batch: &mut Vec<(Change, Option<Reply>)>,
+    clearing: &mut Option<ClearReply>,
+) -> bool {
     match job {
         Job::Change { change, reply } => batch.push((change, reply)),
+        Job::Clear(reply) => *clearing = Some(reply),
         Job::Ping(reply) => {
             let _ = reply.send(());
         }

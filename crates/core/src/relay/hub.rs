@@ -202,6 +202,28 @@ impl Hub {
         self.local.len()
     }
 
+    /// This node's connections that are masters and viewers (SendAlexaOfferToMaster calls
+    /// waiting for an answer are neither), live or still completing their handshake.
+    pub fn connections_by_role(&self) -> (usize, usize) {
+        self.local
+            .snapshot()
+            .iter()
+            .fold((0, 0), |(m, v), (_, _, role)| match role {
+                Role::Master => (m + 1, v),
+                Role::Viewer(_) => (m, v + 1),
+                Role::AnswerWaiter(_) => (m, v),
+            })
+    }
+
+    /// Number of this node's connections on any of `channels`.
+    pub fn connections_on(&self, channels: &std::collections::HashSet<&str>) -> usize {
+        self.local
+            .snapshot()
+            .iter()
+            .filter(|(_, ch, _)| channels.contains(&**ch))
+            .count()
+    }
+
     /// Number of messages held for a channel (for tests and the console).
     pub async fn held_count(&self, channel_arn: &str) -> usize {
         self.ports.held.count(channel_arn).await.unwrap_or(0)

@@ -174,7 +174,17 @@ impl Hub {
     /// the grace period by its session), its presence and held messages dropped, and later
     /// claims on it refused. An error means some node's connections may not have been told.
     pub async fn channel_deleted(&self, channel_arn: &str) -> Result<(), GoAwayIncomplete> {
-        let grace = self.config.go_away_grace;
+        self.channel_gone(channel_arn, self.config.go_away_grace)
+            .await
+    }
+
+    /// [`Hub::channel_deleted`] with the GO_AWAY grace given: a reset (`POST /_kvs/reset`)
+    /// closes the connections at once, where a delete leaves them the configured grace.
+    pub async fn channel_gone(
+        &self,
+        channel_arn: &str,
+        grace: Duration,
+    ) -> Result<(), GoAwayIncomplete> {
         // One atomic step removes the members and refuses later claims: a claim before it is
         // among the nodes returned, a claim after it fails.
         let nodes = self

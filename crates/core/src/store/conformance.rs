@@ -27,7 +27,8 @@ macro_rules! store_conformance {
             concurrent_replace_has_one_winner,
             concurrent_inserts_of_one_name_have_one_winner,
             reads_see_acknowledged_writes,
-            purge_is_ordered_before_later_writes
+            purge_is_ordered_before_later_writes,
+            clear_empties_every_namespace
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -291,4 +292,46 @@ pub async fn purge_is_ordered_before_later_writes(s: Arc<dyn Store>) {
     s.insert(new.clone(), 1).await.unwrap();
     assert_eq!(s.get(&a, &new.name).await.unwrap(), Some(new));
     assert_eq!(s.list(&a, None, None, 10).await.unwrap().len(), 1);
+}
+
+/// `clear` removes every channel of every namespace, returns them, and leaves a store that
+/// works as a fresh one: names are free again and the limits count from zero.
+pub async fn clear_empties_every_namespace(s: Arc<dyn Store>) {
+    assert!(s.namespaces().await.unwrap().is_empty());
+    assert!(s.clear().await.unwrap().is_empty());
+    let a = ns("111111111111", "us-east-1");
+    let b = ns("222222222222", "eu-west-1");
+    let c = ns("111111111111", "ap-south-1");
+    let mut inserted = Vec::new();
+    for (n, names) in [
+        (&a, &["x", "y", "z"][..]),
+        (&b, &["x"][..]),
+        (&c, &["q", "r"][..]),
+    ] {
+        for name in names {
+            let ch = channel(n, name);
+            s.insert(ch.clone(), 3).await.unwrap();
+            inserted.push(ch);
+        }
+    }
+    let mut listed = s.namespaces().await.unwrap();
+    listed.sort();
+    assert_eq!(listed, [c.clone(), a.clone(), b.clone()]);
+    let mut cleared = s.clear().await.unwrap();
+    let key = |ch: &Channel| (ch.ns.clone(), ch.name.clone());
+    cleared.sort_by_key(key);
+    inserted.sort_by_key(key);
+    assert_eq!(cleared, inserted);
+    for n in [&a, &b, &c] {
+        assert!(names(&*s, n).await.is_empty());
+        assert_eq!(s.get(n, &cname("x")).await.unwrap(), None);
+    }
+    assert!(s.namespaces().await.unwrap().is_empty());
+    assert!(s.clear().await.unwrap().is_empty());
+    // The namespace's limit counts from zero again, and a cleared name can be created anew.
+    for name in ["x", "y", "z"] {
+        s.insert(channel(&a, name), 3).await.unwrap();
+    }
+    assert_eq!(names(&*s, &a).await, ["x", "y", "z"]);
+    assert_eq!(s.namespaces().await.unwrap(), [a]);
 }

@@ -143,6 +143,21 @@ impl Index {
         self.namespaces.values().map(BTreeMap::len).sum()
     }
 
+    /// Every namespace holding at least one channel, sorted (account, then region).
+    pub fn namespaces(&self) -> Vec<Namespace> {
+        let mut out: Vec<Namespace> = self.namespaces.keys().cloned().collect();
+        out.sort();
+        out
+    }
+
+    /// Empties the index, returning every channel it held.
+    pub fn take_all(&mut self) -> Vec<Channel> {
+        std::mem::take(&mut self.namespaces)
+            .into_values()
+            .flat_map(BTreeMap::into_values)
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.namespaces.is_empty()
     }

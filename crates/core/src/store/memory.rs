@@ -83,6 +83,14 @@ impl Store for MemoryStore {
             expected_revision,
         })
     }
+
+    async fn namespaces(&self) -> Result<Vec<Namespace>, StoreError> {
+        Ok(self.read().namespaces())
+    }
+
+    async fn clear(&self) -> Result<Vec<Channel>, StoreError> {
+        Ok(self.write().take_all())
+    }
 }
 
 #[cfg(test)]

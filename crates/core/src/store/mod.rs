@@ -6,7 +6,10 @@
 //! same step as the insert, and replace/remove are compare-and-swap on the channel's revision,
 //! which is what makes `CurrentVersion` optimistic concurrency exact under concurrent callers.
 //! Every query is scoped to one namespace (account, region): nothing on a request path scans the
-//! whole registry, so a networked backend (Redis) can serve it with keyed reads.
+//! whole registry, so a networked backend (Redis) can serve it with keyed reads. The two
+//! exceptions, [`Store::namespaces`] and [`Store::clear`], serve the test-suite endpoints
+//! (`GET /_kvs/state`, `POST /_kvs/reset`, docs/testing-with-kvs-signaling.md), which exist only
+//! in open mode and may walk everything.
 //!
 //! A write is durable before its future resolves; a read sees every write that resolved before
 //! it started.
@@ -88,6 +91,17 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError> {
         self.remove(ns, name, expected_revision).await
     }
+
+    /// Every namespace that holds at least one channel (`GET /_kvs/state`). Not for request
+    /// paths: a networked backend may walk its whole keyspace to answer.
+    async fn namespaces(&self) -> Result<Vec<Namespace>, StoreError>;
+
+    /// Removes every channel of every namespace and returns the channels removed
+    /// (`POST /_kvs/reset`). A write that resolved before the call started is removed; one that
+    /// resolves after it returns is kept. Each namespace is emptied in one atomic step (a
+    /// backend may empty the namespaces one after another), and the removal is durable before
+    /// the future resolves.
+    async fn clear(&self) -> Result<Vec<Channel>, StoreError>;
 
     /// Whether the backend answers (`GET /ready`).
     async fn ping(&self) -> Result<(), StoreError> {

@@ -146,6 +146,15 @@ impl Store for TimedStore {
     async fn ping(&self) -> Result<(), StoreError> {
         timed(&self.timings.ping, self.inner.ping()).await
     }
+
+    // Test-suite endpoints only (`/_kvs/state`, `/_kvs/reset`): not timed.
+    async fn namespaces(&self) -> Result<Vec<Namespace>, StoreError> {
+        self.inner.namespaces().await
+    }
+
+    async fn clear(&self) -> Result<Vec<Channel>, StoreError> {
+        self.inner.clear().await
+    }
 }
 
 #[cfg(test)]
