@@ -16,5 +16,6 @@ pub mod quota;
 pub mod relay;
 pub mod service;
 pub mod store;
+pub mod streams;
 
 pub use error::{Constraint, ErrorCode, ServiceError, Violation};
