@@ -16,6 +16,7 @@ pub mod keys;
 mod limiter;
 mod presence;
 mod store;
+mod streams;
 
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ pub use keys::Keys;
 pub use limiter::RedisLimiter;
 pub use presence::RedisPresence;
 pub use store::RedisStore;
+pub use streams::RedisStreamStore;
 
 /// How long a command may take before the caller gets `Unavailable` (requests fail fast when
 /// Redis is down, issue 8 "Faults").
