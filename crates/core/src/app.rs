@@ -26,6 +26,7 @@ use crate::relay::{
 };
 use crate::service::{ChannelService, ChannelView, ServiceConfig};
 use crate::store::Store;
+use crate::streams::{MemoryStreamStore, StreamConfig, StreamService, StreamStore};
 
 /// Why a caller needs the channel; AWS answers a channel that is missing or not ACTIVE
 /// differently for each.
@@ -63,6 +64,8 @@ impl SignalingPorts {
 
 pub struct Application {
     channels: Arc<ChannelService>,
+    /// Streams and the channels' media-storage links (issue 15).
+    streams: Arc<StreamService>,
     hub: Arc<Hub>,
     throttle: crate::quota::Throttle,
 }
@@ -93,6 +96,14 @@ impl Application {
         node: NodeId,
         ports: SignalingPorts,
     ) -> Self {
+        let streams = Arc::new(StreamService::new(
+            Arc::new(MemoryStreamStore::new()),
+            Arc::clone(&clock),
+            StreamConfig {
+                lifecycle_delay: service.lifecycle_delay,
+                ..StreamConfig::default()
+            },
+        ));
         let channels = Arc::new(ChannelService::new(store, Arc::clone(&clock), service));
         let hub_ports = HubPorts {
             presence: ports.presence,
@@ -104,9 +115,25 @@ impl Application {
         hub.watch().use_feed(ports.feed);
         Self {
             channels,
+            streams,
             hub,
             throttle: crate::quota::Throttle::off(),
         }
+    }
+
+    /// Keeps streams in `store` (the backend of `--store`) instead of in memory.
+    pub fn with_streams(mut self, store: Arc<dyn StreamStore>, config: StreamConfig) -> Self {
+        self.streams = Arc::new(StreamService::new(
+            store,
+            Arc::clone(self.channels.clock()),
+            config,
+        ));
+        self
+    }
+
+    /// The stream rules and the channels' media-storage configuration.
+    pub fn streams(&self) -> &StreamService {
+        &self.streams
     }
 
     /// The API quotas to enforce (docs/protocol.md §8.1-8.2); none unless set.
@@ -178,6 +205,10 @@ impl Application {
         current: Option<&Version>,
     ) -> Result<Channel, ServiceError> {
         let deleted = self.channels.delete(ns, arn, current).await?;
+        // The stream it stored into is free for another channel (issue 15).
+        if let Err(e) = self.streams.channel_deleted(ns, &deleted.arn).await {
+            tracing::error!(error = %e, channel = %deleted.arn, "media-storage link not removed");
+        }
         if let Err(e) = self.hub.channel_deleted(deleted.arn.as_str()).await {
             tracing::error!(error = %e, channel = %deleted.arn, "GO_AWAY on delete incomplete");
             return Err(ServiceError::Unavailable(format!(

@@ -12,7 +12,12 @@ pub enum ErrorCode {
     ResourceInUse,
     VersionMismatch,
     AccountChannelLimitExceeded,
+    AccountStreamLimitExceeded,
     TagsPerResourceExceededLimit,
+    /// A stream without data retention cannot store a channel's media.
+    NoDataRetention,
+    /// A stream tag operation named a resource that is not a stream.
+    InvalidResourceFormat,
     ClientLimitExceeded,
     AccessDenied,
     InternalFailure,
@@ -28,6 +33,9 @@ impl ErrorCode {
             Self::ResourceInUse => "ResourceInUseException",
             Self::VersionMismatch => "VersionMismatchException",
             Self::AccountChannelLimitExceeded => "AccountChannelLimitExceededException",
+            Self::AccountStreamLimitExceeded => "AccountStreamLimitExceededException",
+            Self::NoDataRetention => "NoDataRetentionException",
+            Self::InvalidResourceFormat => "InvalidResourceFormatException",
             Self::TagsPerResourceExceededLimit => "TagsPerResourceExceededLimitException",
             Self::ClientLimitExceeded => "ClientLimitExceededException",
             Self::AccessDenied => "AccessDeniedException",
@@ -43,6 +51,9 @@ impl ErrorCode {
             | Self::ResourceInUse
             | Self::VersionMismatch
             | Self::AccountChannelLimitExceeded
+            | Self::AccountStreamLimitExceeded
+            | Self::NoDataRetention
+            | Self::InvalidResourceFormat
             | Self::TagsPerResourceExceededLimit
             | Self::ClientLimitExceeded => 400,
             // 401 in the kinesisvideo model (docs/protocol.md §4.1, §13.1).

@@ -17,5 +17,6 @@ pub mod relay;
 pub mod reset;
 pub mod service;
 pub mod store;
+pub mod streams;
 
 pub use error::{Constraint, ErrorCode, ServiceError, Violation};

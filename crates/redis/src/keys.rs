@@ -16,6 +16,10 @@
 //! | `P:{A:R}:hr:ARN:RECIPIENT` | sorted set of seq | one recipient's held messages, in order | same |
 //! | `P:{A:R}:hx:ARN` | hash | the newest offer/answer per (recipient, sender); `#` = seq | same |
 //! | `P:{A:R}:gone:ARN` | string | the channel was deleted: claims on it fail | 1 hour |
+//! | `P:{A:R}:snames` | sorted set, score 0 | the namespace's stream names (listing, limit) | none |
+//! | `P:{A:R}:st:NAME` | hash `rev`, `arn`, `rec` | the stream record (JSON), revision and ARN | none |
+//! | `P:{A:R}:ml:CHANNEL_ARN` | string | the channel's media-storage link (JSON) | none |
+//! | `P:{A:R}:mls:STREAM_ARN` | string | the channel ARN linked to the stream | none |
 //! | `P:q:SCOPE:OP:SUBJECT` | string | a quota bucket's GCRA cell (µs, Redis's clock) | a second after the bucket is full again |
 //! | `P:{nodes}` | sorted set node → lease end (Redis's clock, ms) | node leases | 1 day, renewed |
 //! | `P:bus:NODE` | pub/sub channel | envelopes to one node | (not stored) |
@@ -83,6 +87,25 @@ impl Keys {
 
     pub fn channel(&self, ns: &Namespace, name: &ChannelName) -> String {
         format!("{}:{}:ch:{}", self.prefix, Self::ns_tag(ns), name)
+    }
+
+    /// The namespace's stream names (issue 15).
+    pub fn stream_names(&self, ns: &Namespace) -> String {
+        format!("{}:{}:snames", self.prefix, Self::ns_tag(ns))
+    }
+
+    pub fn stream(&self, ns: &Namespace, name: &str) -> String {
+        format!("{}:{}:st:{name}", self.prefix, Self::ns_tag(ns))
+    }
+
+    /// The prefix of a channel's media-storage link key; the channel ARN follows.
+    pub fn media_link_prefix(&self, ns: &Namespace) -> String {
+        format!("{}:{}:ml:", self.prefix, Self::ns_tag(ns))
+    }
+
+    /// The prefix of a stream's reverse link key; the stream ARN follows.
+    pub fn stream_link_prefix(&self, ns: &Namespace) -> String {
+        format!("{}:{}:mls:", self.prefix, Self::ns_tag(ns))
     }
 
     fn per_channel(&self, kind: &str, arn: &str) -> String {

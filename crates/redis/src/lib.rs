@@ -16,6 +16,7 @@ pub mod keys;
 mod limiter;
 mod presence;
 mod store;
+mod streams;
 mod timed;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use keys::Keys;
 pub use limiter::RedisLimiter;
 pub use presence::RedisPresence;
 pub use store::RedisStore;
+pub use streams::RedisStreamStore;
 pub use timed::{RoundTrips, TimedConn};
 
 /// How long a command may take before the caller gets `Unavailable` (requests fail fast when

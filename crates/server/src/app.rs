@@ -17,7 +17,8 @@ use kvs_core::relay::rate::RateLimits;
 use kvs_core::relay::{Event, HubConfig, NodeId};
 use kvs_core::service::ServiceConfig;
 use kvs_core::store::{MemoryStore, Store};
-use kvs_sqlite::{SqliteOptions, SqliteStore};
+use kvs_core::streams::{MemoryStreamStore, StreamConfig, StreamStore};
+use kvs_sqlite::{SqliteOptions, SqliteStore, SqliteStreamStore};
 
 use crate::aws::auth::Authenticator;
 use crate::config::{ServeConfig, StoreKind, Validated};
@@ -114,6 +115,8 @@ impl App {
         let memory_limiter = || -> Arc<dyn RateLimiter> {
             Arc::new(MemoryLimiter::new(&quotas, Arc::clone(&clock)))
         };
+        // Streams (issue 15) live in the same backend as channels, behind their own port.
+        let mut streams: Arc<dyn StreamStore> = Arc::new(MemoryStreamStore::new());
         let (store, ports, limiter): (Arc<dyn Store>, SignalingPorts, Arc<dyn RateLimiter>) =
             match &cfg.store {
                 StoreKind::Memory => (
@@ -138,9 +141,23 @@ impl App {
                         elapsed_ms = started.elapsed().as_millis() as u64,
                         "channel index loaded"
                     );
+                    // Opened once the channel store holds the data directory's lock.
+                    let dir = cfg.data_dir.clone();
+                    streams = Arc::new(
+                        tokio::task::spawn_blocking(move || SqliteStreamStore::open_dir(&dir))
+                            .await?
+                            .with_context(|| {
+                                format!("opening the stream tables in {}", cfg.data_dir.display())
+                            })?,
+                    );
                     (Arc::new(s), SignalingPorts::in_process(), memory_limiter())
                 }
-                StoreKind::Redis(url) => redis_backends(cfg, url, &quotas, &metrics).await?,
+                StoreKind::Redis(url) => {
+                    let (store, ports, limiter, redis_streams) =
+                        redis_backends(cfg, url, &quotas, &metrics).await?;
+                    streams = redis_streams;
+                    (store, ports, limiter)
+                }
             };
         let store = metrics.timed_store(store);
         let application = Arc::new(
@@ -161,7 +178,14 @@ impl App {
                 NodeId::random(),
                 ports,
             )
-            .with_throttle(Throttle::new(quotas.clone(), limiter)),
+            .with_throttle(Throttle::new(quotas.clone(), limiter))
+            .with_streams(
+                streams,
+                StreamConfig {
+                    lifecycle_delay: cfg.lifecycle_delay,
+                    max_streams: cfg.max_streams,
+                },
+            ),
         );
         let secret = match (&cfg.turn_secret_file, &cfg.turn_secret) {
             (Some(path), _) => read_secret(path)?,
@@ -290,7 +314,12 @@ async fn redis_backends(
     url: &str,
     quotas: &Quotas,
     metrics: &crate::metrics::Metrics,
-) -> anyhow::Result<(Arc<dyn Store>, SignalingPorts, Arc<dyn RateLimiter>)> {
+) -> anyhow::Result<(
+    Arc<dyn Store>,
+    SignalingPorts,
+    Arc<dyn RateLimiter>,
+    Arc<dyn StreamStore>,
+)> {
     let redis = kvs_redis::Redis::open(url, &cfg.redis_prefix)
         .with_context(|| format!("--store {}", cfg.store))?
         .with_round_trips(metrics.redis());
@@ -347,7 +376,12 @@ async fn redis_backends(
     };
     // Quotas are counted on Redis too, so the nodes together allow what one AWS region does.
     let limiter = Arc::new(kvs_redis::RedisLimiter::new(redis.clone(), quotas.clone()));
-    Ok((Arc::new(kvs_redis::RedisStore::new(redis)), ports, limiter))
+    Ok((
+        Arc::new(kvs_redis::RedisStore::new(redis.clone())),
+        ports,
+        limiter,
+        Arc::new(kvs_redis::RedisStreamStore::new(redis)),
+    ))
 }
 
 /// Expires held messages once a second, so metrics and memory reflect TTLs even on channels

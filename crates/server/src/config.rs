@@ -317,6 +317,11 @@ pub struct ServeConfig {
     #[arg(long, env = "KVS_MAX_CHANNELS", default_value = "10000", value_parser = counts(1usize, 100_000_000))]
     pub max_channels: usize,
 
+    /// Kinesis video streams per account and region (AccountStreamLimitExceededException;
+    /// 1..100000000).
+    #[arg(long, env = "KVS_MAX_STREAMS", default_value = "10000", value_parser = counts(1usize, 100_000_000))]
+    pub max_streams: usize,
+
     /// Base URL handed out by GetSignalingChannelEndpoint instead of the request's Host, e.g.
     /// https://kvs.example.com.
     #[arg(long, env = "KVS_PUBLIC_ENDPOINT")]

@@ -476,6 +476,7 @@ const BOUNDS: &[&str] = &[
     "--keepalive-timeout 999ms 1s 1h 3601s",
     "--handshake-timeout 999ms 1s 2m 121s",
     "--max-channels 0 1 100000000 100000001",
+    "--max-streams 0 1 100000000 100000001",
     "--max-viewers 0 1 100000 100001",
     "--max-held-messages 0 1 1000000 1000001",
     "--turn-max-allocations 0 1 100000 100001",

@@ -7,17 +7,21 @@
 //! - `writer.rs`: the one thread that writes, in group commits, and its restart after a panic.
 //! - `store.rs`: [`SqliteStore`], the async front that queues work for the writer and serves
 //!   reads from the in-memory index.
+//! - `streams.rs`: [`SqliteStreamStore`], streams and media-storage links (issue 15) in tables
+//!   of their own in the same file.
 //!
 //! What an operator sees (the lock, the restart, `/ready`) is in docs/behaviour.md.
 
 mod db;
 mod lock;
 mod store;
+mod streams;
 mod writer;
 
 pub use db::FILE_NAME;
 pub use lock::{DataDirLock, LockError, LOCK_FILE};
 pub use store::{OpenError, SqliteOptions, SqliteStore, PING_TIMEOUT};
+pub use streams::SqliteStreamStore;
 pub use writer::{MAX_RESTARTS, RESTART_WINDOW};
 
 /// A fresh directory under the system temp dir for one test.

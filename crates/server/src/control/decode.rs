@@ -48,11 +48,16 @@ pub enum Request {
     ListTags {
         arn: ResourceArn,
     },
+    /// A stream or media-storage operation (`stream_decode.rs`).
+    Stream(super::stream_decode::StreamRequest),
 }
 
 /// Parses and validates the body of `op`. Any bytes give a request or a client error
 /// (InvalidArgumentException, TagsPerResourceExceededLimitException), never a panic.
 pub fn decode(op: Operation, body: &[u8]) -> Result<Request, ApiError> {
+    if let Some(r) = super::stream_decode::decode(op, body) {
+        return r.map(Request::Stream);
+    }
     match op {
         Operation::CreateSignalingChannel => create(parse_body(body)?),
         Operation::DescribeSignalingChannel => describe(parse_body(body)?),
@@ -63,6 +68,8 @@ pub fn decode(op: Operation, body: &[u8]) -> Result<Request, ApiError> {
         Operation::TagResource => tag(parse_body(body)?),
         Operation::UntagResource => untag(parse_body(body)?),
         Operation::ListTagsForResource => list_tags(parse_body(body)?),
+        // Answered by `stream_decode::decode` above.
+        _ => Err(ApiError::internal()),
     }
 }
 

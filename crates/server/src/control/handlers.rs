@@ -49,6 +49,7 @@ pub async fn handle(
         Request::Tag { arn, tags } => ctx.tag(&arn, tags).await.map(|()| None),
         Request::Untag { arn, keys } => ctx.untag(&arn, &keys).await.map(|()| None),
         Request::ListTags { arn } => ctx.list_tags(&arn).await.map(Some),
+        Request::Stream(r) => super::stream_handlers::handle(r, state, caller, endpoint).await,
     }
 }
 
@@ -65,6 +66,7 @@ fn quota_of(request: &Request) -> Option<(QuotaOp, Option<&str>)> {
         Request::Tag { arn, .. } => (QuotaOp::TagResource, Some(arn.as_str())),
         Request::Untag { arn, .. } => (QuotaOp::UntagResource, Some(arn.as_str())),
         Request::ListTags { arn } => (QuotaOp::ListTagsForResource, Some(arn.as_str())),
+        Request::Stream(r) => return super::stream_handlers::quota_of(r),
     })
 }
 
@@ -180,7 +182,17 @@ impl Ctx<'_> {
             .app
             .usable_channel(&self.caller.ns, arn, Purpose::Endpoint)
             .await?;
-        if wanted.contains(&"WEBRTC") {
+        // WEBRTC (the storage session's endpoint) exists only for a channel whose media
+        // storage is ENABLED (docs/protocol.md §5.2, §9.3).
+        if wanted.contains(&"WEBRTC")
+            && !self
+                .state
+                .app
+                .streams()
+                .media_storage(&self.caller.ns, &view.channel.arn)
+                .await?
+                .enabled
+        {
             return Err(ApiError::invalid(format!(
                 "The signaling channel {} is not configured for media storage, so it has no \
                  WEBRTC endpoint.",
