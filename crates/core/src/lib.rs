@@ -9,6 +9,7 @@
 pub mod app;
 pub mod clock;
 pub mod error;
+pub mod fault_log;
 pub mod ids;
 pub mod model;
 pub mod pagination;

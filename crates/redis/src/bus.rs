@@ -180,6 +180,8 @@ impl Drop for RedisBus {
 async fn listen(redis: Redis, node: NodeId, tx: mpsc::Sender<Envelope>, dropped: Arc<AtomicU64>) {
     let channel = redis.keys().bus(node);
     let mut pause = Duration::from_millis(100);
+    let mut faults = kvs_core::fault_log::FaultLog::default();
+    const SUBSCRIBE: &str = "cannot subscribe to the bus";
     loop {
         if tx.is_closed() {
             return;
@@ -192,6 +194,7 @@ async fn listen(redis: Redis, node: NodeId, tx: mpsc::Sender<Envelope>, dropped:
         .await
         {
             Ok(Ok(pubsub)) => {
+                faults.succeeded(SUBSCRIBE);
                 tracing::info!(%node, "subscribed to the node's bus channel");
                 pause = Duration::from_millis(100);
                 // What was published while the node was not subscribed was held: the node
@@ -224,8 +227,12 @@ async fn listen(redis: Redis, node: NodeId, tx: mpsc::Sender<Envelope>, dropped:
                 }
                 tracing::warn!(%node, "bus subscription lost; resubscribing");
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot subscribe to the bus"),
-            Err(_) => tracing::warn!("subscribing to the bus timed out"),
+            Ok(Err(e)) => {
+                faults.failed(SUBSCRIBE, &e.to_string());
+            }
+            Err(_) => {
+                faults.failed(SUBSCRIBE, "timed out");
+            }
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));

@@ -272,12 +272,15 @@ async fn heartbeat(hub: Weak<Hub>) {
     let mut tick = tokio::time::interval(period);
     // When the last renewal that succeeded was sent: its lease runs at least `lease` from then.
     let mut last_renewal: Option<Instant> = None;
+    let mut faults = crate::fault_log::FaultLog::default();
+    const RENEW: &str = "cannot renew this node's presence lease";
     loop {
         tick.tick().await;
         let Some(hub) = hub.upgrade() else { return };
         let sent = Instant::now();
         match hub.ports.presence.renew(hub.node, lease).await {
             Ok(renewal) => {
+                faults.succeeded(RENEW);
                 let late = last_renewal.is_some_and(|t| Instant::now() >= t + lease);
                 let lapsed = late
                     || renewal == Renewal::Lapsed
@@ -285,7 +288,9 @@ async fn heartbeat(hub: Weak<Hub>) {
                 last_renewal = Some(sent);
                 hub.renewed(lapsed).await;
             }
-            Err(e) => tracing::warn!(error = %e, "cannot renew this node's presence lease"),
+            Err(e) => {
+                faults.failed(RENEW, &e.to_string());
+            }
         }
     }
 }
