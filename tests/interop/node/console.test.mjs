@@ -8,6 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
@@ -92,6 +93,16 @@ async function context(opts = {}) {
   };
 }
 
+// boto3, from the Python suite's venv (scripts/test.sh runs that suite, and so makes the venv,
+// before this one): the issue names boto3 as the client the console must agree with.
+const VENV_PYTHON = join(dirname(fileURLToPath(import.meta.url)), '..', '.venv', 'bin', 'python');
+const boto3 = (server, code) => execFileSync(VENV_PYTHON, ['-c', `
+import json, boto3
+kv = boto3.client("kinesisvideo", endpoint_url=${JSON.stringify(server.endpoint)}, region_name=${JSON.stringify(REGION)},
+                  aws_access_key_id="AKIDBOTO3", aws_secret_access_key="open")
+${code}
+`], { encoding: 'utf8', timeout: 60000 }).trim();
+
 const text = (p, sel) => p.locator(sel).textContent();
 const waitText = (p, sel, want, timeout = 15000) => p.waitForFunction(
   ([s, w]) => { const el = document.querySelector(s); return el && el.textContent.includes(w); }, [sel, want], { timeout },
@@ -116,6 +127,11 @@ test('channels: the console and the SDK see each other; TTL update, version conf
   await kv.send(new CreateSignalingChannelCommand({ ChannelName: 'sdk-made', Tags: [{ Key: 'from', Value: 'sdk' }] }));
   await p.locator('#channels tr[data-name="sdk-made"]').waitFor({ timeout: 10000 });
   assert.match(await text(p, '#channels tr[data-name="sdk-made"]'), /from=sdk/);
+  // The same both ways with boto3.
+  const seen = JSON.parse(boto3(open, 'print(json.dumps(kv.describe_signaling_channel(ChannelName="console-made")["ChannelInfo"]["ChannelARN"]))'));
+  assert.equal(seen, info.ChannelARN);
+  boto3(open, 'kv.create_signaling_channel(ChannelName="boto3-made")');
+  await p.locator('#channels tr[data-name="boto3-made"]').waitFor({ timeout: 10000 });
 
   // Update the TTL (with CurrentVersion from the row).
   await row.locator('input[type="number"]').fill('45');
@@ -292,6 +308,17 @@ test('inspector: SDK calls and their errors, live and filtered by channel', asyn
   // Newest first.
   const first = await p.locator('#calls tbody tr').first().getAttribute('data-channel');
   assert.equal(first, missing('missing-live'));
+  // A boto3 call and its error, live.
+  const code = boto3(open, `
+try:
+    kv.describe_signaling_channel(ChannelName="boto3-missing")
+except kv.exceptions.ResourceNotFoundException as e:
+    print(e.response["Error"]["Code"])`);
+  assert.equal(code, 'ResourceNotFoundException');
+  const fromBoto3 = p.locator('#calls tr[data-channel="boto3-missing"]');
+  await fromBoto3.waitFor();
+  const boto3Cells = await fromBoto3.locator('td').allTextContents();
+  assert.deepEqual(boto3Cells.slice(1, 6), ['DescribeSignalingChannel', 'AKIDBOTO3', 'boto3-missing', '404', 'ResourceNotFoundException']);
   await shot(p, 'inspector');
   await p.getByLabel('Filter by channel').fill('missing-live');
   const visible = await p.$$eval('#calls tbody tr', (rows) => rows.filter((r) => !r.hidden).map((r) => r.dataset.channel));
