@@ -67,6 +67,34 @@ pub type Tags = BTreeMap<String, String>;
 /// The most tags a channel may carry (docs/protocol.md §9.3).
 pub const MAX_TAGS: usize = 50;
 
+/// `tags` with `add` set (a key given again takes the new value): the tag rule every taggable
+/// resource shares, at most [`MAX_TAGS`] (TagsPerResourceExceededLimitException beyond).
+pub fn tags_with(
+    tags: &Tags,
+    add: &[(crate::ids::TagKey, crate::ids::TagValue)],
+) -> Result<Tags, crate::error::ServiceError> {
+    let mut next = tags.clone();
+    for (k, v) in add {
+        next.insert(k.to_string(), v.to_string());
+    }
+    if next.len() > MAX_TAGS {
+        return Err(crate::error::ServiceError::new(
+            crate::error::ErrorCode::TagsPerResourceExceededLimit,
+            format!("A resource can have at most {MAX_TAGS} tags."),
+        ));
+    }
+    Ok(next)
+}
+
+/// `tags` without `keys` (a key not there is no error).
+pub fn tags_without(tags: &Tags, keys: &[crate::ids::TagKey]) -> Tags {
+    let mut next = tags.clone();
+    for k in keys {
+        next.remove(k.as_str());
+    }
+    next
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Channel {
     pub ns: Namespace,

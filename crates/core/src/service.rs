@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::error::{ErrorCode, ServiceError};
 use crate::ids::{ChannelName, MessageTtl, Namespace, ResourceArn, TagKey, TagValue, Version};
-use crate::model::{Channel, ChannelStatus, ChannelType, Tags, MAX_TAGS};
+use crate::model::{Channel, ChannelStatus, ChannelType, Tags};
 use crate::pagination;
 use crate::store::{Store, StoreError};
 
@@ -189,13 +189,7 @@ impl ChannelService {
                 "Currently, SINGLE_MASTER is the only supported channel type.",
             ));
         }
-        let mut tags = Tags::new();
-        for (k, v) in req.tags {
-            tags.insert(k.to_string(), v.to_string());
-        }
-        if tags.len() > MAX_TAGS {
-            return Err(too_many_tags());
-        }
+        let tags = crate::model::tags_with(&Tags::new(), &req.tags)?;
         let now = self.now();
         let created = crate::model::float_safe_millis(now);
         let delay = self.delay_millis();
@@ -406,12 +400,7 @@ impl ChannelService {
     ) -> Result<(), ServiceError> {
         self.mutate(ns, arn, |view, _, _| {
             let mut next = view.channel.clone();
-            for (k, v) in &tags {
-                next.tags.insert(k.to_string(), v.to_string());
-            }
-            if next.tags.len() > MAX_TAGS {
-                return Err(too_many_tags());
-            }
+            next.tags = crate::model::tags_with(&next.tags, &tags)?;
             Ok(Some(next))
         })
         .await
@@ -426,9 +415,7 @@ impl ChannelService {
     ) -> Result<(), ServiceError> {
         self.mutate(ns, arn, |view, _, _| {
             let mut next = view.channel.clone();
-            for k in keys {
-                next.tags.remove(k.as_str());
-            }
+            next.tags = crate::model::tags_without(&next.tags, keys);
             Ok(Some(next))
         })
         .await
@@ -484,13 +471,6 @@ impl ChannelService {
 
 fn name_in_use(name: &ChannelName) -> ServiceError {
     ServiceError::in_use(format!("The signaling channel {name} already exists."))
-}
-
-fn too_many_tags() -> ServiceError {
-    ServiceError::new(
-        ErrorCode::TagsPerResourceExceededLimit,
-        format!("A resource can have at most {MAX_TAGS} tags."),
-    )
 }
 
 fn version_mismatch() -> ServiceError {

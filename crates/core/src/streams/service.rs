@@ -17,7 +17,7 @@ use super::{StoreError, StreamStore};
 use crate::clock::Clock;
 use crate::error::{ErrorCode, ServiceError};
 use crate::ids::{Namespace, ResourceArn, TagKey, TagValue, Version};
-use crate::model::{float_safe_millis, Tags, MAX_TAGS};
+use crate::model::{float_safe_millis, Tags};
 
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
@@ -164,13 +164,7 @@ impl StreamService {
 
     pub async fn create(&self, ns: &Namespace, req: CreateStream) -> Result<Stream, ServiceError> {
         check_retention(i64::from(req.data_retention_hours))?;
-        let mut tags = Tags::new();
-        for (k, v) in req.tags {
-            tags.insert(k.to_string(), v.to_string());
-        }
-        if tags.len() > MAX_TAGS {
-            return Err(too_many_tags());
-        }
+        let tags = crate::model::tags_with(&Tags::new(), &req.tags)?;
         let now = self.now();
         let created = float_safe_millis(now);
         let delay = self.delay_millis();
@@ -380,12 +374,7 @@ impl StreamService {
     ) -> Result<(), ServiceError> {
         self.mutate(ns, r, |view, _, _| {
             let mut next = view.stream.clone();
-            for (k, v) in &tags {
-                next.tags.insert(k.to_string(), v.to_string());
-            }
-            if next.tags.len() > MAX_TAGS {
-                return Err(too_many_tags());
-            }
+            next.tags = crate::model::tags_with(&next.tags, &tags)?;
             Ok(Some(next))
         })
         .await
@@ -400,9 +389,7 @@ impl StreamService {
     ) -> Result<(), ServiceError> {
         self.mutate(ns, r, |view, _, _| {
             let mut next = view.stream.clone();
-            for k in keys {
-                next.tags.remove(k.as_str());
-            }
+            next.tags = crate::model::tags_without(&next.tags, keys);
             Ok(Some(next))
         })
         .await
@@ -607,13 +594,6 @@ pub fn stream_not_found() -> ServiceError {
 
 fn name_in_use(name: &StreamName) -> ServiceError {
     ServiceError::in_use(format!("The stream {name} already exists."))
-}
-
-fn too_many_tags() -> ServiceError {
-    ServiceError::new(
-        ErrorCode::TagsPerResourceExceededLimit,
-        format!("A resource can have at most {MAX_TAGS} tags."),
-    )
 }
 
 fn not_active(view: &StreamView) -> ServiceError {
