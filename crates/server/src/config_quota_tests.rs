@@ -2,6 +2,7 @@
 //! helpers of `config_tests`.
 
 use super::*;
+use kvs_core::quota::{QuotaOp, Scope};
 
 #[test]
 fn quotas_come_from_flags_the_environment_and_the_file() {

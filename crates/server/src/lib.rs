@@ -10,6 +10,7 @@ pub mod app;
 pub mod aws;
 pub mod banner;
 pub mod config;
+mod config_quota;
 pub mod config_reference;
 pub mod console;
 pub mod control;
