@@ -26,6 +26,8 @@ pub struct ResetReport {
     pub channels: usize,
     /// Held messages dropped with them.
     pub held_messages: usize,
+    /// Streams removed, of every account and region, with every media-storage link.
+    pub streams: usize,
 }
 
 /// What the server holds (`GET /_kvs/state`).
@@ -49,9 +51,11 @@ impl Application {
     /// for this node's connections on them to be gone, so a state read right after counts none.
     pub async fn reset(&self) -> Result<ResetReport, ServiceError> {
         let removed = self.channels().clear_all().await?;
+        let streams = self.streams().clear_all().await?;
         let mut report = ResetReport {
             channels: removed.len(),
             held_messages: 0,
+            streams,
         };
         let mut incomplete = None;
         for channel in &removed {
@@ -185,7 +189,8 @@ mod tests {
             report,
             ResetReport {
                 channels: 2,
-                held_messages: 1
+                held_messages: 1,
+                streams: 0
             }
         );
         assert!(matches!(

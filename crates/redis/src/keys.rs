@@ -90,6 +90,12 @@ impl Keys {
     }
 
     /// The namespace's stream names (issue 15).
+    /// Glob patterns of every stream key of every namespace: name indexes, records, links and
+    /// their reverse (for `/_kvs/reset`, by `SCAN`).
+    pub fn all_stream_patterns(&self) -> [String; 4] {
+        ["snames", "st:*", "ml:*", "mls:*"].map(|k| format!("{}:{{*}}:{k}", self.prefix))
+    }
+
     pub fn stream_names(&self, ns: &Namespace) -> String {
         format!("{}:{}:snames", self.prefix, Self::ns_tag(ns))
     }

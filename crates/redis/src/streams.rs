@@ -349,6 +349,43 @@ impl StreamStore for RedisStreamStore {
         Ok(())
     }
 
+    /// Walks the keyspace with `SCAN` and deletes what it finds, in batches: not atomic across
+    /// namespaces (a stream created during the walk may survive it), like the channels' reset.
+    async fn clear(&self) -> Result<usize, StoreError> {
+        let mut conn = self.redis.conn();
+        let mut streams = 0;
+        for (i, pattern) in self.redis.keys().all_stream_patterns().iter().enumerate() {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(store_error)?;
+                if !found.is_empty() {
+                    let deleted: usize = redis::cmd("DEL")
+                        .arg(&found)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(store_error)?;
+                    // The second pattern is the stream records.
+                    if i == 1 {
+                        streams += deleted;
+                    }
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(streams)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.redis.ping().await.map_err(store_error)
     }

@@ -67,6 +67,9 @@ impl StreamStore for WithServer {
     async fn unlink_stream(&self, ns: &Namespace, a: &ResourceArn) -> Result<(), StoreError> {
         self.store.unlink_stream(ns, a).await
     }
+    async fn clear(&self) -> Result<usize, StoreError> {
+        self.store.clear().await
+    }
 }
 
 async fn fresh() -> Arc<WithServer> {

@@ -2,7 +2,7 @@
 //!
 //! - `POST /_kvs/reset` empties the server: every channel of every account and region, their
 //!   held messages and presence; their signaling connections get GO_AWAY and are closed. It
-//!   answers `{"channels":N,"heldMessages":N}`, what it removed.
+//!   answers `{"channels":N,"heldMessages":N,"streams":N}`, what it removed.
 //! - `GET /_kvs/state` answers `{"channels":N,"connections":{"masters":N,"viewers":N},
 //!   "heldMessages":N}`: channels of every account and region, this node's connections, and
 //!   the messages held on those channels.
@@ -53,6 +53,7 @@ pub async fn reset(State(state): State<SharedState>) -> Response {
             json_response(json!({
                 "channels": r.channels,
                 "heldMessages": r.held_messages,
+                "streams": r.streams,
             }))
         }
         Err(e) => ApiError::from(e).into_response(),

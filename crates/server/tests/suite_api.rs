@@ -92,7 +92,10 @@ async fn reset_empties_every_region_and_closes_connections_with_go_away() {
 
     let resp = call(s.port, &post("/_kvs/reset", "")).await;
     assert_eq!(resp.status, 200, "{resp}");
-    assert_eq!(resp.json(), json!({"channels": 3, "heldMessages": 1}));
+    assert_eq!(
+        resp.json(),
+        json!({"channels": 3, "heldMessages": 1, "streams": 0})
+    );
 
     // Each connection hears GO_AWAY, then the server closes it (no grace on a reset).
     for (who, ws) in [("master", &mut master), ("viewer", &mut viewer)] {
@@ -124,7 +127,10 @@ async fn reset_empties_every_region_and_closes_connections_with_go_away() {
     // The names are free again, and a second reset of an empty server is fine.
     create(&east, "cam").await;
     let resp = call(s.port, &post("/_kvs/reset", "")).await;
-    assert_eq!(resp.json(), json!({"channels": 1, "heldMessages": 0}));
+    assert_eq!(
+        resp.json(),
+        json!({"channels": 1, "heldMessages": 0, "streams": 0})
+    );
     s.shutdown().await;
 }
 

@@ -329,6 +329,14 @@ impl StreamStore for SqliteStreamStore {
         .await
     }
 
+    async fn clear(&self) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM media_links", []).map_err(backend)?;
+            tx.execute("DELETE FROM streams", []).map_err(backend)
+        })
+        .await
+    }
+
     async fn remove(
         &self,
         ns: &Namespace,

@@ -5,11 +5,13 @@ AccessDeniedException in AWS's error format."""
 import json
 from urllib.parse import quote
 
+import pytest
 import requests
+from botocore.exceptions import ClientError
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from kvs_harness import Server, assert_aws_error, wait_until
+from kvs_harness import Server, assert_aws_error, error_code, wait_until
 
 HANG = 30.0
 EMPTY = {"channels": 0, "connections": {"masters": 0, "viewers": 0}, "heldMessages": 0}
@@ -44,6 +46,10 @@ def test_reset_empties_the_server_and_sends_go_away(make_server):
     arn = east.create_signaling_channel(ChannelName="cam")["ChannelARN"]
     east.create_signaling_channel(ChannelName="door")
     west.create_signaling_channel(ChannelName="cam")
+    # Streams and a channel's media-storage link are resources too.
+    stream = east.create_stream(StreamName="cam-stream", DataRetentionInHours=1)["StreamARN"]
+    east.update_media_storage_configuration(ChannelARN=arn, MediaStorageConfiguration={
+        "StreamARN": stream, "Status": "ENABLED"})
     master = ws(s, arn)
     viewer = ws(s, arn, "viewer-1")
     # An offer for a viewer that is not connected is held.
@@ -54,7 +60,11 @@ def test_reset_empties_the_server_and_sends_go_away(make_server):
 
     r = requests.post(s.url + "/_kvs/reset", timeout=10)
     assert r.status_code == 200, r.text
-    assert r.json() == {"channels": 3, "heldMessages": 1}
+    assert r.json() == {"channels": 3, "heldMessages": 1, "streams": 1}
+    assert east.list_streams()["StreamInfoList"] == []
+    with pytest.raises(ClientError) as gone:
+        east.describe_mapped_resource_configuration(StreamARN=stream)
+    assert error_code(gone.value) == "ResourceNotFoundException"
 
     for conn in (master, viewer):
         frames = frames_until_closed(conn)

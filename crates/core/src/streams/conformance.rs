@@ -31,7 +31,8 @@ macro_rules! stream_store_conformance {
             a_stream_is_linked_to_one_channel,
             removing_a_stream_removes_its_link,
             unlinking_by_either_side,
-            concurrent_links_to_one_stream_have_one_winner
+            concurrent_links_to_one_stream_have_one_winner,
+            clear_empties_every_namespace_and_link
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -431,4 +432,30 @@ pub async fn concurrent_links_to_one_stream_have_one_winner(s: Arc<dyn StreamSto
         }
     }
     assert_eq!(ok, 1);
+}
+
+pub async fn clear_empties_every_namespace_and_link(s: Arc<dyn StreamStore>) {
+    let a = ns("111111111111", "us-east-1");
+    let b = ns("222222222222", "eu-west-1");
+    let one = stream(&a, "one");
+    s.insert(one.clone(), 10).await.unwrap();
+    s.insert(stream(&a, "two"), 10).await.unwrap();
+    s.insert(stream(&b, "one"), 10).await.unwrap();
+    s.set_link(link(&a, "cam", &one, true)).await.unwrap();
+    assert_eq!(s.clear().await.unwrap(), 3);
+    assert!(names(&*s, &a).await.is_empty());
+    assert!(names(&*s, &b).await.is_empty());
+    assert_eq!(s.get(&a, &sname("one")).await.unwrap(), None);
+    assert_eq!(
+        s.link_of_channel(&a, &channel_arn(&a, "cam"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.link_of_stream(&a, &one.arn).await.unwrap(), None);
+    // Empty, the store works as new: the same names again, and nothing left to clear after.
+    s.insert(one.clone(), 10).await.unwrap();
+    assert_eq!(names(&*s, &a).await, ["one"]);
+    assert_eq!(s.clear().await.unwrap(), 1);
+    assert_eq!(s.clear().await.unwrap(), 0);
 }

@@ -204,6 +204,13 @@ impl StreamStore for MemoryStreamStore {
         }
         Ok(())
     }
+
+    async fn clear(&self) -> Result<usize, StoreError> {
+        let mut st = self.lock();
+        let n = st.streams.values().map(BTreeMap::len).sum();
+        *st = State::default();
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

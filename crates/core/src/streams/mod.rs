@@ -91,6 +91,11 @@ pub trait StreamStore: Send + Sync {
         stream_arn: &ResourceArn,
     ) -> Result<(), StoreError>;
 
+    /// Removes every stream and every link of every namespace (`POST /_kvs/reset`); returns
+    /// how many streams there were. Not for request paths: a networked backend may walk its
+    /// keyspace.
+    async fn clear(&self) -> Result<usize, StoreError>;
+
     /// Whether the backend answers.
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())

@@ -366,6 +366,11 @@ impl StreamService {
         Ok(())
     }
 
+    /// Removes every stream and media-storage link of every namespace (`POST /_kvs/reset`).
+    pub async fn clear_all(&self) -> Result<usize, ServiceError> {
+        Ok(self.store.clear().await?)
+    }
+
     pub async fn tag(
         &self,
         ns: &Namespace,
