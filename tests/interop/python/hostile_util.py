@@ -28,7 +28,12 @@ from urllib.parse import quote
 
 from kvs_harness import DEFAULT_REGION, Server, amz_date, binary
 
-HEALTH_BOUND = 0.100  # seconds: /health answers within this while any hostile input is handled
+# Seconds: /health answers within this while any hostile input is handled. What it guards
+# against is starvation: a /health stuck behind a full backlog waits for a SYN retry (1 s or
+# more) or times out. On two shared cores, one sample of ten now and then takes just over
+# 100 ms while 2,000 connects are accepted (seen once in CI at 103 ms, median 2 ms), which is
+# scheduling, not starvation.
+HEALTH_BOUND = 0.500
 HANG = 30.0  # only bounds a hang
 
 # --- /health watch, in a process of its own ------------------------------------------------------
