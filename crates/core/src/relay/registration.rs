@@ -19,6 +19,7 @@ use super::hub::{presence_failure, ConnectionId, Hub, MAX_PENDING_RELEASES};
 use super::local::Sink;
 use super::message::SignalError;
 use super::metrics::inc;
+use super::presence::PresenceError;
 
 /// A connection's place in the hub. [`Registration::release`] takes it out; dropping it does the
 /// same in the background (a request that went away, an upgrade that never completed).
@@ -161,7 +162,7 @@ impl Hub {
             node: self.node,
             conn: conn.id,
         };
-        let replaced = self
+        let claimed = self
             .ports
             .presence
             .claim(
@@ -170,8 +171,21 @@ impl Hub {
                 member,
                 self.config.max_viewers,
             )
-            .await
-            .map_err(|e| presence_failure(e, None))?;
+            .await;
+        let replaced = match claimed {
+            Ok(r) => r,
+            Err(e) => {
+                // A backend failure leaves the outcome unknown: the claim may have been applied
+                // after the node stopped waiting for it (Redis paused, then resumed). Nobody
+                // would release that entry, and it would count toward the viewer limit while
+                // this node lives; so it is released later, like a release that failed (a
+                // release only forgets the member if it still holds the role).
+                if matches!(e, PresenceError::Backend(_)) {
+                    self.defer_release(Arc::clone(&conn.channel_arn), conn.role.clone(), member);
+                }
+                return Err(presence_failure(e, None));
+            }
+        };
         if let Some(old) = replaced {
             self.close_member(old, "replaced by a newer connection")
                 .await;
@@ -236,11 +250,7 @@ impl Hub {
             .await
         {
             tracing::warn!(error = %e, "cannot release presence; retrying later");
-            let mut pending = self.pending();
-            if pending.len() >= MAX_PENDING_RELEASES {
-                pending.pop_front();
-            }
-            pending.push_back((Arc::clone(&gone.channel), gone.role.clone(), member));
+            self.defer_release(Arc::clone(&gone.channel), gone.role.clone(), member);
         }
         // Never live: what was relayed to it meanwhile waits for the role's next connection.
         for event in gone.unsent {
@@ -248,6 +258,15 @@ impl Hub {
                 let _ = self.hold(&gone.channel, gone.role.clone(), m, None).await;
             }
         }
+    }
+
+    /// Queues a release for the heartbeat to retry (bounded: the oldest goes first).
+    fn defer_release(&self, channel: Arc<str>, role: Role, member: Member) {
+        let mut pending = self.pending();
+        if pending.len() >= MAX_PENDING_RELEASES {
+            pending.pop_front();
+        }
+        pending.push_back((channel, role, member));
     }
 
     /// Retries the releases that failed, until one fails again.

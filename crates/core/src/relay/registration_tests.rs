@@ -30,6 +30,9 @@ struct GatedPresence {
     gate: tokio::sync::watch::Sender<bool>,
     /// Operations that reached the gate (so the test knows the future is parked there).
     waiting: std::sync::atomic::AtomicUsize,
+    /// Claims are applied, then answered with a backend error (the answer was lost: a caller
+    /// that timed out while Redis was paused, Redis running the claim when it resumed).
+    lose_claim_answers: AtomicBool,
 }
 
 impl GatedPresence {
@@ -40,6 +43,7 @@ impl GatedPresence {
             blocked: std::sync::Mutex::default(),
             gate: tokio::sync::watch::Sender::new(false),
             waiting: std::sync::atomic::AtomicUsize::new(0),
+            lose_claim_answers: AtomicBool::new(false),
         }
     }
 
@@ -88,7 +92,11 @@ impl presence::Presence for GatedPresence {
         max_viewers: usize,
     ) -> Result<Option<Member>, presence::PresenceError> {
         self.pass("claim").await?;
-        self.inner.claim(channel, role, member, max_viewers).await
+        let claimed = self.inner.claim(channel, role, member, max_viewers).await;
+        if self.lose_claim_answers.load(Ordering::SeqCst) {
+            return Err(presence::PresenceError::Backend("answer lost".into()));
+        }
+        claimed
     }
     async fn release(
         &self,
@@ -175,6 +183,25 @@ async fn a_release_that_failed_is_retried_so_the_viewer_stops_counting() {
     // The heartbeat (every third of the 3 s lease) retries the release.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(hub.pending_releases(), 0);
+    hub.join(ARN, viewer("b"), sink()).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_whose_answer_was_lost_is_released_so_the_viewer_stops_counting() {
+    let (hub, presence, _tasks) = gated_hub(false, 1);
+    presence.lose_claim_answers.store(true, Ordering::SeqCst);
+    let err = hub.join(ARN, viewer("a"), sink()).await.unwrap_err();
+    assert_eq!(err.error_type, "ServiceUnavailable");
+    presence.lose_claim_answers.store(false, Ordering::SeqCst);
+    // The claim was applied although the hub was told it failed: the heartbeat releases it
+    // (every third of the 3 s lease), and the viewer limit is free again.
+    assert_eq!(hub.pending_releases(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(hub.pending_releases(), 0);
+    assert_eq!(
+        presence.inner.lookup(ARN, &viewer("a")).await.unwrap(),
+        None
+    );
     hub.join(ARN, viewer("b"), sink()).await.unwrap();
 }
 
