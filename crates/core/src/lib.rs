@@ -11,6 +11,7 @@ pub mod clock;
 pub mod error;
 pub mod fault_log;
 pub mod ids;
+pub mod media;
 pub mod model;
 pub mod pagination;
 pub mod quota;
