@@ -18,6 +18,7 @@ pub mod quota;
 pub mod relay;
 pub mod reset;
 pub mod service;
+pub mod storage_session;
 pub mod store;
 pub mod streams;
 

@@ -22,6 +22,7 @@
 //! | `P:{A:R}:mls:STREAM_ARN` | string | the channel ARN linked to the stream | none |
 //! | `P:q:SCOPE:OP:SUBJECT` | string | a quota bucket's GCRA cell (µs, Redis's clock) | a second after the bucket is full again |
 //! | `P:{nodes}` | sorted set node → lease end (Redis's clock, ms) | node leases | 1 day, renewed |
+//! | `P:{ss}` | hash channel ARN → claim | storage-session claims (one per channel; Redis's clock) | none; lapsed claims pruned at the next claim |
 //! | `P:bus:NODE` | pub/sub channel | envelopes to one node | (not stored) |
 
 use kvs_core::ids::{ChannelName, Namespace};
@@ -87,6 +88,12 @@ impl Keys {
 
     pub fn channel(&self, ns: &Namespace, name: &ChannelName) -> String {
         format!("{}:{}:ch:{}", self.prefix, Self::ns_tag(ns), name)
+    }
+
+    /// Every channel's storage-session claim (issue 15), one hash: claims are few (one per
+    /// recording channel) and listed together.
+    pub fn storage_sessions(&self) -> String {
+        format!("{}:{{ss}}", self.prefix)
     }
 
     /// The namespace's stream names (issue 15).

@@ -117,6 +117,10 @@ impl App {
         };
         // Streams (issue 15) live in the same backend as channels, behind their own port.
         let mut streams: Arc<dyn StreamStore> = Arc::new(MemoryStreamStore::new());
+        // Storage-session claims (issue 15): on Redis when nodes share it, else in memory.
+        let mut sessions: Arc<dyn kvs_core::storage_session::SessionRegistry> = Arc::new(
+            kvs_core::storage_session::MemorySessionRegistry::new(Arc::clone(&clock)),
+        );
         let (store, ports, limiter): (Arc<dyn Store>, SignalingPorts, Arc<dyn RateLimiter>) =
             match &cfg.store {
                 StoreKind::Memory => (
@@ -156,6 +160,10 @@ impl App {
                     let (store, ports, limiter, redis_streams) =
                         redis_backends(cfg, url, &quotas, &metrics).await?;
                     streams = redis_streams;
+                    let redis = kvs_redis::Redis::open(url, &cfg.redis_prefix)
+                        .with_context(|| format!("--store {}", cfg.store))?
+                        .with_round_trips(metrics.redis());
+                    sessions = Arc::new(kvs_redis::RedisSessionRegistry::new(redis));
                     (store, ports, limiter)
                 }
             };
@@ -202,6 +210,16 @@ impl App {
             None
         };
         metrics.collect(Box::new(core_collector(&application, &connections)));
+        let storage = crate::storage::StorageSessions::new(
+            sessions,
+            kvs_core::storage_session::SessionLimits::default(),
+            crate::storage::MediaNetConfig {
+                host_candidates: cfg.media_host_candidates.clone(),
+                public_ip: cfg.turn_relay_ip,
+                bind_ip: cfg.media_udp_bind,
+            },
+            metrics.storage(),
+        );
         let metrics = Arc::new(metrics);
         let open = credentials.is_none();
         let console = crate::console::Console::new(
@@ -233,6 +251,8 @@ impl App {
             calls: crate::observe::Calls::new(vec![metrics.api(), inspector]),
             console,
             metrics,
+            recording: Arc::new(crate::storage::CountingTarget::default()),
+            storage,
         });
         tracing::info!(
             store = %cfg.store,

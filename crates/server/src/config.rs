@@ -333,6 +333,25 @@ pub struct ServeConfig {
     #[arg(long, env = "KVS_TURN_MAX_ALLOCATIONS", default_value = "50", value_parser = counts(1usize, 100_000))]
     pub turn_max_allocations: usize,
 
+    /// Addresses the storage session's WebRTC peer offers as host candidates (comma-separated
+    /// IPs). Default: --turn-relay-ip (and loopback) when set, else every interface's IPv4
+    /// address and loopback (docs/webrtc-ingestion.md "Network").
+    #[arg(
+        long = "media-host-candidates",
+        env = "KVS_MEDIA_HOST_CANDIDATES",
+        value_delimiter = ','
+    )]
+    pub media_host_candidates: Vec<std::net::IpAddr>,
+
+    /// Where the storage session's peer binds its UDP socket for a candidate address that is
+    /// not local to this host (a public address NATed to it). Each session uses ephemeral ports.
+    #[arg(
+        long = "media-udp-bind",
+        env = "KVS_MEDIA_UDP_BIND",
+        default_value = "0.0.0.0"
+    )]
+    pub media_udp_bind: std::net::IpAddr,
+
     /// HTTPS + WSS listen address (TLS), beside the plain listener; port 0 picks a free port.
     #[arg(long, env = "KVS_TLS_LISTEN")]
     pub tls_listen: Option<String>,

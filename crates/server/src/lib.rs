@@ -24,6 +24,7 @@ pub mod redact;
 pub mod server;
 pub mod startup;
 pub mod state;
+pub mod storage;
 pub mod suite_api;
 pub mod tls;
 pub mod turn_relay;

@@ -301,6 +301,14 @@ async fn dispatch_inner(
             let out = data_plane::send_alexa_offer_to_master(state, caller, body).await?;
             return Ok(success(Some(out)));
         }
+        Route::Signaling(data_plane::Operation::JoinStorageSession) => {
+            crate::storage::api::join_storage_session(state, caller, body).await?;
+            return Ok(success(None));
+        }
+        Route::Signaling(data_plane::Operation::JoinStorageSessionAsViewer) => {
+            crate::storage::api::join_storage_session_as_viewer(state, caller, body).await?;
+            return Ok(success(None));
+        }
         Route::Signaling(data_plane::Operation::GetIceServerConfig) => {
             let out =
                 data_plane::get_ice_server_config(&state, &caller, &body, &endpoint.authority)

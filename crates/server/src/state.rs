@@ -32,6 +32,11 @@ pub struct AppState {
     pub console: crate::console::Console,
     /// What `GET /metrics` renders.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where storage sessions' media goes (issue 15): the fragment store; until it is wired
+    /// in, a [`crate::storage::CountingTarget`].
+    pub recording: Arc<dyn kvs_core::media::RecordingTarget>,
+    /// This node's storage-session peers and the cluster's claims on them.
+    pub storage: Arc<crate::storage::StorageSessions>,
 }
 
 /// The connection limits every listener applies (docs/behaviour.md "Connections").

@@ -14,6 +14,9 @@ pub use handlers::{
 pub enum Operation {
     GetIceServerConfig,
     SendAlexaOfferToMaster,
+    /// kinesis-video-webrtc-storage, on the WEBRTC endpoint (crate::storage).
+    JoinStorageSession,
+    JoinStorageSessionAsViewer,
 }
 
 impl Operation {
@@ -22,6 +25,8 @@ impl Operation {
         match self {
             Self::GetIceServerConfig => "GetIceServerConfig",
             Self::SendAlexaOfferToMaster => "SendAlexaOfferToMaster",
+            Self::JoinStorageSession => "JoinStorageSession",
+            Self::JoinStorageSessionAsViewer => "JoinStorageSessionAsViewer",
         }
     }
 
@@ -29,6 +34,8 @@ impl Operation {
         match path {
             "/v1/get-ice-server-config" => Some(Self::GetIceServerConfig),
             "/v1/send-alexa-offer-to-master" => Some(Self::SendAlexaOfferToMaster),
+            "/joinStorageSession" => Some(Self::JoinStorageSession),
+            "/joinStorageSessionAsViewer" => Some(Self::JoinStorageSessionAsViewer),
             _ => None,
         }
     }

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod signaling;
+pub mod storage;
 pub mod store;
 pub mod turn;
 
@@ -126,6 +127,7 @@ pub struct Metrics {
     store: store::StoreTimings,
     redis: Arc<RedisTimings>,
     turn: Arc<turn::TurnMetrics>,
+    storage: Arc<storage::StorageMetrics>,
 }
 
 impl fmt::Debug for Metrics {
@@ -160,12 +162,15 @@ impl Metrics {
         );
         let turn = Arc::new(turn::TurnMetrics::new());
         turn.register(&mut registry);
+        let storage = Arc::new(storage::StorageMetrics::new());
+        storage.register(&mut registry);
         Self {
             registry,
             api,
             store,
             redis,
             turn,
+            storage,
         }
     }
 
@@ -194,6 +199,11 @@ impl Metrics {
 
     pub fn turn(&self) -> Arc<turn::TurnMetrics> {
         Arc::clone(&self.turn)
+    }
+
+    /// The storage sessions' counters (issue 15).
+    pub fn storage(&self) -> Arc<storage::StorageMetrics> {
+        Arc::clone(&self.storage)
     }
 
     /// The exposition, in the Prometheus text format.
@@ -227,6 +237,8 @@ mod tests {
             "# TYPE kvs_turn_allocations_total counter",
             "# TYPE kvs_turn_allocations_open gauge",
             "# TYPE kvs_turn_relayed_bytes_total counter",
+            "# TYPE kvs_storage_sessions_started_total counter",
+            "# TYPE kvs_storage_sessions_active gauge",
         ] {
             assert!(text.contains(family), "{family} missing in:\n{text}");
         }

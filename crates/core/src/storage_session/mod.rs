@@ -1,0 +1,98 @@
+//! Storage sessions (issue 15, JoinStorageSession): which node runs the recording peer of a
+//! channel, and when a running session must end.
+//!
+//! The server's WebRTC peer records a channel's master into the stream the channel is bound to.
+//! On one node or many, exactly one peer may run per channel: the registry ([`SessionRegistry`])
+//! holds one claim per channel, the most recent claim wins (a new JoinStorageSession ends the
+//! running session), and a claim lapses unless its node renews it, so a node that died frees
+//! the channel. Time is the registry's: Redis's `TIME` on Redis, the injected clock in memory.
+//! [`rules`] decides when a running session ends, from facts its node observes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::relay::NodeId;
+
+pub mod memory;
+pub mod rules;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use memory::MemorySessionRegistry;
+pub use rules::{EndReason, SessionFacts, SessionLimits};
+
+/// One channel's storage session as the registry holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub channel_arn: String,
+    /// Random per JoinStorageSession call.
+    pub session_id: String,
+    /// The node running the peer.
+    pub node: NodeId,
+    /// When the claim was made (ms since the epoch, registry's clock).
+    pub since_millis: u64,
+    /// The claim lapses at this time unless renewed (registry's clock).
+    pub expires_millis: u64,
+    /// What the peer is doing ([`SessionState::as_str`]), as last renewed.
+    pub state: String,
+}
+
+/// What a running peer reports when it renews its claim (for listings and the console).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// The offer is sent; waiting for the master's answer.
+    Offering,
+    /// The answer arrived; ICE/DTLS under way.
+    Connecting,
+    /// Media flows.
+    Connected,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Offering => "OFFERING",
+            Self::Connecting => "CONNECTING",
+            Self::Connected => "CONNECTED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("storage-session registry unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The cluster-wide claims on channels' storage sessions.
+#[async_trait]
+pub trait SessionRegistry: Send + Sync {
+    /// Claims `channel`'s session for `session_id` on `node` until `now + ttl`, replacing any
+    /// claim (the most recent wins). Returns the new record and the claim it replaced, if that
+    /// one was still live.
+    async fn claim(
+        &self,
+        channel: &str,
+        session_id: &str,
+        node: NodeId,
+        ttl: Duration,
+    ) -> Result<(SessionRecord, Option<SessionRecord>), RegistryError>;
+
+    /// Extends `session_id`'s claim to `now + ttl` and records its state. `false` when the
+    /// claim is no longer its own (superseded, released or lapsed): its peer must stop.
+    async fn renew(
+        &self,
+        channel: &str,
+        session_id: &str,
+        state: SessionState,
+        ttl: Duration,
+    ) -> Result<bool, RegistryError>;
+
+    /// Removes the claim if it is still `session_id`'s; returns whether it was.
+    async fn release(&self, channel: &str, session_id: &str) -> Result<bool, RegistryError>;
+
+    /// Every live claim, ordered by channel ARN.
+    async fn list(&self) -> Result<Vec<SessionRecord>, RegistryError>;
+}

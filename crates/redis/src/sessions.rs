@@ -1,0 +1,241 @@
+//! Storage-session claims on Redis (issue 15): exactly one node runs a channel's recording
+//! peer. Every claim, renewal and release is one Lua script on one hash (`P:{ss}`, channel ARN
+//! → claim), so the most recent claim wins in Redis's order of execution, and expiry is decided
+//! on Redis's clock (`TIME`), never on a node's. A claim's value is
+//! `SESSION|NODE|SINCE_MS|EXPIRES_MS|STATE` (session ids are UUIDs, states fixed words).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kvs_core::clock::Clock;
+use kvs_core::relay::NodeId;
+use kvs_core::storage_session::{RegistryError, SessionRecord, SessionRegistry, SessionState};
+use redis::Script;
+
+use crate::Redis;
+
+/// Now in ms inside a script: ARGV[1] when a test steps time, else Redis's `TIME`.
+const NOW: &str = "local now
+if ARGV[1] ~= '' then now = tonumber(ARGV[1]) else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function parse(v)
+  local f = {}
+  for p in string.gmatch(v, '([^|]*)') do f[#f + 1] = p end
+  return f
+end
+";
+
+/// KEYS[1] the hash; ARGV: now, channel, session, node, ttl ms, state.
+/// Returns {new value, replaced live value or ''}.
+const CLAIM: &str = "
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if tonumber(parse(all[i + 1])[4]) <= now then redis.call('HDEL', KEYS[1], all[i]) end
+end
+local old = redis.call('HGET', KEYS[1], ARGV[2]) or ''
+local v = ARGV[3] .. '|' .. ARGV[4] .. '|' .. string.format('%d', now) .. '|'
+  .. string.format('%d', now + tonumber(ARGV[5])) .. '|' .. ARGV[6]
+redis.call('HSET', KEYS[1], ARGV[2], v)
+return {v, old}
+";
+
+/// ARGV: now, channel, session, ttl ms, state. 1 when renewed.
+const RENEW: &str = "
+local v = redis.call('HGET', KEYS[1], ARGV[2])
+if not v then return 0 end
+local f = parse(v)
+if f[1] ~= ARGV[3] or tonumber(f[4]) <= now then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], f[1] .. '|' .. f[2] .. '|' .. f[3] .. '|'
+  .. string.format('%d', now + tonumber(ARGV[4])) .. '|' .. ARGV[5])
+return 1
+";
+
+/// ARGV: now, channel, session. 1 when released.
+const RELEASE: &str = "
+local v = redis.call('HGET', KEYS[1], ARGV[2])
+if not v or parse(v)[1] ~= ARGV[3] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[2])
+return 1
+";
+
+/// ARGV: now. The live claims, flat: channel, value, ...
+const LIST: &str = "
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  if tonumber(parse(all[i + 1])[4]) > now then
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+  end
+end
+return out
+";
+
+pub struct RedisSessionRegistry {
+    redis: Redis,
+    claim: Script,
+    renew: Script,
+    release: Script,
+    list: Script,
+    /// Tests step time; production uses Redis's clock.
+    test_clock: Option<Arc<dyn Clock>>,
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{NOW}{body}"))
+}
+
+fn backend(e: redis::RedisError) -> RegistryError {
+    RegistryError::Unavailable(e.to_string())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn parse(channel: &str, value: &str) -> Option<SessionRecord> {
+    let mut f = value.split('|');
+    let session_id = f.next()?.to_owned();
+    let node = NodeId(u64::from_str_radix(f.next()?, 16).ok()?);
+    let since_millis = f.next()?.parse().ok()?;
+    let expires_millis = f.next()?.parse().ok()?;
+    let state = f.next()?.to_owned();
+    Some(SessionRecord {
+        channel_arn: channel.to_owned(),
+        session_id,
+        node,
+        since_millis,
+        expires_millis,
+        state,
+    })
+}
+
+impl RedisSessionRegistry {
+    pub fn new(redis: Redis) -> Self {
+        Self {
+            redis,
+            claim: script(CLAIM),
+            renew: script(RENEW),
+            release: script(RELEASE),
+            list: script(LIST),
+            test_clock: None,
+        }
+    }
+
+    /// A registry that reads time from `clock` instead of Redis's `TIME` (tests only: nodes
+    /// must share Redis's clock).
+    pub fn with_test_clock(redis: Redis, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            test_clock: Some(clock),
+            ..Self::new(redis)
+        }
+    }
+
+    fn now_arg(&self) -> String {
+        self.test_clock
+            .as_ref()
+            .map_or_else(String::new, |c| c.now_millis().to_string())
+    }
+}
+
+#[async_trait]
+impl SessionRegistry for RedisSessionRegistry {
+    async fn claim(
+        &self,
+        channel: &str,
+        session_id: &str,
+        node: NodeId,
+        ttl: Duration,
+    ) -> Result<(SessionRecord, Option<SessionRecord>), RegistryError> {
+        let (new, old): (String, String) = self
+            .claim
+            .key(self.redis.keys().storage_sessions())
+            .arg(self.now_arg())
+            .arg(channel)
+            .arg(session_id)
+            .arg(node.to_string())
+            .arg(millis(ttl))
+            .arg(SessionState::Offering.as_str())
+            .invoke_async(&mut self.redis.conn())
+            .await
+            .map_err(backend)?;
+        let record = parse(channel, &new)
+            .ok_or_else(|| RegistryError::Unavailable(format!("unreadable claim {new:?}")))?;
+        Ok((record, parse(channel, &old)))
+    }
+
+    async fn renew(
+        &self,
+        channel: &str,
+        session_id: &str,
+        state: SessionState,
+        ttl: Duration,
+    ) -> Result<bool, RegistryError> {
+        let renewed: i64 = self
+            .renew
+            .key(self.redis.keys().storage_sessions())
+            .arg(self.now_arg())
+            .arg(channel)
+            .arg(session_id)
+            .arg(millis(ttl))
+            .arg(state.as_str())
+            .invoke_async(&mut self.redis.conn())
+            .await
+            .map_err(backend)?;
+        Ok(renewed == 1)
+    }
+
+    async fn release(&self, channel: &str, session_id: &str) -> Result<bool, RegistryError> {
+        let released: i64 = self
+            .release
+            .key(self.redis.keys().storage_sessions())
+            .arg(self.now_arg())
+            .arg(channel)
+            .arg(session_id)
+            .invoke_async(&mut self.redis.conn())
+            .await
+            .map_err(backend)?;
+        Ok(released == 1)
+    }
+
+    async fn list(&self) -> Result<Vec<SessionRecord>, RegistryError> {
+        let flat: Vec<String> = self
+            .list
+            .key(self.redis.keys().storage_sessions())
+            .arg(self.now_arg())
+            .invoke_async(&mut self.redis.conn())
+            .await
+            .map_err(backend)?;
+        let mut out: Vec<SessionRecord> = flat
+            .chunks(2)
+            .filter_map(|c| parse(c.first()?, c.get(1)?))
+            .collect();
+        out.sort_by(|a, b| a.channel_arn.cmp(&b.channel_arn));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_round_trip() {
+        let r = parse("arn:c", "s1|00000000000000ff|1000|11000|OFFERING");
+        assert_eq!(
+            r,
+            Some(SessionRecord {
+                channel_arn: "arn:c".into(),
+                session_id: "s1".into(),
+                node: NodeId(255),
+                since_millis: 1000,
+                expires_millis: 11000,
+                state: "OFFERING".into(),
+            })
+        );
+        assert_eq!(parse("arn:c", ""), None);
+    }
+}

@@ -1,0 +1,154 @@
+//! Storage sessions (issue 15, docs/metrics.md "Storage sessions"): sessions started and ended
+//! by reason, sessions running on this node, and the media their peers received per track.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use kvs_core::media::TrackKind;
+use kvs_core::storage_session::EndReason;
+
+use super::declare;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrackLabel {
+    pub track: &'static str,
+}
+
+fn track_name(t: TrackKind) -> &'static str {
+    match t {
+        TrackKind::Video => "video",
+        TrackKind::Audio => "audio",
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct StorageMetrics {
+    started: Counter,
+    ended: Family<ReasonLabel, Counter>,
+    active: Gauge,
+    samples: Family<TrackLabel, Counter>,
+    bytes: Family<TrackLabel, Counter>,
+    keyframes: Counter,
+}
+
+impl StorageMetrics {
+    pub fn new() -> Self {
+        let m = Self::default();
+        // Every label from the start, so a fresh node shows zeros.
+        for r in EndReason::ALL {
+            let _ = m.ended.get_or_create(&ReasonLabel { reason: r.as_str() });
+        }
+        for t in [TrackKind::Video, TrackKind::Audio] {
+            let l = TrackLabel {
+                track: track_name(t),
+            };
+            let _ = m.samples.get_or_create(&l);
+            let _ = m.bytes.get_or_create(&l);
+        }
+        m
+    }
+
+    pub(super) fn register(&self, registry: &mut Registry) {
+        declare(
+            registry,
+            "kvs_storage_sessions_started",
+            "Storage sessions (JoinStorageSession) started on this node",
+            self.started.clone(),
+        );
+        declare(
+            registry,
+            "kvs_storage_sessions_ended",
+            "Storage sessions ended on this node, by reason",
+            self.ended.clone(),
+        );
+        declare(
+            registry,
+            "kvs_storage_sessions_active",
+            "Storage-session peers running on this node now",
+            self.active.clone(),
+        );
+        declare(
+            registry,
+            "kvs_storage_samples_received",
+            "Frames the storage-session peers received and handed to the recording, by track",
+            self.samples.clone(),
+        );
+        declare(
+            registry,
+            "kvs_storage_received_bytes",
+            "Bytes of depacketized media the storage-session peers received, by track",
+            self.bytes.clone(),
+        );
+        declare(
+            registry,
+            "kvs_storage_video_keyframes",
+            "H.264 keyframes (IDR access units) the storage-session peers received",
+            self.keyframes.clone(),
+        );
+    }
+
+    pub fn started(&self) {
+        self.started.inc();
+        self.active.inc();
+    }
+
+    pub fn ended(&self, reason: EndReason) {
+        self.ended
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc();
+        self.active.dec();
+    }
+
+    pub fn received(&self, track: TrackKind, bytes: u64, keyframe: bool) {
+        let l = TrackLabel {
+            track: track_name(track),
+        };
+        self.samples.get_or_create(&l).inc();
+        self.bytes.get_or_create(&l).inc_by(bytes);
+        if keyframe {
+            self.keyframes.inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_and_media_are_counted() {
+        let m = StorageMetrics::new();
+        let mut registry = Registry::default();
+        m.register(&mut registry);
+        m.started();
+        m.started();
+        m.ended(EndReason::MasterLeft);
+        m.received(TrackKind::Video, 1000, true);
+        m.received(TrackKind::Audio, 80, false);
+        let text = super::super::render(&registry);
+        for line in [
+            "kvs_storage_sessions_started_total 2",
+            "kvs_storage_sessions_active 1",
+            r#"kvs_storage_sessions_ended_total{reason="master_left"} 1"#,
+            r#"kvs_storage_sessions_ended_total{reason="superseded"} 0"#,
+            r#"kvs_storage_samples_received_total{track="video"} 1"#,
+            r#"kvs_storage_received_bytes_total{track="audio"} 80"#,
+            "kvs_storage_video_keyframes_total 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing in:\n{text}"
+            );
+        }
+    }
+}
