@@ -53,6 +53,10 @@ pub fn router(state: SharedState, scheme: Scheme) -> Router {
         .route("/metrics", get(metrics))
         .route("/_kvs/reset", post(crate::suite_api::reset))
         .route("/_kvs/state", get(crate::suite_api::state))
+        .route(
+            "/_kvs/storage-sessions",
+            get(crate::suite_api::storage_sessions),
+        )
         .merge(crate::console::routes(scheme))
         .fallback(move |State(state): State<SharedState>, req: Request| {
             dispatch(state, req, scheme)

@@ -7,7 +7,11 @@
 //!   "heldMessages":N}`: channels of every account and region, this node's connections, and
 //!   the messages held on those channels.
 //!
-//! With `--credentials` both answer 403 AccessDeniedException: a deployment with real users
+//! - `GET /_kvs/storage-sessions` answers `{"sessions":[{"channelArn","sessionId","node",
+//!   "since","state"}]}`: every running storage session of the cluster (issue 15), `since` in
+//!   ms since the epoch on the registry's clock; the console shows the same list.
+//!
+//! With `--credentials` all three answer 403 AccessDeniedException: a deployment with real users
 //! must not be emptied, or inventoried across accounts, by one HTTP call.
 
 use axum::extract::State;
@@ -70,6 +74,28 @@ pub async fn state(State(state): State<SharedState>) -> Response {
             "channels": s.channels,
             "connections": {"masters": s.masters, "viewers": s.viewers},
             "heldMessages": s.held_messages,
+        })),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `GET /_kvs/storage-sessions`.
+pub async fn storage_sessions(State(state): State<SharedState>) -> Response {
+    if let Some(refusal) = refused_with_credentials(&state) {
+        return refusal;
+    }
+    match state.storage.list().await {
+        Ok(list) => json_response(json!({
+            "sessions": list
+                .iter()
+                .map(|s| json!({
+                    "channelArn": s.channel_arn,
+                    "sessionId": s.session_id,
+                    "node": s.node.to_string(),
+                    "since": s.since_millis,
+                    "state": s.state,
+                }))
+                .collect::<Vec<_>>(),
         })),
         Err(e) => ApiError::from(e).into_response(),
     }

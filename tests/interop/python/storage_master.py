@@ -1,0 +1,166 @@
+"""A KVS master on aiortc for the storage-session tests: it connects to the signaling WebSocket
+as master and answers every SDP offer (the storage session's included) with a moving test
+pattern as H.264 video and a 440 Hz tone as Opus audio, applying trickled ICE candidates.
+
+`Master(ws_url)` runs in a thread of its own with its own event loop, so a pytest test drives it
+with plain calls: `start()`, `offers` (the sender ClientIds of the offers it answered),
+`stop()` (closes the WebSocket and every peer connection: the master leaves the channel).
+"""
+import asyncio
+import base64
+import fractions
+import json
+import math
+import threading
+import time
+
+import struct
+
+import websockets
+from aiortc import (AudioStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription,
+                    VideoStreamTrack)
+from aiortc.sdp import candidate_from_sdp
+from av import AudioFrame, VideoFrame
+
+
+class TestPattern(VideoStreamTrack):
+    """320x240 at 30 fps (yuv420p): grey bars that move four columns per frame, on coloured
+    chroma."""
+
+    W, H = 320, 240
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+        self.row = bytes(b for i in range(8) for b in [16 + 30 * i] * 40)
+
+    @staticmethod
+    def fill(plane, width, height, row):
+        pad = plane.line_size - width
+        plane.update((row + b"\0" * pad) * height)
+
+    async def recv(self):
+        pts, time_base = await self.next_timestamp()
+        self.n += 1
+        shift = (4 * self.n) % self.W
+        row = self.row[-shift:] + self.row[:-shift] if shift else self.row
+        frame = VideoFrame(self.W, self.H, "yuv420p")
+        self.fill(frame.planes[0], self.W, self.H, row)
+        self.fill(frame.planes[1], self.W // 2, self.H // 2, bytes([90]) * (self.W // 2))
+        self.fill(frame.planes[2], self.W // 2, self.H // 2, bytes([160]) * (self.W // 2))
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+class Tone(AudioStreamTrack):
+    """A 440 Hz sine, 48 kHz mono, 20 ms frames, paced in real time."""
+
+    def __init__(self):
+        super().__init__()
+        self.samples = 0
+        self.start = None
+
+    async def recv(self):
+        if self.start is None:
+            self.start = time.time()
+        wait = self.start + self.samples / 48000 - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        n = 960
+        pcm = struct.pack(f"<{n}h", *(int(8000 * math.sin(2 * math.pi * 440 * (i + self.samples) / 48000))
+                                       for i in range(n)))
+        frame = AudioFrame(format="s16", layout="mono", samples=n)
+        frame.planes[0].update(pcm)
+        frame.sample_rate = 48000
+        frame.pts = self.samples
+        frame.time_base = fractions.Fraction(1, 48000)
+        self.samples += n
+        return frame
+
+
+def b64json(obj):
+    return base64.b64encode(json.dumps(obj).encode()).decode()
+
+
+class Master:
+    def __init__(self, ws_url):
+        self.ws_url = ws_url
+        self.offers = []
+        self.errors = []
+        self.pcs = {}
+        self.loop = asyncio.new_event_loop()
+        self.connected = threading.Event()
+        self._stop = None
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self, timeout=15):
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._run(), self.loop)
+        assert self.connected.wait(timeout), f"master did not connect: {self.errors}"
+
+    def stop(self, timeout=15):
+        fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop)
+        fut.result(timeout)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout)
+
+    async def _shutdown(self):
+        if self._stop is not None:
+            self._stop.set()
+        for pc in list(self.pcs.values()):
+            await pc.close()
+
+    async def _run(self):
+        self._stop = asyncio.Event()
+        try:
+            async with websockets.connect(self.ws_url) as ws:
+                self.connected.set()
+                pump = asyncio.create_task(self._pump(ws))
+                await self._stop.wait()
+                pump.cancel()
+        except Exception as e:  # reported through `errors`, asserted by the test
+            self.errors.append(repr(e))
+
+    async def _pump(self, ws):
+        async for raw in ws:
+            msg = json.loads(raw)
+            payload = msg.get("messagePayload")
+            body = json.loads(base64.b64decode(payload)) if payload else None
+            sender = msg.get("senderClientId")
+            try:
+                if msg.get("messageType") == "SDP_OFFER":
+                    await self._answer(ws, sender, body["sdp"])
+                elif msg.get("messageType") == "ICE_CANDIDATE" and body and body.get("candidate"):
+                    pc = self.pcs.get(sender)
+                    if pc is not None:
+                        c = candidate_from_sdp(body["candidate"].split(":", 1)[1])
+                        c.sdpMid = body.get("sdpMid")
+                        c.sdpMLineIndex = body.get("sdpMLineIndex")
+                        try:
+                            await pc.addIceCandidate(c)
+                        except ValueError:
+                            pass  # already known from the offer's SDP (end-of-candidates)
+            except Exception as e:
+                self.errors.append(repr(e))
+
+    async def _answer(self, ws, sender, sdp):
+        self.offers.append(sender)
+        pc = RTCPeerConnection()
+        self.pcs[sender] = pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        for t in pc.getTransceivers():
+            if t.kind == "video":
+                t.sender.replaceTrack(TestPattern())
+                t.direction = "sendonly"
+                h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs
+                        if c.mimeType == "video/H264"]
+                t.setCodecPreferences(h264)
+            elif t.kind == "audio":
+                t.sender.replaceTrack(Tone())
+                t.direction = "sendonly"
+        await pc.setLocalDescription(await pc.createAnswer())
+        await ws.send(json.dumps({
+            "action": "SDP_ANSWER",
+            "recipientClientId": sender,
+            "messagePayload": b64json({"type": "answer", "sdp": pc.localDescription.sdp}),
+        }))
