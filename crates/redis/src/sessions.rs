@@ -23,7 +23,8 @@ if ARGV[1] ~= '' then now = tonumber(ARGV[1]) else
 end
 local function parse(v)
   local f = {}
-  for p in string.gmatch(v, '([^|]*)') do f[#f + 1] = p end
+  -- Fields are never empty; '[^|]*' would also yield the empty matches between them (Lua 5.1).
+  for p in string.gmatch(v, '[^|]+') do f[#f + 1] = p end
   return f
 end
 ";

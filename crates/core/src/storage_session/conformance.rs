@@ -30,7 +30,7 @@ macro_rules! session_registry_conformance {
                 assert_eq!(first.expires_millis - first.since_millis, 10_000);
                 step(5).await;
                 let (second, replaced) = r.claim(C1, "s2", NodeId(2), TTL).await.unwrap();
-                assert_eq!(replaced, Some(first));
+                assert_eq!(replaced, Some(first.clone()));
                 assert_eq!(
                     second.since_millis,
                     first.since_millis + 5,
