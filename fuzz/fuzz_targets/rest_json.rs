@@ -44,4 +44,12 @@ fuzz_target!(|body: &[u8]| {
     if let Err(e) = data_plane::decode_send_alexa_offer_to_master(body) {
         client_error("SendAlexaOfferToMaster", &e);
     }
+    for (name, as_viewer) in [
+        ("JoinStorageSession", false),
+        ("JoinStorageSessionAsViewer", true),
+    ] {
+        if let Err(e) = kvs_signaling::storage::api::decode(body, as_viewer) {
+            client_error(name, &e);
+        }
+    }
 });

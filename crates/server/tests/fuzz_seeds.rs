@@ -299,6 +299,12 @@ fn rest_json_seeds_decode() {
                 Some(data_plane::Operation::SendAlexaOfferToMaster) => {
                     data_plane::decode_send_alexa_offer_to_master(&body).map(drop)
                 }
+                Some(data_plane::Operation::JoinStorageSession) => {
+                    kvs_signaling::storage::api::decode(&body, false).map(drop)
+                }
+                Some(data_plane::Operation::JoinStorageSessionAsViewer) => {
+                    kvs_signaling::storage::api::decode(&body, true).map(drop)
+                }
                 None => panic!("{name}: no operation {op}"),
             };
         if let Err(e) = result {
@@ -307,7 +313,7 @@ fn rest_json_seeds_decode() {
         data_ops += 1;
     }
     assert!(
-        control_ops >= 9 && data_ops >= 2,
+        control_ops >= 9 && data_ops >= 4,
         "{control_ops} {data_ops}"
     );
 }

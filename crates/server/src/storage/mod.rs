@@ -195,11 +195,4 @@ impl StorageSessions {
             "storage session ended"
         );
     }
-
-    /// Stops every peer of this node (shutdown).
-    pub fn stop_all(&self) {
-        for r in self.running().values() {
-            r.stop.notify_one();
-        }
-    }
 }
