@@ -12,6 +12,9 @@ pub struct SessionLimits {
     pub answer_timeout: Duration,
     /// How long ICE and DTLS may take once the answer arrived.
     pub connect_timeout: Duration,
+    /// How long a connected session may stay with ICE disconnected (the master's network went
+    /// away while its signaling connection stayed) before it ends.
+    pub ice_down_timeout: Duration,
     /// The longest a session runs; the master's SDK joins again to go on recording.
     pub max_duration: Duration,
     /// How long the claim lasts without renewal (a dead node's claim lapses after this).
@@ -25,6 +28,7 @@ impl Default for SessionLimits {
         Self {
             answer_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(30),
+            ice_down_timeout: Duration::from_secs(10),
             max_duration: Duration::from_secs(60 * 60),
             claim_ttl: Duration::from_secs(10),
             check_interval: Duration::from_secs(1),
@@ -80,8 +84,10 @@ pub struct SessionFacts {
     pub answered_millis: Option<u64>,
     /// ICE and DTLS completed (and have not failed since).
     pub connected: bool,
-    /// The peer connection reported a failure (ICE disconnected for good, DTLS closed).
+    /// The peer connection reported a failure (DTLS closed, the peer gave up).
     pub failed: bool,
+    /// Since when ICE reports the connection disconnected, while it does.
+    pub ice_down_since_millis: Option<u64>,
     /// A master is connected to the channel, on any node.
     pub master_present: bool,
     /// The registry still holds this session's claim.
@@ -102,7 +108,10 @@ impl SessionLimits {
         if elapsed(f.started_millis) >= self.max_duration {
             return Some(EndReason::MaxDuration);
         }
-        if f.failed {
+        let ice_gone = f
+            .ice_down_since_millis
+            .is_some_and(|since| elapsed(since) >= self.ice_down_timeout);
+        if f.failed || ice_gone {
             return Some(EndReason::ConnectFailed);
         }
         match f.answered_millis {
@@ -126,6 +135,7 @@ mod tests {
             answered_millis: None,
             connected: false,
             failed: false,
+            ice_down_since_millis: None,
             master_present: true,
             still_claimed: true,
         }
@@ -178,6 +188,21 @@ mod tests {
             SessionLimits::default().check(&f),
             Some(EndReason::Superseded)
         );
+    }
+
+    #[test]
+    fn ice_down_for_the_timeout_ends_a_connected_session() {
+        let l = SessionLimits::default();
+        let mut f = facts();
+        f.answered_millis = Some(1_000);
+        f.connected = true;
+        f.ice_down_since_millis = Some(5_000);
+        f.now_millis = 14_999;
+        assert_eq!(l.check(&f), None, "it may come back");
+        f.now_millis = 15_000;
+        assert_eq!(l.check(&f), Some(EndReason::ConnectFailed));
+        f.ice_down_since_millis = None;
+        assert_eq!(l.check(&f), None, "it came back");
     }
 
     #[test]

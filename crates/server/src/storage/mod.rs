@@ -48,6 +48,9 @@ pub struct StorageSessions {
     crypto: Arc<str0m::crypto::CryptoProvider>,
     /// This node's peers by channel ARN (at most one each).
     running: Mutex<HashMap<String, Running>>,
+    /// Held from a claim to its entry in `running`, so this node's concurrent joins enter
+    /// `running` in the order the registry decided (the last claim's peer is the one kept).
+    claiming: tokio::sync::Mutex<()>,
 }
 
 /// A session started by JoinStorageSession.
@@ -71,6 +74,7 @@ impl StorageSessions {
             metrics,
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
             running: Mutex::default(),
+            claiming: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -131,6 +135,7 @@ impl StorageSessions {
             .await?;
         reg.activate().await;
         let node = app.hub().node();
+        let claiming = self.claiming.lock().await;
         let (_record, replaced) = self
             .registry
             .claim(channel.as_str(), &session_id, node, self.limits.claim_ttl)
@@ -148,6 +153,7 @@ impl StorageSessions {
                 stop: Arc::clone(&stop),
             },
         );
+        drop(claiming);
         // The session it replaces on this node stops now, not at its next check.
         if let Some(p) = previous {
             p.stop.notify_one();

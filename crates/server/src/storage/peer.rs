@@ -217,6 +217,7 @@ impl Peer<'_> {
         let mut answered = None;
         let mut connected = false;
         let mut failed = false;
+        let mut ice_down_since = None;
         let mut last_keyframe_request: Option<Instant> = None;
         let mut tick = tokio::time::interval(limits.check_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -235,6 +236,16 @@ impl Peer<'_> {
                         str0m::Event::Connected => {
                             connected = true;
                             self.state = SessionState::Connected;
+                        }
+                        str0m::Event::IceConnectionStateChange(state) => {
+                            use str0m::IceConnectionState as S;
+                            match state {
+                                S::Disconnected => {
+                                    ice_down_since.get_or_insert(clock.now_millis());
+                                }
+                                S::Connected | S::Completed => ice_down_since = None,
+                                _ => {}
+                            }
                         }
                         str0m::Event::MediaData(d) => frames.push(d),
                         str0m::Event::Closed => failed = true,
@@ -315,6 +326,7 @@ impl Peer<'_> {
                         answered_millis: answered,
                         connected,
                         failed,
+                        ice_down_since_millis: ice_down_since,
                         master_present: self.app.hub().has_master(self.channel).await,
                         still_claimed,
                     };
