@@ -109,6 +109,20 @@ impl StorageMetrics {
         self.active.dec();
     }
 
+    /// Sessions ended with `reason` so far (tests, logs).
+    pub fn ended_with(&self, reason: EndReason) -> u64 {
+        self.ended
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .get()
+    }
+
+    /// Sessions running now.
+    pub fn active(&self) -> i64 {
+        self.active.get()
+    }
+
     pub fn received(&self, track: TrackKind, bytes: u64, keyframe: bool) {
         let l = TrackLabel {
             track: track_name(track),

@@ -14,6 +14,8 @@ pub mod counting;
 pub mod hosts;
 mod peer;
 pub mod signal;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,0 +1,194 @@
+//! The storage session's rules on one node, with the in-memory registry and a stepped clock:
+//! the peer offers to the master over the relay, the most recent join wins, the master leaving
+//! ends the session, no answer within the timeout ends it. (Media is covered end to end by
+//! tests/interop/python/test_storage_session.py with a real WebRTC master.)
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvs_core::app::{Application, SignalingPorts};
+use kvs_core::clock::ManualClock;
+use kvs_core::ids::{AccountId, ChannelName, MessageTtl, Namespace, Region, ResourceArn};
+use kvs_core::model::ChannelType;
+use kvs_core::relay::{Action, ChannelSink, Event, HubConfig, NodeId, Registration, Role};
+use kvs_core::service::{CreateChannel, ServiceConfig};
+use kvs_core::storage_session::{EndReason, MemorySessionRegistry, SessionLimits};
+use kvs_core::store::MemoryStore;
+use kvs_core::ErrorCode;
+use tokio::sync::mpsc;
+
+use super::{CountingTarget, MediaNetConfig, StorageSessions};
+use crate::metrics::storage::StorageMetrics;
+
+struct Fixture {
+    app: Arc<Application>,
+    clock: Arc<ManualClock>,
+    sessions: Arc<StorageSessions>,
+    ns: Namespace,
+    channel: ResourceArn,
+    stream: ResourceArn,
+}
+
+async fn fixture() -> Fixture {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let app = Arc::new(Application::new(
+        Arc::new(MemoryStore::new()),
+        clock.clone(),
+        ServiceConfig::default(),
+        HubConfig::default(),
+        NodeId(7),
+        SignalingPorts::in_process(),
+    ));
+    let ns = Namespace::new(
+        AccountId::parse("111122223333").unwrap(),
+        Region::parse("us-east-1").unwrap(),
+    );
+    let channel = app
+        .channels()
+        .create(
+            &ns,
+            CreateChannel {
+                name: ChannelName::parse("n", "cam").unwrap(),
+                channel_type: ChannelType::SingleMaster,
+                ttl: MessageTtl::DEFAULT,
+                tags: vec![],
+            },
+        )
+        .await
+        .unwrap()
+        .arn;
+    let sessions = StorageSessions::new(
+        Arc::new(MemorySessionRegistry::new(clock.clone())),
+        SessionLimits {
+            // Checks come often so the test waits little; the limits themselves are the
+            // documented ones, reached by stepping the clock.
+            check_interval: Duration::from_millis(20),
+            // Claims outlast the clock steps below (lapsing is the registry's own suite's).
+            claim_ttl: Duration::from_secs(3600),
+            ..SessionLimits::default()
+        },
+        MediaNetConfig {
+            host_candidates: vec!["127.0.0.1".parse().unwrap()],
+            ..MediaNetConfig::default()
+        },
+        Arc::new(StorageMetrics::new()),
+    );
+    let stream = ResourceArn::parse(
+        "s",
+        "arn:aws:kinesisvideo:us-east-1:111122223333:stream/s/1",
+    )
+    .unwrap();
+    Fixture {
+        app,
+        clock,
+        sessions,
+        ns,
+        channel,
+        stream,
+    }
+}
+
+impl Fixture {
+    async fn master(&self) -> (Registration, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(64);
+        let reg = self
+            .app
+            .connect(
+                &self.ns,
+                &self.channel,
+                Role::Master,
+                Arc::new(ChannelSink(tx)),
+            )
+            .await
+            .unwrap();
+        reg.activate().await;
+        (reg, rx)
+    }
+
+    async fn join(&self) -> Result<super::Started, kvs_core::ServiceError> {
+        self.sessions
+            .start(
+                &self.app,
+                Arc::new(CountingTarget::default()),
+                &self.ns,
+                &self.channel,
+                &self.stream,
+            )
+            .await
+    }
+
+    async fn ended(&self, reason: EndReason, n: u64) {
+        let m = self.sessions.metrics();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while m.ended_with(reason) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {n} sessions ended with {reason:?}"));
+    }
+}
+
+/// The next SDP_OFFER the master receives: its sender.
+async fn offer(rx: &mut mpsc::Receiver<Event>) -> String {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Event::Message(m) = event {
+            if m.action == Action::SdpOffer {
+                let sdp = super::signal::answer_sdp(&m.payload);
+                assert_eq!(sdp, None, "an offer, not an answer");
+                return m.sender.unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_most_recent_join_wins_and_the_master_leaving_ends_it() {
+    let f = fixture().await;
+    let (master, mut rx) = f.master().await;
+    let first = f.join().await.unwrap();
+    assert_eq!(offer(&mut rx).await, first.client_id);
+    let second = f.join().await.unwrap();
+    assert_eq!(offer(&mut rx).await, second.client_id);
+    f.ended(EndReason::Superseded, 1).await;
+    let listed = f.sessions.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].session_id, second.session_id);
+    assert_eq!(listed[0].node, NodeId(7));
+    assert_eq!(f.sessions.metrics().active(), 1);
+    master.release().await;
+    f.ended(EndReason::MasterLeft, 1).await;
+    assert_eq!(f.sessions.metrics().active(), 0);
+    assert!(f.sessions.list().await.unwrap().is_empty());
+    assert!(f.sessions.local_channels().is_empty());
+}
+
+#[tokio::test]
+async fn no_answer_within_the_timeout_ends_it() {
+    let f = fixture().await;
+    let (_master, mut rx) = f.master().await;
+    f.join().await.unwrap();
+    offer(&mut rx).await;
+    f.clock.advance(Duration::from_secs(29));
+    // A few checks happen meanwhile; none may end it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(f.sessions.metrics().active(), 1, "29 s: still waiting");
+    f.clock.advance(Duration::from_secs(1));
+    f.ended(EndReason::NoAnswer, 1).await;
+    assert_eq!(f.sessions.metrics().ended_with(EndReason::Superseded), 0);
+}
+
+#[tokio::test]
+async fn a_join_without_a_master_is_refused() {
+    let f = fixture().await;
+    let e = f.join().await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ResourceNotFound);
+    assert_eq!(f.sessions.metrics().active(), 0);
+    assert!(f.sessions.list().await.unwrap().is_empty());
+}
