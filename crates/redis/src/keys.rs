@@ -23,6 +23,7 @@
 //! | `P:q:SCOPE:OP:SUBJECT` | string | a quota bucket's GCRA cell (µs, Redis's clock) | a second after the bucket is full again |
 //! | `P:{nodes}` | sorted set node → lease end (Redis's clock, ms) | node leases | 1 day, renewed |
 //! | `P:{ss}` | hash channel ARN → claim | storage-session claims (one per channel; Redis's clock) | none; lapsed claims pruned at the next claim |
+//! | `P:ss:superseded` | pub/sub channel | ids of replaced storage-session claims | (not stored) |
 //! | `P:bus:NODE` | pub/sub channel | envelopes to one node | (not stored) |
 
 use kvs_core::ids::{ChannelName, Namespace};
@@ -94,6 +95,11 @@ impl Keys {
     /// recording channel) and listed together.
     pub fn storage_sessions(&self) -> String {
         format!("{}:{{ss}}", self.prefix)
+    }
+
+    /// The pub/sub channel on which a replaced storage-session claim is announced.
+    pub fn storage_session_notices(&self) -> String {
+        format!("{}:ss:superseded", self.prefix)
     }
 
     /// The namespace's stream names (issue 15).

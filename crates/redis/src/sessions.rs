@@ -3,17 +3,27 @@
 //! → claim), so the most recent claim wins in Redis's order of execution, and expiry is decided
 //! on Redis's clock (`TIME`), never on a node's. A claim's value is
 //! `SESSION|NODE|SINCE_MS|EXPIRES_MS|STATE` (session ids are UUIDs, states fixed words).
+//!
+//! A claim that replaces a live one publishes the replaced session's id on `P:ss:superseded`
+//! (from inside the script, so the notice follows the claim); every node listens there and
+//! stops that session's peer at once if it runs it. Best effort: a lost subscription is
+//! re-established with backoff, and the peer's renewal (every second) is the guarantee.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use kvs_core::clock::Clock;
 use kvs_core::relay::NodeId;
-use kvs_core::storage_session::{RegistryError, SessionRecord, SessionRegistry, SessionState};
+use kvs_core::storage_session::{
+    RegistryError, SessionRecord, SessionRegistry, SessionState, SUPERSEDED_BUFFER,
+};
 use redis::Script;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
 
-use crate::Redis;
+use crate::{Redis, CONNECT_TIMEOUT};
 
 /// Now in ms inside a script: ARGV[1] when a test steps time, else Redis's `TIME`.
 const NOW: &str = "local now
@@ -29,7 +39,7 @@ local function parse(v)
 end
 ";
 
-/// KEYS[1] the hash; ARGV: now, channel, session, node, ttl ms, state.
+/// KEYS[1] the hash; ARGV: now, channel, session, node, ttl ms, state, notice channel.
 /// Returns {new value, replaced live value or ''}.
 const CLAIM: &str = "
 local all = redis.call('HGETALL', KEYS[1])
@@ -37,6 +47,7 @@ for i = 1, #all, 2 do
   if tonumber(parse(all[i + 1])[4]) <= now then redis.call('HDEL', KEYS[1], all[i]) end
 end
 local old = redis.call('HGET', KEYS[1], ARGV[2]) or ''
+if old ~= '' then redis.call('PUBLISH', ARGV[7], parse(old)[1]) end
 local v = ARGV[3] .. '|' .. ARGV[4] .. '|' .. string.format('%d', now) .. '|'
   .. string.format('%d', now + tonumber(ARGV[5])) .. '|' .. ARGV[6]
 redis.call('HSET', KEYS[1], ARGV[2], v)
@@ -83,6 +94,14 @@ pub struct RedisSessionRegistry {
     list: Script,
     /// Tests step time; production uses Redis's clock.
     test_clock: Option<Arc<dyn Clock>>,
+    superseded: broadcast::Sender<String>,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for RedisSessionRegistry {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
 }
 
 fn script(body: &str) -> Script {
@@ -115,23 +134,29 @@ fn parse(channel: &str, value: &str) -> Option<SessionRecord> {
 }
 
 impl RedisSessionRegistry {
+    /// Starts listening for notices (inside a Tokio runtime).
     pub fn new(redis: Redis) -> Self {
+        Self::build(redis, None)
+    }
+
+    /// A registry that reads time from `clock` instead of Redis's `TIME` (tests only: nodes
+    /// must share Redis's clock).
+    pub fn with_test_clock(redis: Redis, clock: Arc<dyn Clock>) -> Self {
+        Self::build(redis, Some(clock))
+    }
+
+    fn build(redis: Redis, test_clock: Option<Arc<dyn Clock>>) -> Self {
+        let superseded = broadcast::channel(SUPERSEDED_BUFFER).0;
+        let listener = tokio::spawn(listen(redis.clone(), superseded.clone()));
         Self {
             redis,
             claim: script(CLAIM),
             renew: script(RENEW),
             release: script(RELEASE),
             list: script(LIST),
-            test_clock: None,
-        }
-    }
-
-    /// A registry that reads time from `clock` instead of Redis's `TIME` (tests only: nodes
-    /// must share Redis's clock).
-    pub fn with_test_clock(redis: Redis, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            test_clock: Some(clock),
-            ..Self::new(redis)
+            test_clock,
+            superseded,
+            listener,
         }
     }
 
@@ -160,6 +185,7 @@ impl SessionRegistry for RedisSessionRegistry {
             .arg(node.to_string())
             .arg(millis(ttl))
             .arg(SessionState::Offering.as_str())
+            .arg(self.redis.keys().storage_session_notices())
             .invoke_async(&mut self.redis.conn())
             .await
             .map_err(backend)?;
@@ -216,6 +242,44 @@ impl SessionRegistry for RedisSessionRegistry {
             .collect();
         out.sort_by(|a, b| a.channel_arn.cmp(&b.channel_arn));
         Ok(out)
+    }
+
+    fn superseded(&self) -> broadcast::Receiver<String> {
+        self.superseded.subscribe()
+    }
+}
+
+/// Hands the notices published on `P:ss:superseded` to this node's subscribers, resubscribing
+/// with backoff when the subscription is lost.
+async fn listen(redis: Redis, local: broadcast::Sender<String>) {
+    let channel = redis.keys().storage_session_notices();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let subscribed = tokio::time::timeout(CONNECT_TIMEOUT * 2, async {
+            let mut pubsub = redis.client().get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        match subscribed {
+            Ok(Ok(pubsub)) => {
+                pause = Duration::from_millis(100);
+                let mut messages = pubsub.into_on_message();
+                while let Some(msg) = messages.next().await {
+                    if let Ok(id) = msg.get_payload::<String>() {
+                        // No subscriber on this node: nothing of its to stop.
+                        let _ = local.send(id);
+                    }
+                }
+                tracing::warn!("storage-session notices: subscription lost; resubscribing");
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot subscribe to storage-session notices")
+            }
+            Err(_) => tracing::debug!("subscribing to storage-session notices timed out"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 

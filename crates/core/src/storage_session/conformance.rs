@@ -94,6 +94,32 @@ macro_rules! session_registry_conformance {
             }
 
             #[tokio::test]
+            async fn a_replaced_claim_is_announced() {
+                let (r, _step) = $make().await;
+                let mut notices = r.superseded();
+                r.claim(C1, "s0", NodeId(1), TTL).await.unwrap();
+                // A subscription may take a moment to start (Redis pub/sub): claim again until
+                // a notice arrives; each one names the claim just replaced.
+                let mut heard = None;
+                for i in 1..50 {
+                    r.claim(C1, &format!("s{i}"), NodeId(2), TTL).await.unwrap();
+                    let wait = Duration::from_millis(100);
+                    if let Ok(Ok(id)) = tokio::time::timeout(wait, notices.recv()).await {
+                        heard = Some((i, id));
+                        break;
+                    }
+                }
+                let (i, id) = heard.expect("no notice of a replaced claim");
+                let n: usize = id.strip_prefix('s').and_then(|n| n.parse().ok()).unwrap();
+                assert!(n < i, "{id} announced after claiming s{i}");
+                // A claim on a free channel replaces nothing and announces nothing.
+                while notices.try_recv().is_ok() {}
+                r.claim(C2, "fresh", NodeId(1), TTL).await.unwrap();
+                let quiet = tokio::time::timeout(Duration::from_millis(200), notices.recv()).await;
+                assert!(quiet.is_err(), "{quiet:?}");
+            }
+
+            #[tokio::test]
             async fn listing_is_ordered_by_channel() {
                 let (r, _step) = $make().await;
                 r.claim(C2, "s2", NodeId(2), TTL).await.unwrap();

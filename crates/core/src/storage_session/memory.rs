@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{RegistryError, SessionRecord, SessionRegistry, SessionState};
+use tokio::sync::broadcast;
+
+use super::{RegistryError, SessionRecord, SessionRegistry, SessionState, SUPERSEDED_BUFFER};
 use crate::clock::Clock;
 use crate::relay::NodeId;
 
@@ -14,6 +16,7 @@ pub struct MemorySessionRegistry {
     clock: Arc<dyn Clock>,
     /// Bounded by the number of channels (one claim each); lapsed claims go at the next write.
     claims: Mutex<BTreeMap<String, SessionRecord>>,
+    superseded: broadcast::Sender<String>,
 }
 
 impl MemorySessionRegistry {
@@ -21,6 +24,7 @@ impl MemorySessionRegistry {
         Self {
             clock,
             claims: Mutex::default(),
+            superseded: broadcast::channel(SUPERSEDED_BUFFER).0,
         }
     }
 
@@ -57,6 +61,11 @@ impl SessionRegistry for MemorySessionRegistry {
         let mut claims = self.lock();
         claims.retain(|_, r| r.expires_millis > now);
         let old = claims.insert(channel.to_owned(), record.clone());
+        drop(claims);
+        if let Some(o) = &old {
+            // Nobody subscribed yet: nobody to tell.
+            let _ = self.superseded.send(o.session_id.clone());
+        }
         Ok((record, old))
     }
 
@@ -99,6 +108,10 @@ impl SessionRegistry for MemorySessionRegistry {
             .filter(|r| r.expires_millis > now)
             .cloned()
             .collect())
+    }
+
+    fn superseded(&self) -> broadcast::Receiver<String> {
+        self.superseded.subscribe()
     }
 }
 

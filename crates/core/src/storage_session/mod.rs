@@ -95,4 +95,13 @@ pub trait SessionRegistry: Send + Sync {
 
     /// Every live claim, ordered by channel ARN.
     async fn list(&self) -> Result<Vec<SessionRecord>, RegistryError>;
+
+    /// The ids of sessions whose claims a newer claim replaced, as they are replaced, from any
+    /// node: the node running one stops its peer at once. Best effort (a notice may be lost
+    /// while a subscription is re-established); a peer's periodic renewal is the guarantee.
+    fn superseded(&self) -> tokio::sync::broadcast::Receiver<String>;
 }
+
+/// Notices buffered per subscriber of [`SessionRegistry::superseded`]. Overflow policy: a
+/// subscriber that falls behind skips the oldest (its peers still stop at their next renewal).
+pub const SUPERSEDED_BUFFER: usize = 256;

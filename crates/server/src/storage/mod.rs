@@ -69,7 +69,8 @@ impl StorageSessions {
         net: MediaNetConfig,
         metrics: Arc<StorageMetrics>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let notices = registry.superseded();
+        let this = Arc::new(Self {
             registry,
             limits,
             net,
@@ -77,7 +78,9 @@ impl StorageSessions {
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
             running: Mutex::default(),
             claiming: tokio::sync::Mutex::new(()),
-        })
+        });
+        tokio::spawn(stop_superseded(Arc::downgrade(&this), notices));
+        this
     }
 
     fn running(&self) -> MutexGuard<'_, HashMap<String, Running>> {
@@ -180,6 +183,13 @@ impl StorageSessions {
         })
     }
 
+    /// Stops this node's peer of session `session_id`, if it runs it.
+    fn stop_session(&self, session_id: &str) {
+        if let Some(r) = self.running().values().find(|r| r.session_id == session_id) {
+            r.stop.notify_one();
+        }
+    }
+
     /// The end of a peer: its claim released (if still its own), its place on this node freed.
     async fn ended(&self, channel: &str, session_id: &str, reason: EndReason) {
         {
@@ -202,5 +212,24 @@ impl StorageSessions {
             reason = reason.as_str(),
             "storage session ended"
         );
+    }
+}
+
+/// Stops this node's peers whose claims another join replaced, as the registry announces them
+/// (the peers' renewal catches any notice lost). Ends with the sessions' owner.
+async fn stop_superseded(
+    sessions: std::sync::Weak<StorageSessions>,
+    mut notices: tokio::sync::broadcast::Receiver<String>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match notices.recv().await {
+            Ok(id) => match sessions.upgrade() {
+                Some(s) => s.stop_session(&id),
+                None => return,
+            },
+            Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
     }
 }
