@@ -32,12 +32,16 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(HubConfig::default()).await
+}
+
+async fn fixture_with(hub: HubConfig) -> Fixture {
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let app = Arc::new(Application::new(
         Arc::new(MemoryStore::new()),
         clock.clone(),
         ServiceConfig::default(),
-        HubConfig::default(),
+        hub,
         NodeId(7),
         SignalingPorts::in_process(),
     ));
@@ -191,4 +195,33 @@ async fn a_join_without_a_master_is_refused() {
     assert_eq!(e.code(), ErrorCode::ResourceNotFound);
     assert_eq!(f.sessions.metrics().active(), 0);
     assert!(f.sessions.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_peer_counts_toward_the_viewer_limit() {
+    let f = fixture_with(HubConfig {
+        max_viewers: 1,
+        ..HubConfig::default()
+    })
+    .await;
+    let (_master, _rx) = f.master().await;
+    let (tx, _viewer_rx) = mpsc::channel(8);
+    let viewer = f
+        .app
+        .connect(
+            &f.ns,
+            &f.channel,
+            Role::Viewer("v1".into()),
+            Arc::new(ChannelSink(tx)),
+        )
+        .await
+        .unwrap();
+    let e = f.join().await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ClientLimitExceeded);
+    assert!(
+        f.sessions.list().await.unwrap().is_empty(),
+        "nothing claimed"
+    );
+    viewer.release().await;
+    f.join().await.unwrap();
 }
