@@ -36,6 +36,9 @@ pub struct Listeners {
     pub tls: Option<TlsListener>,
     /// The local CA that issued the TLS certificate, when one was generated.
     pub tls_ca: Option<PathBuf>,
+    /// TURN over TLS's configuration (the same certificate, no ALPN), when the server has a
+    /// certificate (`--tls-listen` or `--turn-tls-listen`).
+    pub turn_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Listeners {
@@ -56,14 +59,35 @@ impl Listeners {
         }
         let http = crate::listener::bind(&addrs, cfg.listen_backlog)
             .map_err(|e| startup::cannot_listen("--listen", &cfg.listen, &e))?;
-        let (tls, tls_ca) = match &cfg.tls_listen {
+        let (tls, mut tls_ca) = match &cfg.tls_listen {
             None => (None, None),
             Some(addr) => {
                 let (t, ca) = tls_listener(cfg, addr, open).await?;
                 (Some(t), ca)
             }
         };
-        Ok(Self { http, tls, tls_ca })
+        let mut api_config = tls.as_ref().map(|t| Arc::clone(&t.config));
+        if let (None, Some(addr), true) = (&api_config, &cfg.turn_tls_listen, cfg.embedded_turn) {
+            let addrs: Vec<_> = tokio::net::lookup_host(addr)
+                .await
+                .map_err(|e| cannot_resolve("--turn-tls-listen", addr, &e))?
+                .collect();
+            let (config, ca) = tls_config(cfg, addr, &addrs)?;
+            api_config = Some(config);
+            tls_ca = ca;
+        }
+        let turn_tls = api_config.filter(|_| cfg.embedded_turn).map(|c| {
+            // TURN clients offer no HTTP protocol; with no ALPN configured rustls ignores theirs.
+            let mut turn = (*c).clone();
+            turn.alpn_protocols.clear();
+            Arc::new(turn)
+        });
+        Ok(Self {
+            http,
+            tls,
+            tls_ca,
+            turn_tls,
+        })
     }
 
     /// The line of the CLI contract: `listening on http://HOST:PORT` (and the TLS address).
@@ -197,7 +221,18 @@ impl App {
         // The caps count every listener's connections, TURN/TCP's included.
         let connections = crate::state::Connections::from_config(cfg);
         let turn = if cfg.embedded_turn {
-            Some(start_turn(cfg, &[http_addr], Arc::clone(&ice), &connections, &metrics).await?)
+            let tls = listeners.turn_tls.clone();
+            Some(
+                start_turn(
+                    cfg,
+                    &[http_addr],
+                    tls,
+                    Arc::clone(&ice),
+                    &connections,
+                    &metrics,
+                )
+                .await?,
+            )
         } else {
             None
         };
@@ -227,7 +262,15 @@ impl App {
             },
             ice,
             turn_uris: cfg.turn_uris.clone(),
-            turn_port: turn.as_ref().map(|t| t.udp_addr.port()),
+            relay: turn.as_ref().map(|t| crate::state::RelayPorts {
+                udp: t.udp_addr.port(),
+                tcp: t.tcp_addr.port(),
+                tls: t.tls_addr.map(|a| a.port()).or_else(|| {
+                    let https = listeners.tls.as_ref()?.listener.local_addr().ok()?;
+                    t.intake.as_ref().map(|_| https.port())
+                }),
+            }),
+            ice_shape: cfg.ice_uris,
             alexa_answer_timeout: cfg.alexa_answer_timeout,
             connections,
             calls: crate::observe::Calls::new(vec![metrics.api(), inspector]),
@@ -288,14 +331,11 @@ pub async fn run(
     let hub_tasks = state.app.hub().start();
     let sweeper = tokio::spawn(sweep_held_messages(Arc::clone(&state)));
     let watcher = turn_secret_file.map(|p| tokio::spawn(watch_secret_file(p, Arc::clone(&state))));
-    let result = server::serve(
-        listeners.http,
-        listeners.tls,
-        Arc::clone(&state),
-        shutdown,
-        drain,
-    )
-    .await;
+    let tls = listeners.tls.map(|mut t| {
+        t.turn = turn.as_ref().and_then(|r| r.intake.clone());
+        t
+    });
+    let result = server::serve(listeners.http, tls, Arc::clone(&state), shutdown, drain).await;
     sweeper.abort();
     if let Some(w) = watcher {
         w.abort();
@@ -399,6 +439,7 @@ async fn sweep_held_messages(state: SharedState) {
 async fn start_turn(
     cfg: &ServeConfig,
     http_addrs: &[std::net::SocketAddr],
+    tls: Option<Arc<rustls::ServerConfig>>,
     ice: Arc<IceCredentials>,
     connections: &crate::state::Connections,
     metrics: &crate::metrics::Metrics,
@@ -425,6 +466,14 @@ async fn start_turn(
         } else {
             listen.ip()
         });
+    let tls_listen = match (&cfg.turn_tls_listen, &tls) {
+        (Some(a), Some(_)) => Some(resolve_one("--turn-tls-listen", a).await?),
+        _ => None,
+    };
+    let stun_listen = match &cfg.stun_listen {
+        Some(a) => Some(resolve_one("--stun-listen", a).await?),
+        None => None,
+    };
     let opts = |listen: std::net::SocketAddr| crate::turn_relay::TurnOptions {
         listen,
         relay_ip,
@@ -434,6 +483,9 @@ async fn start_turn(
         admission: Arc::clone(&connections.admission),
         first_message_timeout: cfg.handshake_timeout,
         metrics: metrics.turn(),
+        tls: tls.clone(),
+        tls_listen,
+        stun_listen,
     };
     let turn = match crate::turn_relay::start(opts(listen), Arc::clone(&ice)).await {
         Ok(t) => t,
@@ -446,8 +498,24 @@ async fn start_turn(
             return Err(startup::cannot_listen("--turn-listen", addr, &e).into());
         }
     };
-    tracing::info!(udp = %turn.udp_addr, tcp = %turn.tcp_addr, %relay_ip, "embedded TURN relay listening");
+    tracing::info!(
+        udp = %turn.udp_addr,
+        tcp = %turn.tcp_addr,
+        tls = ?turn.tls_addr,
+        stun = ?turn.stun_addr,
+        %relay_ip,
+        "embedded TURN relay listening"
+    );
     Ok(turn)
+}
+
+/// The first address `addr` resolves to.
+async fn resolve_one(flag: &str, addr: &str) -> anyhow::Result<std::net::SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| cannot_resolve(flag, addr, &e))?
+        .next()
+        .with_context(|| format!("{flag} {addr}: no address"))
 }
 
 fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
@@ -518,6 +586,24 @@ async fn tls_listener(
     }
     let listener = crate::listener::bind(&addrs, cfg.listen_backlog)
         .map_err(|e| startup::cannot_listen("--tls-listen", addr, &e))?;
+    let (config, ca) = tls_config(cfg, addr, &addrs)?;
+    Ok((
+        crate::server::TlsListener {
+            listener,
+            config,
+            turn: None,
+        },
+        ca,
+    ))
+}
+
+/// The operator's certificate, or one the local CA issues for the names of `addr` (resolved to
+/// `addrs`), the public endpoint and `--tls-san`; returns the generated CA's path, if any.
+fn tls_config(
+    cfg: &ServeConfig,
+    addr: &str,
+    addrs: &[std::net::SocketAddr],
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, Option<std::path::PathBuf>)> {
     let material = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => crate::tls::load(cert, key)?,
         _ => {
@@ -531,7 +617,7 @@ async fn tls_listener(
                     names.push(n);
                 }
             };
-            for a in &addrs {
+            for a in addrs {
                 if !a.ip().is_unspecified() {
                     add(a.ip().to_string());
                 }
@@ -568,8 +654,5 @@ async fn tls_listener(
              goes with it, or neither for a generated certificate",
         )
     })?);
-    Ok((
-        crate::server::TlsListener { listener, config },
-        material.ca_path,
-    ))
+    Ok((config, material.ca_path))
 }

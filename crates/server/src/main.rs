@@ -85,7 +85,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&validated.config).await?;
     let mut banner = banner_of(&validated, &listeners)?;
     let app = App::build(validated, Arc::new(SystemClock), &listeners).await?;
-    banner.turn_port = app.state().turn_port;
+    banner.turn_port = app.state().relay.map(|r| r.udp);
     // Installed before the ready line: a signal right after it drains gracefully.
     let shutdown = server::shutdown_signal();
     if let Some(ca) = &listeners.tls_ca {
