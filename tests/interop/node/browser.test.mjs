@@ -140,22 +140,31 @@ function runViewer({ arn, wss, region, creds, iceServers, policy, clientId }) {
       clearTimeout(timer);
       const stats = await pc.getStats();
       let type = 'unknown';
+      let relayProtocol;
       stats.forEach((r) => {
         if (r.type === 'transport' && r.selectedCandidatePairId) {
           const pair = stats.get(r.selectedCandidatePairId);
-          type = stats.get(pair.localCandidateId).candidateType;
+          const local = stats.get(pair.localCandidateId);
+          type = local.candidateType;
+          relayProtocol = local.relayProtocol;
         }
       });
-      resolve({ reply: m.data, localCandidateType: type });
+      resolve({ reply: m.data, localCandidateType: type, relayProtocol });
     };
     signaling.on('error', (e) => reject(new Error(String(e && e.message || e))));
     signaling.open();
   });
 }
 
-async function call(name, policy, pages) {
+// `only`: keep the URIs it accepts (and the servers left with any).
+async function call(name, policy, pages, only = () => true) {
   const logs = pages?.logs ?? [];
-  const { kv, ChannelARN, master, viewer, iceServers } = await prepare(name);
+  const prepared = await prepare(name);
+  const { kv, ChannelARN, master, viewer } = prepared;
+  const iceServers = prepared.iceServers
+    .map((s) => ({ ...s, urls: s.urls.filter(only) }))
+    .filter((s) => s.urls.length > 0);
+  assert.ok(iceServers.length > 0, 'no ICE server left');
   const args = { arn: ChannelARN, region: REGION, creds: CREDS, iceServers, policy };
   const mp = pages?.mp ?? await page(logs, 'master');
   const vp = pages?.vp ?? await page(logs, 'viewer');
@@ -181,6 +190,16 @@ test('a master and a viewer call each other with host candidates', async () => {
 test('with iceTransportPolicy relay the call goes through the embedded TURN relay', async () => {
   const { out, mp, vp } = await call('browser-relay', 'relay');
   assert.equal(out.localCandidateType, 'relay');
+  await mp.context().close();
+  await vp.context().close();
+});
+
+// Behind a firewall that lets only TCP 443 out: the ICE servers are only the turns: URIs, which
+// point at the HTTPS + WSS listener's port (TURN over TLS shares it, docs/turn.md).
+test('with only the turns: URIs the relay-only call goes through TURN over TLS', async () => {
+  const { out, mp, vp } = await call('browser-turns', 'relay', undefined, (u) => u.startsWith('turns:'));
+  assert.equal(out.localCandidateType, 'relay');
+  assert.equal(out.relayProtocol, 'tls');
   await mp.context().close();
   await vp.context().close();
 });
