@@ -218,12 +218,17 @@ test('after GO_AWAY (channel deleted and recreated) the clients reconnect and ca
   await first.vp.context().close();
 });
 
-test('an aiortc (Python) viewer calls a browser master through the server', async () => {
+async function aiortcCall(name, { relayOnly = false, only = () => true } = {}) {
   const logs = [];
-  const { ChannelARN, master, viewer, iceServers } = await prepare('aiortc-call');
+  const prepared = await prepare(name);
+  const { ChannelARN, master, viewer } = prepared;
+  const iceServers = prepared.iceServers
+    .map((s) => ({ ...s, urls: s.urls.filter(only) }))
+    .filter((s) => s.urls.length > 0);
   const mp = await page(logs, 'master');
   try {
-    const args = { arn: ChannelARN, region: REGION, creds: CREDS, iceServers, policy: 'all' };
+    const policy = relayOnly ? 'relay' : 'all';
+    const args = { arn: ChannelARN, region: REGION, creds: CREDS, iceServers, policy };
     assert.equal(await mp.evaluate(runMaster, { ...args, wss: master.WSS }), 'open');
     const python = process.env.KVS_AIORTC_PYTHON || join(HERE, '..', '.venv', 'bin', 'python');
     const { stdout } = await promisify(execFile)(python, [
@@ -231,14 +236,25 @@ test('an aiortc (Python) viewer calls a browser master through the server', asyn
       '--arn', ChannelARN, '--wss', viewer.WSS, '--region', REGION,
       '--key', CREDS.accessKeyId, '--secret', CREDS.secretAccessKey,
       '--client-id', 'aiortc-viewer', '--ice-servers', JSON.stringify(iceServers),
-      '--ca', join(server.dataDir, 'tls', 'ca.pem'),
+      '--ca', join(server.dataDir, 'tls', 'ca.pem'), ...(relayOnly ? ['--relay-only'] : []),
     ], { timeout: 60000 });
-    assert.equal(stdout.trim(), 'pong to ping from aiortc-viewer');
     assert.equal(await mp.evaluate(() => window.masterGot), 'ping from aiortc-viewer');
+    return stdout.trim().split('\n');
   } catch (e) {
     console.error(logs.join('\n'));
     throw e;
   } finally {
     await mp.context().close();
   }
+}
+
+test('an aiortc (Python) viewer calls a browser master through the server', async () => {
+  assert.deepEqual(await aiortcCall('aiortc-call'), ['pong to ping from aiortc-viewer']);
+});
+
+// aioice speaks TURN over TLS on turns:…?transport=tcp, verifying the relay's certificate
+// against the server's CA (viewer.py --ca).
+test('an aiortc viewer calls relay-only through the turns: URIs (TURN over TLS)', async () => {
+  const out = await aiortcCall('aiortc-turns', { relayOnly: true, only: (u) => u.startsWith('turns:') });
+  assert.deepEqual(out, ['pong to ping from aiortc-viewer', 'relay']);
 });
