@@ -21,8 +21,8 @@ pub struct Banner {
     pub https: Option<SocketAddr>,
     /// `--public-endpoint`, which the SDK lines use instead of the listen address.
     pub public_endpoint: Option<String>,
-    /// The embedded TURN relay's port, when it runs.
-    pub turn_port: Option<u16>,
+    /// The embedded TURN relay's ports, when it runs.
+    pub turn: Option<crate::state::RelayPorts>,
     /// `None` in open mode; else the number of access keys in `--credentials`.
     pub access_keys: Option<usize>,
     pub account: String,
@@ -66,11 +66,14 @@ impl Banner {
     }
 
     fn turn(&self) -> Option<String> {
-        let port = self.turn_port?;
-        let host = reachable(SocketAddr::new(self.http.ip(), port));
-        Some(format!(
-            "turn:{host}?transport=udp turn:{host}?transport=tcp"
-        ))
+        let ports = self.turn?;
+        let host = reachable(SocketAddr::new(self.http.ip(), 0)).ip();
+        let host = match host {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        let uris = crate::state::relay_uris(&host, ports, crate::config::IceUris::Default);
+        Some(uris.concat().join(" "))
     }
 
     /// The banner's lines, without a trailing newline.
@@ -141,7 +144,11 @@ mod tests {
             http: "0.0.0.0:4580".parse().unwrap_or_else(|_| unreachable!()),
             https: None,
             public_endpoint: None,
-            turn_port: Some(3478),
+            turn: Some(crate::state::RelayPorts {
+                udp: 3478,
+                tcp: 3478,
+                tls: None,
+            }),
             access_keys: None,
             account: "000000000000".into(),
             region: "us-east-1".into(),

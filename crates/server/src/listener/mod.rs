@@ -140,8 +140,15 @@ pub async fn accept_loop(
                     turn: Some(turn),
                     ..
                 }) => {
-                    let accepted =
-                        tls_route::accept(tcp, peer, ticket, config, &turn, cfg.handshake_timeout);
+                    let accepted = tls_route::accept(
+                        tcp,
+                        peer,
+                        ticket,
+                        config,
+                        &turn,
+                        cfg.handshake_timeout,
+                        shed.is_some(),
+                    );
                     if let Some((stream, ticket)) = accepted.await {
                         serve(
                             Watched::new(stream, watch.clone(), ticket),

@@ -73,7 +73,8 @@ pub fn by_first_byte(b: u8) -> Route {
 
 /// Accepts one TLS connection on the HTTPS listener within `timeout` (ClientHello, handshake and,
 /// without ALPN, the first byte): `Some` when it is for the API (with its ticket back), `None`
-/// when it went to TURN or failed.
+/// when it went to TURN or failed. A `shed` connection (over a cap, let in only to be answered
+/// 503) is closed if it is for TURN, which has no refusal to send before a request.
 pub async fn accept(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -81,6 +82,7 @@ pub async fn accept(
     api: Arc<rustls::ServerConfig>,
     turn: &TurnIntake,
     timeout: Duration,
+    shed: bool,
 ) -> Option<(Rewind<TlsStream<TcpStream>>, Ticket)> {
     let opened = tokio::time::timeout(timeout, async {
         let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
@@ -105,7 +107,9 @@ pub async fn accept(
     .await;
     match opened {
         Ok(Ok((Route::Turn, stream))) => {
-            turn.mux.serve(stream, peer, ticket);
+            if !shed {
+                turn.mux.serve(stream, peer, ticket);
+            }
             None
         }
         Ok(Ok((_, stream))) => Some((stream, ticket)),
