@@ -263,7 +263,7 @@ impl App {
             ice,
             turn_uris: cfg.turn_uris.clone(),
             relay: turn.as_ref().map(|t| crate::state::RelayPorts {
-                udp: t.udp_addr.port(),
+                udp: t.extra_udp_addr.unwrap_or(t.udp_addr).port(),
                 tcp: t.tcp_addr.port(),
                 tls: t.tls_addr.map(|a| a.port()).or_else(|| {
                     let https = listeners.tls.as_ref()?.listener.local_addr().ok()?;
@@ -474,6 +474,10 @@ async fn start_turn(
         Some(a) => Some(resolve_one("--stun-listen", a).await?),
         None => None,
     };
+    let udp_listen = match &cfg.turn_udp_listen {
+        Some(a) => Some(resolve_one("--turn-udp-listen", a).await?),
+        None => None,
+    };
     let opts = |listen: std::net::SocketAddr| crate::turn_relay::TurnOptions {
         listen,
         relay_ip,
@@ -486,6 +490,7 @@ async fn start_turn(
         tls: tls.clone(),
         tls_listen,
         stun_listen,
+        udp_listen,
     };
     let turn = match crate::turn_relay::start(opts(listen), Arc::clone(&ice)).await {
         Ok(t) => t,
@@ -503,6 +508,7 @@ async fn start_turn(
         tcp = %turn.tcp_addr,
         tls = ?turn.tls_addr,
         stun = ?turn.stun_addr,
+        extra_udp = ?turn.extra_udp_addr,
         %relay_ip,
         "embedded TURN relay listening"
     );

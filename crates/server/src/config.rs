@@ -346,6 +346,12 @@ pub struct ServeConfig {
     #[arg(long, env = "KVS_TURN_TLS_LISTEN")]
     pub turn_tls_listen: Option<String>,
 
+    /// Extra UDP address for TURN over UDP (and STUN Binding), e.g. 0.0.0.0:443 beside
+    /// --tls-listen 0.0.0.0:443 for AWS's all-on-443 list; GetIceServerConfig names it in
+    /// turn:…?transport=udp instead of the --turn-listen port.
+    #[arg(long, env = "KVS_TURN_UDP_LISTEN")]
+    pub turn_udp_listen: Option<String>,
+
     /// Extra UDP address answering STUN Binding requests only (e.g. 0.0.0.0:443, for SDK
     /// samples that ask stun.kinesisvideo.REGION.amazonaws.com:443). The TURN UDP port answers
     /// Binding too.

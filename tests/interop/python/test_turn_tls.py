@@ -24,7 +24,7 @@ import pytest
 import requests
 from websockets.sync.client import connect as ws_connect
 
-from kvs_harness import Server, wait_until
+from kvs_harness import Server, ServerStartError, wait_until
 from test_turn import (ALLOCATE, ATTR_XOR_RELAYED_ADDRESS, ERROR, MAGIC, REALM, REQUEST, SECRET, SUCCESS,
                        TurnUdp, attr_of, error_code_of, integrity_ok, parse)
 
@@ -160,17 +160,34 @@ def test_without_tls_only_plain_uris(name):
 
 
 def test_ice_uris_aws_is_two_servers_of_udp_and_tls(tmp_path, name):
-    turn, tls = free_port(socket.SOCK_DGRAM), free_port()
-    s = Server("--ice-uris", "aws", "--turn-listen", f"127.0.0.1:{turn}", "--turn-tls-listen",
-               f"127.0.0.1:{tls}", data_dir=tmp_path, store="memory")
+    """AWS's shape; `--turn-udp-listen` (443 in production, beside `--tls-listen 0.0.0.0:443`) is
+    the UDP port named, serves TURN and answers Binding."""
+    turn, udp, tls = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), free_port()
+    s = Server("--ice-uris", "aws", "--turn-secret", SECRET, "--turn-listen", f"127.0.0.1:{turn}",
+               "--turn-udp-listen", f"127.0.0.1:{udp}", "--turn-tls-listen", f"127.0.0.1:{tls}",
+               data_dir=tmp_path, store="memory")
     try:
         arn = s.client().create_signaling_channel(ChannelName=name)["ChannelARN"]
         servers = ice(s, arn)
-        want = [f"turn:127.0.0.1:{turn}?transport=udp", f"turns:127.0.0.1:{tls}?transport=tcp"]
+        want = [f"turn:127.0.0.1:{udp}?transport=udp", f"turns:127.0.0.1:{tls}?transport=tcp"]
         assert [x["Uris"] for x in servers] == [want, want]
         assert all(x["Ttl"] == 300 and x["Username"] and x["Password"] for x in servers)
+        c = TurnUdp(udp)
+        try:
+            key, nonce = assert_allocated(c, servers[0]["Username"], servers[0]["Password"])
+            c.release(servers[0]["Username"], REALM, nonce, key)
+        finally:
+            c.close()
+        got = binding(udp)
+        assert got is not None and parse(got[0])[0] == BINDING | SUCCESS
     finally:
         s.stop()
+
+
+def test_ice_uris_aws_without_turn_over_tls_is_refused_at_start():
+    with pytest.raises(ServerStartError) as e:
+        Server("--ice-uris", "aws", ready_timeout=10)
+    assert "--ice-uris aws hands out turns: URIs" in str(e.value), e.value
 
 
 def test_turn_uri_overrides_the_aws_shape(name):

@@ -61,6 +61,8 @@ pub struct TurnOptions {
     pub tls_listen: Option<SocketAddr>,
     /// `--stun-listen`.
     pub stun_listen: Option<SocketAddr>,
+    /// `--turn-udp-listen`: another UDP address for TURN.
+    pub udp_listen: Option<SocketAddr>,
     /// Allocations and relayed bytes, counted on the relay sockets (`/metrics`).
     pub metrics: Arc<crate::metrics::turn::TurnMetrics>,
 }
@@ -73,6 +75,8 @@ pub struct Turn {
     pub tls_addr: Option<SocketAddr>,
     /// `--stun-listen`'s bound address.
     pub stun_addr: Option<SocketAddr>,
+    /// `--turn-udp-listen`'s bound address.
+    pub extra_udp_addr: Option<SocketAddr>,
     /// What the HTTPS listener hands TURN-over-TLS connections to, when TLS is configured.
     pub intake: Option<crate::listener::tls_route::TurnIntake>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -207,6 +211,14 @@ pub async fn start(opts: TurnOptions, ice: Arc<IceCredentials>) -> anyhow::Resul
         conn_config(Arc::new(udp), &opts),
         conn_config(Arc::clone(&mux) as Arc<dyn Conn + Send + Sync>, &opts),
     ];
+    let mut extra_udp_addr = None;
+    if let Some(addr) = opts.udp_listen {
+        let sock = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding TURN UDP {addr}"))?;
+        extra_udp_addr = Some(sock.local_addr()?);
+        conn_configs.push(conn_config(Arc::new(sock), &opts));
+    }
     let mut stun_addr = None;
     if let Some(addr) = opts.stun_listen {
         let sock = UdpSocket::bind(addr)
@@ -244,6 +256,7 @@ pub async fn start(opts: TurnOptions, ice: Arc<IceCredentials>) -> anyhow::Resul
         tcp_addr,
         tls_addr,
         stun_addr,
+        extra_udp_addr,
         intake,
         tasks,
     })
