@@ -269,6 +269,7 @@ impl App {
                     let https = listeners.tls.as_ref()?.listener.local_addr().ok()?;
                     t.intake.as_ref().map(|_| https.port())
                 }),
+                stun: t.stun_addr.map(|a| a.port()),
             }),
             ice_shape: cfg.ice_uris,
             alexa_answer_timeout: cfg.alexa_answer_timeout,

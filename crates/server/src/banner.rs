@@ -67,13 +67,16 @@ impl Banner {
 
     fn turn(&self) -> Option<String> {
         let ports = self.turn?;
-        let host = reachable(SocketAddr::new(self.http.ip(), 0)).ip();
-        let host = match host {
+        let uris = crate::state::relay_uris(&self.host(), ports, crate::config::IceUris::Default);
+        Some(uris.concat().join(" "))
+    }
+
+    /// How clients reach this host, for URIs.
+    fn host(&self) -> String {
+        match reachable(SocketAddr::new(self.http.ip(), 0)).ip() {
             IpAddr::V6(v6) => format!("[{v6}]"),
             v4 => v4.to_string(),
-        };
-        let uris = crate::state::relay_uris(&host, ports, crate::config::IceUris::Default);
-        Some(uris.concat().join(" "))
+        }
     }
 
     /// The banner's lines, without a trailing newline.
@@ -87,6 +90,9 @@ impl Banner {
         out.push(row("console", format!("{}/console", self.http_url())));
         if let Some(turn) = self.turn() {
             out.push(row("TURN", turn));
+        }
+        if let Some(port) = self.turn.and_then(|t| t.stun) {
+            out.push(row("STUN", format!("stun:{}:{port}", self.host())));
         }
         out.push(row("mode", self.mode()));
         out.push(row("store", self.store.clone()));
@@ -148,6 +154,7 @@ mod tests {
                 udp: 3478,
                 tcp: 3478,
                 tls: None,
+                stun: None,
             }),
             access_keys: None,
             account: "000000000000".into(),

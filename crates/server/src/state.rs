@@ -92,6 +92,8 @@ pub struct RelayPorts {
     pub tcp: u16,
     /// TURN over TLS: `--turn-tls-listen`'s port, else the HTTPS listener's when it has one.
     pub tls: Option<u16>,
+    /// `--stun-listen`'s port (Binding only; in no URI: SDKs compute their own).
+    pub stun: Option<u16>,
 }
 
 impl AppState {
@@ -107,6 +109,7 @@ impl AppState {
             udp: 3478,
             tcp: 3478,
             tls: None,
+            stun: None,
         });
         relay_uris(host_of(authority), ports, self.ice_shape)
     }
@@ -147,6 +150,7 @@ mod tests {
             udp: 3478,
             tcp: 3478,
             tls: Some(443),
+            stun: None,
         };
         let no_tls = RelayPorts {
             tls: None,
@@ -168,6 +172,7 @@ mod tests {
             udp: 443,
             tcp: 3478,
             tls: Some(443),
+            stun: None,
         };
         let server = ["turn:h:443?transport=udp", "turns:h:443?transport=tcp"];
         assert_eq!(relay_uris("h", aws, IceUris::Aws), [server, server]);

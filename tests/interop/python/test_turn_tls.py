@@ -32,10 +32,20 @@ BINDING = 0x001
 ATTR_XOR_MAPPED_ADDRESS = 0x0020
 
 
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def relay_ports(s: Server, name: str = "ports") -> dict:
+    """The relay's ports, as a server started on port 0 everywhere reports them: TURN UDP, TCP
+    and TLS from GetIceServerConfig's default list, STUN from the banner."""
+    arn = s.client().create_signaling_channel(ChannelName=f"{name}-ports")["ChannelARN"]
+    ports = {}
+    for uri in ice(s, arn)[0]["Uris"]:
+        m = re.fullmatch(r"(turns?):127\.0\.0\.1:(\d+)\?transport=(udp|tcp)", uri)
+        assert m, uri
+        ports[{"turn udp": "turn", "turns tcp": "tls", "turn tcp": "tcp"}[f"{m[1]} {m[3]}"]] = int(m[2])
+    # The banner is the first thing on stderr (the server's log).
+    m = re.search(r"STUN +stun:127\.0\.0\.1:(\d+)", s.log())
+    if m:
+        ports["stun"] = int(m[1])
+    return ports
 
 
 def https_port(s: Server) -> int:
@@ -89,14 +99,18 @@ def ice(s: Server, arn: str, client_id: str = "viewer-1"):
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory):
-    ports = {"turn": free_port(socket.SOCK_DGRAM), "tls": free_port(), "stun": free_port(socket.SOCK_DGRAM)}
-    s = Server("--turn-secret", SECRET, "--tls-listen", "127.0.0.1:0",
-               "--turn-listen", f"127.0.0.1:{ports['turn']}",
-               "--turn-tls-listen", f"127.0.0.1:{ports['tls']}",
-               "--stun-listen", f"127.0.0.1:{ports['stun']}",
+    s = Server("--turn-secret", SECRET, "--tls-listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0",
+               "--turn-tls-listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0",
                "--turn-max-allocations", "1",
                data_dir=tmp_path_factory.mktemp("turn-tls"), store="memory")
-    s.ports = ports
+    try:
+        s.ports = relay_ports(s)
+        # Four listeners of their own: UDP+TCP, TLS, STUN.
+        assert s.ports["turn"] == s.ports["tcp"] and len({s.ports["turn"], s.ports["tls"], s.ports["stun"],
+                                                          https_port(s)}) == 4, s.ports
+    except BaseException:
+        s.stop()
+        raise
     yield s
     s.stop()
 
@@ -132,29 +146,32 @@ def test_default_uris_name_every_transport_served(relay, name):
         f"turns:127.0.0.1:{p['tls']}?transport=tcp",
         f"turn:127.0.0.1:{p['turn']}?transport=tcp",
     ]]
+    # Not the HTTPS port: --turn-tls-listen is its own listener.
+    assert p["tls"] != https_port(relay)
 
 
 def test_without_turn_tls_listen_the_https_port_is_the_turns_uri(tmp_path, name):
-    turn = free_port(socket.SOCK_DGRAM)
-    s = Server("--tls-listen", "127.0.0.1:0", "--turn-listen", f"127.0.0.1:{turn}", data_dir=tmp_path,
-               store="memory")
+    s = Server("--tls-listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", data_dir=tmp_path, store="memory")
     try:
+        p = relay_ports(s, name)
+        assert p["tls"] == https_port(s)
         arn = s.client().create_signaling_channel(ChannelName=name)["ChannelARN"]
         assert [x["Uris"] for x in ice(s, arn)] == [[
-            f"turn:127.0.0.1:{turn}?transport=udp",
+            f"turn:127.0.0.1:{p['turn']}?transport=udp",
             f"turns:127.0.0.1:{https_port(s)}?transport=tcp",
-            f"turn:127.0.0.1:{turn}?transport=tcp",
+            f"turn:127.0.0.1:{p['turn']}?transport=tcp",
         ]]
     finally:
         s.stop()
 
 
 def test_without_tls_only_plain_uris(name):
-    s = Server("--turn-listen", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}")
+    s = Server("--turn-listen", "127.0.0.1:0")
     try:
         arn = s.client().create_signaling_channel(ChannelName=name)["ChannelARN"]
         uris = ice(s, arn)[0]["Uris"]
-        assert [u.split(":")[0] for u in uris] == ["turn", "turn"], uris
+        assert [re.sub(r":\d+\?", ":P?", u) for u in uris] == [
+            "turn:127.0.0.1:P?transport=udp", "turn:127.0.0.1:P?transport=tcp"], uris
     finally:
         s.stop()
 
@@ -162,16 +179,22 @@ def test_without_tls_only_plain_uris(name):
 def test_ice_uris_aws_is_two_servers_of_udp_and_tls(tmp_path, name):
     """AWS's shape; `--turn-udp-listen` (443 in production, beside `--tls-listen 0.0.0.0:443`) is
     the UDP port named, serves TURN and answers Binding."""
-    turn, udp, tls = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), free_port()
-    s = Server("--ice-uris", "aws", "--turn-secret", SECRET, "--turn-listen", f"127.0.0.1:{turn}",
-               "--turn-udp-listen", f"127.0.0.1:{udp}", "--turn-tls-listen", f"127.0.0.1:{tls}",
+    s = Server("--ice-uris", "aws", "--turn-secret", SECRET, "--turn-listen", "127.0.0.1:0",
+               "--turn-udp-listen", "127.0.0.1:0", "--turn-tls-listen", "127.0.0.1:0",
                data_dir=tmp_path, store="memory")
     try:
         arn = s.client().create_signaling_channel(ChannelName=name)["ChannelARN"]
         servers = ice(s, arn)
-        want = [f"turn:127.0.0.1:{udp}?transport=udp", f"turns:127.0.0.1:{tls}?transport=tcp"]
-        assert [x["Uris"] for x in servers] == [want, want]
+        uris = servers[0]["Uris"]
+        m = [re.fullmatch(r"(turns?):127\.0\.0\.1:(\d+)\?transport=(udp|tcp)", u) for u in uris]
+        assert [(x[1], x[3]) for x in m] == [("turn", "udp"), ("turns", "tcp")], uris
+        udp, tls = int(m[0][2]), int(m[1][2])
+        assert [x["Uris"] for x in servers] == [uris, uris]
         assert all(x["Ttl"] == 300 and x["Username"] and x["Password"] for x in servers)
+        # The banner's default list names --turn-listen's TCP port: the UDP port named here is
+        # another one, --turn-udp-listen's.
+        tcp = {int(x) for x in re.findall(r"turn:127\.0\.0\.1:(\d+)\?transport=tcp", s.log())}
+        assert len(tcp) == 1 and udp not in tcp and tls not in tcp, (tcp, udp, tls)
         c = TurnUdp(udp)
         try:
             key, nonce = assert_allocated(c, servers[0]["Username"], servers[0]["Password"])
@@ -180,6 +203,12 @@ def test_ice_uris_aws_is_two_servers_of_udp_and_tls(tmp_path, name):
             c.close()
         got = binding(udp)
         assert got is not None and parse(got[0])[0] == BINDING | SUCCESS
+        c = TurnStream(tls, ca_context(s))
+        try:
+            key, nonce = assert_allocated(c, servers[1]["Username"], servers[1]["Password"])
+            c.release(servers[1]["Username"], REALM, nonce, key)
+        finally:
+            c.close()
     finally:
         s.stop()
 
