@@ -363,3 +363,54 @@ def test_allocations_are_bounded_per_channel_on_every_transport(relay, name, hol
         finally:
             c.close()
     wait_until(newcomer_allocates, timeout=10, what="a newcomer allocates after the release")
+
+
+# --- connection caps --------------------------------------------------------------------------
+def test_turn_over_tls_counts_in_the_connection_caps(tmp_path, name):
+    """`--max-connections-per-ip 2`: two TURN-over-TLS clients from 127.0.0.3 are served, a third
+    from there is closed before any handshake, on `--turn-tls-listen` and on the HTTPS port; once
+    one leaves, a newcomer is served again."""
+    s = Server("--turn-secret", SECRET, "--tls-listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0",
+               "--turn-tls-listen", "127.0.0.1:0", "--max-connections-per-ip", "2",
+               data_dir=tmp_path, store="memory")
+    try:
+        p = relay_ports(s, name)
+        _, username, password = creds(s, name)
+
+        def client(port):
+            raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            raw.settimeout(5)
+            raw.bind(("127.0.0.3", 0))
+            raw.connect(("127.0.0.1", port))
+            c = TurnStream.__new__(TurnStream)
+            c.sock, c.buf = ca_context(s).wrap_socket(raw, server_hostname="localhost"), b""
+            return c
+
+        for port in (p["tls"], https_port(s)):
+            held = []
+
+            def served():
+                try:
+                    c = client(port)
+                    c.challenge()  # served: the relay answers
+                except (ssl.SSLError, OSError):
+                    return False
+                held.append(c)
+                return True
+            try:
+                # The previous round's streams end asynchronously: wait for their slots.
+                wait_until(served, timeout=10, what="a first client served")
+                wait_until(served, timeout=10, what="a second client served")
+                for c in held:
+                    key, nonce = assert_allocated(c, username, password)
+                    c.release(username, REALM, nonce, key)
+                with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                    client(port).challenge()
+                held.pop().close()
+                wait_until(served, timeout=10, what="a newcomer served once a slot is free")
+            finally:
+                for c in held:
+                    c.close()
+    finally:
+        s.stop()
+
