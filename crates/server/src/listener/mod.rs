@@ -2,7 +2,8 @@
 //! sized for bursts, connection caps per node and per source address ([`admission`]), a TLS
 //! handshake bounded in time, every connection's timeouts enforced on its socket
 //! ([`watched`]), and file-descriptor exhaustion answered by shedding new connections while
-//! the existing ones keep being served.
+//! the existing ones keep being served. A TLS listener shared with the TURN relay hands TURN
+//! connections over after reading their ClientHello ([`tls_route`]).
 //!
 //! hyper serves each connection (HTTP/1.1 with upgrades, and HTTP/2); axum's own `serve` has
 //! none of these knobs, so the accept loop is here.
