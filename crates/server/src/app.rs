@@ -23,12 +23,15 @@ use kvs_sqlite::{SqliteOptions, SqliteStore, SqliteStreamStore};
 use crate::aws::auth::Authenticator;
 use crate::config::{ServeConfig, StoreKind, Validated};
 use crate::data_plane::ice::IceCredentials;
-use crate::endpoints::EndpointBase;
 use crate::server::{self, TlsListener};
-use crate::startup::{self, Refusal};
+use crate::startup;
 use crate::state::{AppState, SharedState};
 use crate::turn_relay;
 use crate::websocket::SessionConfig;
+use tls_setup::{cannot_resolve, tls_config, tls_listener};
+
+#[path = "app_tls.rs"]
+mod tls_setup;
 
 /// The bound sockets of the HTTP(S) planes.
 pub struct Listeners {
@@ -36,6 +39,9 @@ pub struct Listeners {
     pub tls: Option<TlsListener>,
     /// The local CA that issued the TLS certificate, when one was generated.
     pub tls_ca: Option<PathBuf>,
+    /// TURN over TLS's configuration (the same certificate, no ALPN), when the server has a
+    /// certificate (`--tls-listen` or `--turn-tls-listen`).
+    pub turn_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Listeners {
@@ -56,14 +62,35 @@ impl Listeners {
         }
         let http = crate::listener::bind(&addrs, cfg.listen_backlog)
             .map_err(|e| startup::cannot_listen("--listen", &cfg.listen, &e))?;
-        let (tls, tls_ca) = match &cfg.tls_listen {
+        let (tls, mut tls_ca) = match &cfg.tls_listen {
             None => (None, None),
             Some(addr) => {
                 let (t, ca) = tls_listener(cfg, addr, open).await?;
                 (Some(t), ca)
             }
         };
-        Ok(Self { http, tls, tls_ca })
+        let mut api_config = tls.as_ref().map(|t| Arc::clone(&t.config));
+        if let (None, Some(addr), true) = (&api_config, &cfg.turn_tls_listen, cfg.embedded_turn) {
+            let addrs: Vec<_> = tokio::net::lookup_host(addr)
+                .await
+                .map_err(|e| cannot_resolve("--turn-tls-listen", addr, &e))?
+                .collect();
+            let (config, ca) = tls_config(cfg, addr, &addrs)?;
+            api_config = Some(config);
+            tls_ca = ca;
+        }
+        let turn_tls = api_config.filter(|_| cfg.embedded_turn).map(|c| {
+            // TURN clients offer no HTTP protocol; with no ALPN configured rustls ignores theirs.
+            let mut turn = (*c).clone();
+            turn.alpn_protocols.clear();
+            Arc::new(turn)
+        });
+        Ok(Self {
+            http,
+            tls,
+            tls_ca,
+            turn_tls,
+        })
     }
 
     /// The line of the CLI contract: `listening on http://HOST:PORT` (and the TLS address).
@@ -205,7 +232,18 @@ impl App {
         // The caps count every listener's connections, TURN/TCP's included.
         let connections = crate::state::Connections::from_config(cfg);
         let turn = if cfg.embedded_turn {
-            Some(start_turn(cfg, &[http_addr], Arc::clone(&ice), &connections, &metrics).await?)
+            let tls = listeners.turn_tls.clone();
+            Some(
+                start_turn(
+                    cfg,
+                    &[http_addr],
+                    tls,
+                    Arc::clone(&ice),
+                    &connections,
+                    &metrics,
+                )
+                .await?,
+            )
         } else {
             None
         };
@@ -245,7 +283,16 @@ impl App {
             },
             ice,
             turn_uris: cfg.turn_uris.clone(),
-            turn_port: turn.as_ref().map(|t| t.udp_addr.port()),
+            relay: turn.as_ref().map(|t| crate::state::RelayPorts {
+                udp: t.extra_udp_addr.unwrap_or(t.udp_addr).port(),
+                tcp: t.tcp_addr.port(),
+                tls: t.tls_addr.map(|a| a.port()).or_else(|| {
+                    let https = listeners.tls.as_ref()?.listener.local_addr().ok()?;
+                    t.intake.as_ref().map(|_| https.port())
+                }),
+                stun: t.stun_addr.map(|a| a.port()),
+            }),
+            ice_shape: cfg.ice_uris,
             alexa_answer_timeout: cfg.alexa_answer_timeout,
             connections,
             calls: crate::observe::Calls::new(vec![metrics.api(), inspector]),
@@ -308,14 +355,11 @@ pub async fn run(
     let hub_tasks = state.app.hub().start();
     let sweeper = tokio::spawn(sweep_held_messages(Arc::clone(&state)));
     let watcher = turn_secret_file.map(|p| tokio::spawn(watch_secret_file(p, Arc::clone(&state))));
-    let result = server::serve(
-        listeners.http,
-        listeners.tls,
-        Arc::clone(&state),
-        shutdown,
-        drain,
-    )
-    .await;
+    let tls = listeners.tls.map(|mut t| {
+        t.turn = turn.as_ref().and_then(|r| r.intake.clone());
+        t
+    });
+    let result = server::serve(listeners.http, tls, Arc::clone(&state), shutdown, drain).await;
     sweeper.abort();
     if let Some(w) = watcher {
         w.abort();
@@ -419,6 +463,7 @@ async fn sweep_held_messages(state: SharedState) {
 async fn start_turn(
     cfg: &ServeConfig,
     http_addrs: &[std::net::SocketAddr],
+    tls: Option<Arc<rustls::ServerConfig>>,
     ice: Arc<IceCredentials>,
     connections: &crate::state::Connections,
     metrics: &crate::metrics::Metrics,
@@ -445,6 +490,18 @@ async fn start_turn(
         } else {
             listen.ip()
         });
+    let tls_listen = match (&cfg.turn_tls_listen, &tls) {
+        (Some(a), Some(_)) => Some(resolve_one("--turn-tls-listen", a).await?),
+        _ => None,
+    };
+    let stun_listen = match &cfg.stun_listen {
+        Some(a) => Some(resolve_one("--stun-listen", a).await?),
+        None => None,
+    };
+    let udp_listen = match &cfg.turn_udp_listen {
+        Some(a) => Some(resolve_one("--turn-udp-listen", a).await?),
+        None => None,
+    };
     let opts = |listen: std::net::SocketAddr| crate::turn_relay::TurnOptions {
         listen,
         relay_ip,
@@ -454,6 +511,10 @@ async fn start_turn(
         admission: Arc::clone(&connections.admission),
         first_message_timeout: cfg.handshake_timeout,
         metrics: metrics.turn(),
+        tls: tls.clone(),
+        tls_listen,
+        stun_listen,
+        udp_listen,
     };
     let turn = match crate::turn_relay::start(opts(listen), Arc::clone(&ice)).await {
         Ok(t) => t,
@@ -466,8 +527,25 @@ async fn start_turn(
             return Err(startup::cannot_listen("--turn-listen", addr, &e).into());
         }
     };
-    tracing::info!(udp = %turn.udp_addr, tcp = %turn.tcp_addr, %relay_ip, "embedded TURN relay listening");
+    tracing::info!(
+        udp = %turn.udp_addr,
+        tcp = %turn.tcp_addr,
+        tls = ?turn.tls_addr,
+        stun = ?turn.stun_addr,
+        extra_udp = ?turn.extra_udp_addr,
+        %relay_ip,
+        "embedded TURN relay listening"
+    );
     Ok(turn)
+}
+
+/// The first address `addr` resolves to.
+async fn resolve_one(flag: &str, addr: &str) -> anyhow::Result<std::net::SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| cannot_resolve(flag, addr, &e))?
+        .next()
+        .with_context(|| format!("{flag} {addr}: no address"))
 }
 
 fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
@@ -507,89 +585,4 @@ async fn watch_secret_file(path: std::path::PathBuf, state: Arc<AppState>) {
             );
         }
     }
-}
-
-/// A listen address whose host does not resolve.
-fn cannot_resolve(flag: &str, addr: &str, e: &std::io::Error) -> Refusal {
-    Refusal::new(
-        format!("cannot listen on {addr}"),
-        format!("cannot resolve it ({})", startup::io_reason(e)),
-        format!("give {flag} as HOST:PORT, e.g. 127.0.0.1:4580"),
-    )
-}
-
-/// Binds `--tls-listen` and prepares its certificate; returns the generated CA's path, if any.
-async fn tls_listener(
-    cfg: &ServeConfig,
-    addr: &str,
-    open: bool,
-) -> anyhow::Result<(crate::server::TlsListener, Option<std::path::PathBuf>)> {
-    // One crypto provider for the whole process, whatever else links rustls.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let addrs: Vec<_> = tokio::net::lookup_host(addr)
-        .await
-        .map_err(|e| cannot_resolve("--tls-listen", addr, &e))?
-        .collect();
-    if open && !cfg.allow_open_non_loopback && !ServeConfig::listen_addr_is_loopback(&addrs) {
-        bail!(
-            "refusing to listen on non-loopback address {addr} in open mode (no --credentials); \
-             pass --credentials FILE or --allow-open-non-loopback"
-        );
-    }
-    let listener = crate::listener::bind(&addrs, cfg.listen_backlog)
-        .map_err(|e| startup::cannot_listen("--tls-listen", addr, &e))?;
-    let material = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => crate::tls::load(cert, key)?,
-        _ => {
-            let mut names = vec![
-                "localhost".to_string(),
-                "127.0.0.1".to_string(),
-                "::1".to_string(),
-            ];
-            let mut add = |n: String| {
-                if !n.is_empty() && !names.contains(&n) {
-                    names.push(n);
-                }
-            };
-            for a in &addrs {
-                if !a.ip().is_unspecified() {
-                    add(a.ip().to_string());
-                }
-            }
-            if let Some(host) = addr
-                .rsplit_once(':')
-                .map(|(h, _)| h.trim_matches(['[', ']']))
-            {
-                if !host.is_empty() && host != "0.0.0.0" && host != "::" {
-                    add(host.to_string());
-                }
-            }
-            if let Some(p) = cfg
-                .public_endpoint
-                .as_deref()
-                .and_then(|u| EndpointBase::parse(u).ok())
-            {
-                add(crate::state::host_of(&p.authority)
-                    .trim_matches(['[', ']'])
-                    .to_string());
-            }
-            for s in &cfg.tls_sans {
-                add(s.clone());
-            }
-            crate::tls::generate(&cfg.data_dir.join("tls"), &names)?
-        }
-    };
-    // TLS 1.2/1.3 and forward-secret AEAD suites only, written out in tls.rs (SECURITY.md).
-    let config = Arc::new(crate::tls::server_config(&material).map_err(|e| {
-        Refusal::new(
-            "cannot use the TLS certificate and key",
-            startup::one_line(&e),
-            "give --tls-cert a PEM certificate chain and --tls-key the PEM private key that \
-             goes with it, or neither for a generated certificate",
-        )
-    })?);
-    Ok((
-        crate::server::TlsListener { listener, config },
-        material.ca_path,
-    ))
 }

@@ -21,8 +21,8 @@ pub struct Banner {
     pub https: Option<SocketAddr>,
     /// `--public-endpoint`, which the SDK lines use instead of the listen address.
     pub public_endpoint: Option<String>,
-    /// The embedded TURN relay's port, when it runs.
-    pub turn_port: Option<u16>,
+    /// The embedded TURN relay's ports, when it runs.
+    pub turn: Option<crate::state::RelayPorts>,
     /// `None` in open mode; else the number of access keys in `--credentials`.
     pub access_keys: Option<usize>,
     pub account: String,
@@ -66,11 +66,17 @@ impl Banner {
     }
 
     fn turn(&self) -> Option<String> {
-        let port = self.turn_port?;
-        let host = reachable(SocketAddr::new(self.http.ip(), port));
-        Some(format!(
-            "turn:{host}?transport=udp turn:{host}?transport=tcp"
-        ))
+        let ports = self.turn?;
+        let uris = crate::state::relay_uris(&self.host(), ports, crate::config::IceUris::Default);
+        Some(uris.concat().join(" "))
+    }
+
+    /// How clients reach this host, for URIs.
+    fn host(&self) -> String {
+        match reachable(SocketAddr::new(self.http.ip(), 0)).ip() {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        }
     }
 
     /// The banner's lines, without a trailing newline.
@@ -84,6 +90,9 @@ impl Banner {
         out.push(row("console", format!("{}/console", self.http_url())));
         if let Some(turn) = self.turn() {
             out.push(row("TURN", turn));
+        }
+        if let Some(port) = self.turn.and_then(|t| t.stun) {
+            out.push(row("STUN", format!("stun:{}:{port}", self.host())));
         }
         out.push(row("mode", self.mode()));
         out.push(row("store", self.store.clone()));
@@ -141,7 +150,12 @@ mod tests {
             http: "0.0.0.0:4580".parse().unwrap_or_else(|_| unreachable!()),
             https: None,
             public_endpoint: None,
-            turn_port: Some(3478),
+            turn: Some(crate::state::RelayPorts {
+                udp: 3478,
+                tcp: 3478,
+                tls: None,
+                stun: None,
+            }),
             access_keys: None,
             account: "000000000000".into(),
             region: "us-east-1".into(),

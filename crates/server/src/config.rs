@@ -124,6 +124,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// The shape of GetIceServerConfig's list for the embedded relay (docs/turn.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IceUris {
+    /// One server: turn:…?transport=udp, turns:…?transport=tcp (when TURN over TLS is served),
+    /// turn:…?transport=tcp.
+    Default,
+    /// AWS's shape: two servers, each turn:…?transport=udp and turns:…?transport=tcp (no
+    /// turns:…?transport=udp: TURN over DTLS is not served).
+    Aws,
+}
+
 // The bounds of every duration and count (docs/configuration.md lists them). The upper ones
 // keep deadlines (`Instant + duration`) and capacities far from overflow.
 const MILLISECOND: Duration = Duration::from_millis(1);
@@ -307,7 +318,8 @@ pub struct ServeConfig {
     pub turn_secret_file: Option<PathBuf>,
 
     /// TURN URI handed out by GetIceServerConfig (repeatable; comma-separated in the
-    /// environment). Default: turn:HOST:3478 over UDP and TCP, HOST being how the client reached us.
+    /// environment). Default: the embedded relay's (see --ice-uris), HOST being how the client
+    /// reached us.
     #[arg(long = "turn-uri", env = "KVS_TURN_URIS", value_delimiter = ',')]
     pub turn_uris: Vec<String>,
 
@@ -328,6 +340,29 @@ pub struct ServeConfig {
     /// Default: the TURN listen address, or 127.0.0.1 when that is unspecified.
     #[arg(long, env = "KVS_TURN_RELAY_IP")]
     pub turn_relay_ip: Option<std::net::IpAddr>,
+
+    /// TURN over TLS listen address for the embedded relay, with the --tls-cert certificate (or
+    /// the local CA's). The --tls-listen port serves TURN over TLS too.
+    #[arg(long, env = "KVS_TURN_TLS_LISTEN")]
+    pub turn_tls_listen: Option<String>,
+
+    /// Extra UDP address for TURN over UDP (and STUN Binding), e.g. 0.0.0.0:443 beside
+    /// --tls-listen 0.0.0.0:443 for AWS's all-on-443 list; GetIceServerConfig names it in
+    /// turn:…?transport=udp instead of the --turn-listen port.
+    #[arg(long, env = "KVS_TURN_UDP_LISTEN")]
+    pub turn_udp_listen: Option<String>,
+
+    /// Extra UDP address answering STUN Binding requests only (e.g. 0.0.0.0:443, for SDK
+    /// samples that ask stun.kinesisvideo.REGION.amazonaws.com:443). The TURN UDP port answers
+    /// Binding too.
+    #[arg(long, env = "KVS_STUN_LISTEN")]
+    pub stun_listen: Option<String>,
+
+    /// GetIceServerConfig's URIs for the embedded relay: `default` (one server, every
+    /// transport served) or `aws` (two servers of turn:…udp and turns:…tcp, as AWS answers).
+    /// --turn-uri overrides both.
+    #[arg(long, env = "KVS_ICE_URIS", value_enum, default_value_t = IceUris::Default)]
+    pub ice_uris: IceUris,
 
     /// TURN allocations per signaling channel (1..100000).
     #[arg(long, env = "KVS_TURN_MAX_ALLOCATIONS", default_value = "50", value_parser = counts(1usize, 100_000))]
@@ -692,6 +727,16 @@ impl ServeConfig {
                  timeout of {}s, so a renewal that times out can be retried before the lease ends)",
                 min_lease.as_secs(),
                 kvs_redis::RESPONSE_TIMEOUT.as_secs()
+            );
+        }
+        if self.ice_uris == IceUris::Aws
+            && self.turn_uris.is_empty()
+            && (!self.embedded_turn
+                || (self.tls_listen.is_none() && self.turn_tls_listen.is_none()))
+        {
+            bail!(
+                "--ice-uris aws hands out turns: URIs: run the embedded relay with TURN over TLS \
+                 (--tls-listen or --turn-tls-listen), or give --turn-uri"
             );
         }
         // clap pairs the flags (`requires`); a file's values are defaults, which it does not.

@@ -85,7 +85,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&validated.config).await?;
     let mut banner = banner_of(&validated, &listeners)?;
     let app = App::build(validated, Arc::new(SystemClock), &listeners).await?;
-    banner.turn_port = app.state().turn_port;
+    banner.turn = app.state().relay;
     // Installed before the ready line: a signal right after it drains gracefully.
     let shutdown = server::shutdown_signal();
     if let Some(ca) = &listeners.tls_ca {
@@ -118,7 +118,7 @@ fn banner_of(v: &Validated, listeners: &Listeners) -> anyhow::Result<Banner> {
             None => None,
         },
         public_endpoint: cfg.public_endpoint.clone(),
-        turn_port: None,
+        turn: None,
         access_keys: v.credentials.as_ref().map(|c| c.len()),
         account: cfg.account_id.clone(),
         region: cfg.region.clone(),

@@ -88,6 +88,8 @@ fn cors() -> tower_http::cors::CorsLayer {
 pub struct TlsListener {
     pub listener: TcpListener,
     pub config: Arc<rustls::ServerConfig>,
+    /// The embedded relay's TURN over TLS on this port (set once the relay runs).
+    pub turn: Option<listener::tls_route::TurnIntake>,
 }
 
 async fn health() -> impl IntoResponse {
@@ -144,7 +146,7 @@ pub async fn serve(
         if let Some(t) = tls {
             listener::accept_loop(
                 t.listener,
-                Some(listener::tls_acceptor(t.config)),
+                Some(listener::tls_setup(t.config, t.turn)),
                 router(Arc::clone(&state), Scheme::Https),
                 conn,
                 Arc::clone(&admission),

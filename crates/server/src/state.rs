@@ -22,8 +22,10 @@ pub struct AppState {
     pub ice: Arc<IceCredentials>,
     /// `--turn-uri`; empty means the embedded relay on this host.
     pub turn_uris: Vec<String>,
-    /// The embedded relay's port, when it runs.
-    pub turn_port: Option<u16>,
+    /// The embedded relay's ports, when it runs.
+    pub relay: Option<RelayPorts>,
+    /// `--ice-uris`: the shape of the embedded relay's list.
+    pub ice_shape: crate::config::IceUris,
     pub alexa_answer_timeout: Duration,
     pub connections: Connections,
     /// Who watches API calls (metrics by operation, the console's inspector).
@@ -88,24 +90,98 @@ pub fn host_of(authority: &str) -> &str {
     authority.split(':').next().unwrap_or(authority)
 }
 
+/// Where the embedded relay serves each transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayPorts {
+    pub udp: u16,
+    pub tcp: u16,
+    /// TURN over TLS: `--turn-tls-listen`'s port, else the HTTPS listener's when it has one.
+    pub tls: Option<u16>,
+    /// `--stun-listen`'s port (Binding only; in no URI: SDKs compute their own).
+    pub stun: Option<u16>,
+}
+
 impl AppState {
-    /// TURN URIs to hand out to a client that reached us at `authority`.
-    pub fn ice_uris(&self, authority: &str) -> Vec<String> {
+    /// The ICE servers' URIs to hand out to a client that reached us at `authority`, one list
+    /// per server. On several nodes each answers with its own host and ports, so a client is
+    /// sent to the relay of the node it asked (the shared secret makes credentials good on
+    /// every node's relay).
+    pub fn ice_uris(&self, authority: &str) -> Vec<Vec<String>> {
         if !self.turn_uris.is_empty() {
-            return self.turn_uris.clone();
+            return self.turn_uris.chunks(4).map(<[String]>::to_vec).collect();
         }
-        let host = host_of(authority);
-        let port = self.turn_port.unwrap_or(3478);
-        vec![
-            format!("turn:{host}:{port}?transport=udp"),
-            format!("turn:{host}:{port}?transport=tcp"),
-        ]
+        let ports = self.relay.unwrap_or(RelayPorts {
+            udp: 3478,
+            tcp: 3478,
+            tls: None,
+            stun: None,
+        });
+        relay_uris(host_of(authority), ports, self.ice_shape)
+    }
+}
+
+/// The embedded relay's URIs (docs/turn.md "What GetIceServerConfig returns").
+pub fn relay_uris(
+    host: &str,
+    ports: RelayPorts,
+    shape: crate::config::IceUris,
+) -> Vec<Vec<String>> {
+    let udp = format!("turn:{host}:{}?transport=udp", ports.udp);
+    let tls = ports.tls.map(|p| format!("turns:{host}:{p}?transport=tcp"));
+    match shape {
+        crate::config::IceUris::Default => {
+            let mut uris = vec![udp];
+            uris.extend(tls);
+            uris.push(format!("turn:{host}:{}?transport=tcp", ports.tcp));
+            vec![uris]
+        }
+        // AWS's two servers of three URIs, less turns:…?transport=udp (no TURN over DTLS).
+        crate::config::IceUris::Aws => {
+            let mut uris = vec![udp];
+            uris.extend(tls);
+            vec![uris.clone(), uris]
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::{host_of, relay_uris, RelayPorts};
+    use crate::config::IceUris;
+
+    #[test]
+    fn relay_uris_by_shape_and_listener() {
+        let with_tls = RelayPorts {
+            udp: 3478,
+            tcp: 3478,
+            tls: Some(443),
+            stun: None,
+        };
+        let no_tls = RelayPorts {
+            tls: None,
+            ..with_tls
+        };
+        assert_eq!(
+            relay_uris("h", with_tls, IceUris::Default),
+            [[
+                "turn:h:3478?transport=udp",
+                "turns:h:443?transport=tcp",
+                "turn:h:3478?transport=tcp"
+            ]]
+        );
+        assert_eq!(
+            relay_uris("h", no_tls, IceUris::Default),
+            [["turn:h:3478?transport=udp", "turn:h:3478?transport=tcp"]]
+        );
+        let aws = RelayPorts {
+            udp: 443,
+            tcp: 3478,
+            tls: Some(443),
+            stun: None,
+        };
+        let server = ["turn:h:443?transport=udp", "turns:h:443?transport=tcp"];
+        assert_eq!(relay_uris("h", aws, IceUris::Aws), [server, server]);
+    }
 
     #[test]
     fn host_of_authorities() {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use turn::client::{Client, ClientConfig};
 use webrtc_util::Conn;
@@ -139,6 +139,86 @@ async fn tcp_allocation_relays_too() {
     cl.close().await.unwrap();
 }
 
+/// The port of the ICE server URI starting with `prefix` (e.g. "turns:").
+async fn uri_port(s: &Server, arn: &str, prefix: &str) -> u16 {
+    let out = s
+        .signaling()
+        .get_ice_server_config()
+        .channel_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    let uris = out.ice_server_list.unwrap().remove(0).uris.unwrap();
+    let uri = uris.iter().find(|u| u.starts_with(prefix)).unwrap();
+    uri.rsplit(':')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// TURN over TLS (docs/turn.md): on --turn-tls-listen, and on the HTTPS port without ALPN (the
+/// KVS C SDK's way) and with RFC 7443's `stun.turn`; an allocation relays both ways each time.
+#[tokio::test]
+async fn tls_allocation_relays_on_its_own_port_and_on_the_https_port() {
+    let dir = std::env::temp_dir().join(format!("kvs-turn-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = Server::start(&[
+        "--turn-listen",
+        "127.0.0.1:0",
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let arn = s.channel("turn-tls", 60).await;
+    let c = creds(&s, &arn, "viewer-1").await;
+    let https = uri_port(&s, &arn, "turns:").await;
+    let ca = dir.join("tls").join("ca.pem");
+    let alpns: [&[&[u8]]; 2] = [&[], &[b"stun.turn"]];
+    for alpn in alpns {
+        let server: SocketAddr = format!("127.0.0.1:{https}").parse().unwrap();
+        let conn = TcpClientConn::connect_tls(server, &ca, alpn).await;
+        let at_tls = Creds {
+            port: https,
+            username: c.username.clone(),
+            password: c.password.clone(),
+        };
+        let cl = client(&at_tls, &c.password, conn).await;
+        let relay = cl.allocate().await.unwrap();
+        relay_round_trip(relay).await;
+        cl.close().await.unwrap();
+    }
+    drop(s);
+    let s = Server::start(&[
+        "--turn-listen",
+        "127.0.0.1:0",
+        "--turn-tls-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let arn = s.channel("turn-tls", 60).await;
+    let c = creds(&s, &arn, "viewer-1").await;
+    let port = uri_port(&s, &arn, "turns:").await;
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let conn = TcpClientConn::connect_tls(server, &ca, &[]).await;
+    let at_tls = Creds {
+        port,
+        username: c.username.clone(),
+        password: c.password.clone(),
+    };
+    let cl = client(&at_tls, &c.password, conn).await;
+    let relay = cl.allocate().await.unwrap();
+    relay_round_trip(relay).await;
+    cl.close().await.unwrap();
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn rotated_secret_invalidates_old_credentials() {
     let dir = std::env::temp_dir().join(format!("kvs-turn-rot-{}", std::process::id()));
@@ -214,24 +294,55 @@ async fn allocations_are_bounded_per_channel() {
     }
 }
 
-/// TURN over TCP from the client side: STUN messages and ChannelData framed on one stream.
+/// TURN over TCP or TLS from the client side: STUN messages and ChannelData framed on one stream.
 struct TcpClientConn {
     server: SocketAddr,
     local: SocketAddr,
-    rd: tokio::sync::Mutex<tokio::net::tcp::OwnedReadHalf>,
-    wr: tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>,
+    rd: tokio::sync::Mutex<Box<dyn AsyncRead + Send + Unpin>>,
+    wr: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
 }
 
 impl TcpClientConn {
     async fn connect(server: SocketAddr) -> Arc<Self> {
         let stream = TcpStream::connect(server).await.unwrap();
         let local = stream.local_addr().unwrap();
-        let (rd, wr) = stream.into_split();
+        Self::over(stream, server, local)
+    }
+
+    /// TLS to `server`, its certificate checked against `ca` for "localhost", offering `alpn`.
+    async fn connect_tls(server: SocketAddr, ca: &std::path::Path, alpn: &[&[u8]]) -> Arc<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(ca).unwrap();
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let tcp = TcpStream::connect(server).await.unwrap();
+        let local = tcp.local_addr().unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        Self::over(tls, server, local)
+    }
+
+    fn over<S>(stream: S, server: SocketAddr, local: SocketAddr) -> Arc<Self>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (rd, wr) = tokio::io::split(stream);
         Arc::new(Self {
             server,
             local,
-            rd: tokio::sync::Mutex::new(rd),
-            wr: tokio::sync::Mutex::new(wr),
+            rd: tokio::sync::Mutex::new(Box::new(rd)),
+            wr: tokio::sync::Mutex::new(Box::new(wr)),
         })
     }
 }
@@ -268,7 +379,9 @@ impl Conn for TcpClientConn {
         if buf[0] >> 6 == 1 {
             frame.resize(buf.len().div_ceil(4) * 4, 0);
         }
-        self.wr.lock().await.write_all(&frame).await?;
+        let mut wr = self.wr.lock().await;
+        wr.write_all(&frame).await?;
+        wr.flush().await?;
         Ok(buf.len())
     }
     fn local_addr(&self) -> webrtc_util::Result<SocketAddr> {

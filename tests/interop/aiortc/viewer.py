@@ -6,18 +6,25 @@ candidates, and exchanges one message each way on a data channel. Exit 0 and pri
 on success.
 
 Usage: viewer.py --arn ARN --wss WSS_ENDPOINT --region R --key AK --secret SK --client-id ID
-                 --ice-servers JSON [--ca CA.pem]
+                 --ice-servers JSON [--ca CA.pem] [--relay-only]
+
+--ca is trusted for the signaling WebSocket and for TURN over TLS (`turns:`): aiortc opens its
+TURN TLS connection with the default context, which takes the CA file from SSL_CERT_FILE.
+--relay-only: iceTransportPolicy relay; prints the nominated local candidate's type on a second
+line.
 """
 import argparse
 import asyncio
 import base64
 import json
+import os
 import ssl
 import sys
 import urllib.parse
 
 import websockets
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection,
+                    RTCSessionDescription)
 from aiortc.sdp import candidate_from_sdp
 from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
@@ -40,7 +47,8 @@ def b64json(obj):
 async def main(a):
     ice = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
            for s in json.loads(a.ice_servers)]
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+    policy = RTCIceTransportPolicy.RELAY if a.relay_only else RTCIceTransportPolicy.ALL
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=ice, iceTransportPolicy=policy))
     channel = pc.createDataChannel("kvs")
     opened = asyncio.Event()
     reply = asyncio.get_running_loop().create_future()
@@ -72,6 +80,10 @@ async def main(a):
             await asyncio.wait_for(opened.wait(), 30)
             channel.send(f"ping from {a.client_id}")
             print(await asyncio.wait_for(reply, 15), flush=True)
+            if a.relay_only:
+                ice_transport = pc.sctp.transport.transport
+                pair = ice_transport._connection._nominated.get(1)
+                print(pair.local_candidate.type if pair else "none", flush=True)
         finally:
             pump_task.cancel()
             await pc.close()
@@ -82,8 +94,12 @@ if __name__ == "__main__":
     for name in ("arn", "wss", "region", "key", "secret", "client-id", "ice-servers"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--ca")
+    p.add_argument("--relay-only", action="store_true")
+    args = p.parse_args()
+    if args.ca:
+        os.environ["SSL_CERT_FILE"] = args.ca
     try:
-        asyncio.run(main(p.parse_args()))
+        asyncio.run(main(args))
     except Exception as e:  # report, with a non-zero exit, for the calling test
         print(f"aiortc viewer failed: {e!r}", file=sys.stderr)
         sys.exit(1)

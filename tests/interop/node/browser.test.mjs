@@ -140,22 +140,31 @@ function runViewer({ arn, wss, region, creds, iceServers, policy, clientId }) {
       clearTimeout(timer);
       const stats = await pc.getStats();
       let type = 'unknown';
+      let relayProtocol;
       stats.forEach((r) => {
         if (r.type === 'transport' && r.selectedCandidatePairId) {
           const pair = stats.get(r.selectedCandidatePairId);
-          type = stats.get(pair.localCandidateId).candidateType;
+          const local = stats.get(pair.localCandidateId);
+          type = local.candidateType;
+          relayProtocol = local.relayProtocol;
         }
       });
-      resolve({ reply: m.data, localCandidateType: type });
+      resolve({ reply: m.data, localCandidateType: type, relayProtocol });
     };
     signaling.on('error', (e) => reject(new Error(String(e && e.message || e))));
     signaling.open();
   });
 }
 
-async function call(name, policy, pages) {
+// `only`: keep the URIs it accepts (and the servers left with any).
+async function call(name, policy, pages, only = () => true) {
   const logs = pages?.logs ?? [];
-  const { kv, ChannelARN, master, viewer, iceServers } = await prepare(name);
+  const prepared = await prepare(name);
+  const { kv, ChannelARN, master, viewer } = prepared;
+  const iceServers = prepared.iceServers
+    .map((s) => ({ ...s, urls: s.urls.filter(only) }))
+    .filter((s) => s.urls.length > 0);
+  assert.ok(iceServers.length > 0, 'no ICE server left');
   const args = { arn: ChannelARN, region: REGION, creds: CREDS, iceServers, policy };
   const mp = pages?.mp ?? await page(logs, 'master');
   const vp = pages?.vp ?? await page(logs, 'viewer');
@@ -185,6 +194,16 @@ test('with iceTransportPolicy relay the call goes through the embedded TURN rela
   await vp.context().close();
 });
 
+// Behind a firewall that lets only TCP 443 out: the ICE servers are only the turns: URIs, which
+// point at the HTTPS + WSS listener's port (TURN over TLS shares it, docs/turn.md).
+test('with only the turns: URIs the relay-only call goes through TURN over TLS', async () => {
+  const { out, mp, vp } = await call('browser-turns', 'relay', undefined, (u) => u.startsWith('turns:'));
+  assert.equal(out.localCandidateType, 'relay');
+  assert.equal(out.relayProtocol, 'tls');
+  await mp.context().close();
+  await vp.context().close();
+});
+
 test('after GO_AWAY (channel deleted and recreated) the clients reconnect and call again', async () => {
   const first = await call('browser-again', 'all');
   const goAway = (p, name) => p.evaluate((n) => new Promise((resolve) => window[n].on('close', () => resolve('closed'))), name);
@@ -199,12 +218,17 @@ test('after GO_AWAY (channel deleted and recreated) the clients reconnect and ca
   await first.vp.context().close();
 });
 
-test('an aiortc (Python) viewer calls a browser master through the server', async () => {
+async function aiortcCall(name, { relayOnly = false, only = () => true } = {}) {
   const logs = [];
-  const { ChannelARN, master, viewer, iceServers } = await prepare('aiortc-call');
+  const prepared = await prepare(name);
+  const { ChannelARN, master, viewer } = prepared;
+  const iceServers = prepared.iceServers
+    .map((s) => ({ ...s, urls: s.urls.filter(only) }))
+    .filter((s) => s.urls.length > 0);
   const mp = await page(logs, 'master');
   try {
-    const args = { arn: ChannelARN, region: REGION, creds: CREDS, iceServers, policy: 'all' };
+    const policy = relayOnly ? 'relay' : 'all';
+    const args = { arn: ChannelARN, region: REGION, creds: CREDS, iceServers, policy };
     assert.equal(await mp.evaluate(runMaster, { ...args, wss: master.WSS }), 'open');
     const python = process.env.KVS_AIORTC_PYTHON || join(HERE, '..', '.venv', 'bin', 'python');
     const { stdout } = await promisify(execFile)(python, [
@@ -212,14 +236,25 @@ test('an aiortc (Python) viewer calls a browser master through the server', asyn
       '--arn', ChannelARN, '--wss', viewer.WSS, '--region', REGION,
       '--key', CREDS.accessKeyId, '--secret', CREDS.secretAccessKey,
       '--client-id', 'aiortc-viewer', '--ice-servers', JSON.stringify(iceServers),
-      '--ca', join(server.dataDir, 'tls', 'ca.pem'),
+      '--ca', join(server.dataDir, 'tls', 'ca.pem'), ...(relayOnly ? ['--relay-only'] : []),
     ], { timeout: 60000 });
-    assert.equal(stdout.trim(), 'pong to ping from aiortc-viewer');
     assert.equal(await mp.evaluate(() => window.masterGot), 'ping from aiortc-viewer');
+    return stdout.trim().split('\n');
   } catch (e) {
     console.error(logs.join('\n'));
     throw e;
   } finally {
     await mp.context().close();
   }
+}
+
+test('an aiortc (Python) viewer calls a browser master through the server', async () => {
+  assert.deepEqual(await aiortcCall('aiortc-call'), ['pong to ping from aiortc-viewer']);
+});
+
+// aioice speaks TURN over TLS on turns:…?transport=tcp, verifying the relay's certificate
+// against the server's CA (viewer.py --ca).
+test('an aiortc viewer calls relay-only through the turns: URIs (TURN over TLS)', async () => {
+  const out = await aiortcCall('aiortc-turns', { relayOnly: true, only: (u) => u.startsWith('turns:') });
+  assert.deepEqual(out, ['pong to ping from aiortc-viewer', 'relay']);
 });

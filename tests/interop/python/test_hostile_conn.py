@@ -242,8 +242,10 @@ def ports(s: Server, tmp_path) -> dict[str, int]:
     tls = int(re.search(r"listening on https://\S+:(\d+)", s.ready_line).group(1))
     ice = s.post("/v1/get-ice-server-config", {"ChannelARN": s.client().create_signaling_channel(
         ChannelName="backlog")["ChannelARN"]}).json()
+    # The plain TURN TCP port (turns: names the TLS listener, here the HTTPS port).
     turn = {int(re.search(r":(\d+)\?transport=tcp", u).group(1))
-            for server in ice["IceServerList"] for u in server["Uris"] if "transport=tcp" in u}
+            for server in ice["IceServerList"] for u in server["Uris"]
+            if u.startswith("turn:") and "transport=tcp" in u}
     assert len(turn) == 1, ice
     return {"http": s.port, "tls": tls, "turn-tcp": turn.pop()}
 

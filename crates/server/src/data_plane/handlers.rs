@@ -111,9 +111,9 @@ pub async fn get_ice_server_config(
     let uris = state.ice_uris(host);
     let (username, password) = state.ice.issue(now, arn.as_str(), client_id.as_deref());
     let servers = uris
-        .chunks(4)
-        .map(|chunk| IceServer {
-            uris: chunk.to_vec(),
+        .into_iter()
+        .map(|uris| IceServer {
+            uris,
             username: username.clone(),
             password: password.clone(),
             ttl: state.ice.ttl_seconds(),

@@ -2,7 +2,8 @@
 //! sized for bursts, connection caps per node and per source address ([`admission`]), a TLS
 //! handshake bounded in time, every connection's timeouts enforced on its socket
 //! ([`watched`]), and file-descriptor exhaustion answered by shedding new connections while
-//! the existing ones keep being served.
+//! the existing ones keep being served. A TLS listener shared with the TURN relay hands TURN
+//! connections over after reading their ClientHello ([`tls_route`]).
 //!
 //! hyper serves each connection (HTTP/1.1 with upgrades, and HTTP/2); axum's own `serve` has
 //! none of these knobs, so the accept loop is here.
@@ -10,6 +11,7 @@
 pub mod admission;
 pub mod canned;
 mod service;
+pub mod tls_route;
 
 pub use service::PeerAddr;
 pub mod watched;
@@ -66,11 +68,20 @@ pub fn bind(addrs: &[SocketAddr], backlog: u32) -> anyhow::Result<TcpListener> {
     Err(last.unwrap_or_else(|| anyhow::anyhow!("no address to bind")))
 }
 
+/// What a TLS listener serves: the API, and TURN over TLS when the relay shares the port
+/// ([`tls_route`]).
+#[derive(Clone)]
+pub struct TlsSetup {
+    pub acceptor: TlsAcceptor,
+    pub config: Arc<rustls::ServerConfig>,
+    pub turn: Option<tls_route::TurnIntake>,
+}
+
 /// One listener's accept loop; returns when `stop` completes. Connections it started are
 /// watched by `graceful`.
 pub async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<TlsSetup>,
     router: Router,
     cfg: ConnConfig,
     admission: Arc<Admission>,
@@ -125,7 +136,33 @@ pub async fn accept_loop(
                     )
                     .await
                 }
-                Some(acceptor) => {
+                Some(TlsSetup {
+                    config,
+                    turn: Some(turn),
+                    ..
+                }) => {
+                    let accepted = tls_route::accept(
+                        tcp,
+                        peer,
+                        ticket,
+                        config,
+                        &turn,
+                        cfg.handshake_timeout,
+                        shed.is_some(),
+                    );
+                    if let Some((stream, ticket)) = accepted.await {
+                        serve(
+                            Watched::new(stream, watch.clone(), ticket),
+                            watch,
+                            router,
+                            shed,
+                            watcher,
+                            peer,
+                        )
+                        .await
+                    }
+                }
+                Some(TlsSetup { acceptor, .. }) => {
                     let handshake =
                         tokio::time::timeout(cfg.handshake_timeout, acceptor.accept(tcp));
                     match handshake.await {
@@ -266,9 +303,16 @@ pub fn raise_nofile_limit() -> u64 {
     }
 }
 
-/// The TLS acceptor for a rustls configuration.
-pub fn tls_acceptor(config: Arc<rustls::ServerConfig>) -> TlsAcceptor {
-    TlsAcceptor::from(config)
+/// The TLS setup for a rustls configuration, and the TURN relay sharing the port if any.
+pub fn tls_setup(
+    config: Arc<rustls::ServerConfig>,
+    turn: Option<tls_route::TurnIntake>,
+) -> TlsSetup {
+    TlsSetup {
+        acceptor: TlsAcceptor::from(Arc::clone(&config)),
+        config,
+        turn,
+    }
 }
 
 /// Context for errors binding a listener.

@@ -1,5 +1,6 @@
 //! The embedded TURN relay (`--turn-listen`, default port 3478 on the listen host), built on the
-//! webrtc-rs `turn` crate, over UDP and TCP.
+//! webrtc-rs `turn` crate: over UDP and TCP, over TLS (`--turn-tls-listen`, and on the HTTPS
+//! listener, see `listener::tls_route`), and STUN Binding only on `--stun-listen`.
 //!
 //! Credentials are the ones GetIceServerConfig hands out (TURN REST style, see
 //! `data_plane::ice`): the username is `<expiry>:<base64 label naming the channel>`, the password
@@ -7,9 +8,13 @@
 //! too. Allocations are bounded per channel: once a channel holds `max_per_channel`, a client
 //! that does not already own one of them is refused.
 //!
-//! The turn crate serves packet connections; TURN over TCP (RFC 5766 §2.1) frames the same
-//! messages on a stream, so [`TcpMux`] turns accepted TCP connections into one packet
-//! connection keyed by the client's address.
+//! The turn crate serves packet connections; TURN over TCP and TLS (RFC 5766 §2.1) frames the
+//! same messages on a stream, so [`stream::StreamMux`] turns accepted streams into one packet
+//! connection keyed by the client's address ([`accept`] takes them from the listeners).
+
+pub mod accept;
+pub mod stream;
+pub mod stun_only;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -17,12 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::net::{TcpListener, UdpSocket};
 use turn::auth::{generate_auth_key, AuthHandler};
 use turn::relay::relay_static::RelayAddressGeneratorStatic;
 use turn::server::config::{ConnConfig, ServerConfig};
@@ -31,7 +33,9 @@ use webrtc_util::vnet::net::Net;
 use webrtc_util::Conn;
 
 use crate::data_plane::ice::IceCredentials;
-use crate::listener::admission::{Admission, Admit};
+use crate::listener::admission::Admission;
+use accept::Security;
+use stream::StreamMux;
 
 pub const REALM: &str = "kvs-signaling";
 
@@ -48,22 +52,33 @@ pub struct TurnOptions {
     pub backlog: u32,
     /// The node's connection caps, shared with the HTTP listeners.
     pub admission: Arc<Admission>,
-    /// How long a TCP client may take to send its first message.
+    /// How long a stream client may take to open (TLS handshake) and send its first message.
     pub first_message_timeout: Duration,
+    /// The TLS configuration for TURN over TLS (the server's certificate, no ALPN), when the
+    /// server has one: `--turn-tls-listen`, TLS on the TCP port, and the HTTPS listener's share.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `--turn-tls-listen`.
+    pub tls_listen: Option<SocketAddr>,
+    /// `--stun-listen`.
+    pub stun_listen: Option<SocketAddr>,
+    /// `--turn-udp-listen`: another UDP address for TURN.
+    pub udp_listen: Option<SocketAddr>,
     /// Allocations and relayed bytes, counted on the relay sockets (`/metrics`).
     pub metrics: Arc<crate::metrics::turn::TurnMetrics>,
 }
-
-/// How long a TCP client may stay silent between messages: an allocation lives at most
-/// 10 minutes without a refresh (RFC 5766 §2.2), so a client silent for longer has nothing left.
-const TCP_IDLE: Duration = Duration::from_secs(600);
-/// How long one message may take to arrive once its first bytes did.
-const TCP_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Turn {
     server: Arc<Server>,
     pub udp_addr: SocketAddr,
     pub tcp_addr: SocketAddr,
+    /// `--turn-tls-listen`'s bound address.
+    pub tls_addr: Option<SocketAddr>,
+    /// `--stun-listen`'s bound address.
+    pub stun_addr: Option<SocketAddr>,
+    /// `--turn-udp-listen`'s bound address.
+    pub extra_udp_addr: Option<SocketAddr>,
+    /// What the HTTPS listener hands TURN-over-TLS connections to, when TLS is configured.
+    pub intake: Option<crate::listener::tls_route::TurnIntake>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -168,10 +183,59 @@ pub async fn start(opts: TurnOptions, ice: Arc<IceCredentials>) -> anyhow::Resul
         occupancy: Arc::clone(&occupancy),
         max_per_channel: opts.max_per_channel,
     });
-    let (mux, accept_task) =
-        TcpMux::start(tcp, Arc::clone(&opts.admission), opts.first_message_timeout);
+    // Every stream client (TCP, TLS on any listener) goes through one mux: one conn for the
+    // server, so a client is known by its address whichever listener it came in on.
+    let mux = StreamMux::new(tcp_addr, opts.first_message_timeout);
+    let acceptor = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let stream_listener = |listener, security| {
+        accept::accept_streams(
+            listener,
+            Arc::clone(&opts.admission),
+            Arc::clone(&mux),
+            security,
+            opts.first_message_timeout,
+        )
+    };
+    let mut tasks = vec![stream_listener(
+        tcp,
+        acceptor.clone().map_or(Security::Plain, Security::Sniff),
+    )];
+    let mut tls_addr = None;
+    if let (Some(addr), Some(acceptor)) = (opts.tls_listen, &acceptor) {
+        let listener = crate::listener::bind(&[addr], opts.backlog)
+            .with_context(|| format!("binding TURN TLS {addr}"))?;
+        tls_addr = Some(listener.local_addr()?);
+        tasks.push(stream_listener(listener, Security::Tls(acceptor.clone())));
+    }
+    let mut conn_configs = vec![
+        conn_config(Arc::new(udp), &opts),
+        conn_config(Arc::clone(&mux) as Arc<dyn Conn + Send + Sync>, &opts),
+    ];
+    let mut extra_udp_addr = None;
+    if let Some(addr) = opts.udp_listen {
+        let sock = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding TURN UDP {addr}"))?;
+        extra_udp_addr = Some(sock.local_addr()?);
+        conn_configs.push(conn_config(Arc::new(sock), &opts));
+    }
+    let mut stun_addr = None;
+    if let Some(addr) = opts.stun_listen {
+        let sock = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding STUN UDP {addr}"))?;
+        stun_addr = Some(sock.local_addr()?);
+        conn_configs.push(conn_config(Arc::new(stun_only::StunOnly(sock)), &opts));
+    }
+    let intake = opts
+        .tls
+        .clone()
+        .map(|config| crate::listener::tls_route::TurnIntake {
+            config,
+            mux: Arc::clone(&mux),
+        });
     let server = Server::new(ServerConfig {
-        conn_configs: vec![conn_config(Arc::new(udp), &opts), conn_config(mux, &opts)],
+        conn_configs,
         realm: REALM.to_owned(),
         auth_handler: auth,
         channel_bind_timeout: Duration::from_secs(0),
@@ -185,11 +249,16 @@ pub async fn start(opts: TurnOptions, ice: Arc<IceCredentials>) -> anyhow::Resul
         occupancy,
         opts.max_per_channel,
     ));
+    tasks.push(watcher);
     Ok(Turn {
         server,
         udp_addr,
         tcp_addr,
-        tasks: vec![accept_task, watcher],
+        tls_addr,
+        stun_addr,
+        extra_udp_addr,
+        intake,
+        tasks,
     })
 }
 
@@ -246,187 +315,6 @@ async fn watch_allocations(server: Arc<Server>, occupancy: Occupancy, max: usize
             tracing::warn!(%username, "TURN allocations over the per-channel bound; closing");
             let _ = server.delete_allocations_by_username(username).await;
         }
-    }
-}
-
-/// Many TURN-over-TCP clients as one packet connection: each accepted stream is read as framed
-/// STUN messages and ChannelData (RFC 5766 §11.5: padded to 4 bytes on streams) and fed to the
-/// server tagged with the client's address; replies go back to the stream of that address.
-pub struct TcpMux {
-    local: SocketAddr,
-    incoming: tokio::sync::Mutex<mpsc::Receiver<(Vec<u8>, SocketAddr)>>,
-    writers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>,
-}
-
-/// Bound on frames queued per TCP client and for the server; beyond it the client's frames wait
-/// (backpressure on its socket) and replies to it are dropped like lost UDP datagrams.
-const TCP_QUEUE: usize = 256;
-const MAX_FRAME: usize = 65_535 + 20;
-
-impl TcpMux {
-    fn start(
-        listener: TcpListener,
-        admission: Arc<Admission>,
-        first_message: Duration,
-    ) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
-        let local = listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let (tx, rx) = mpsc::channel(TCP_QUEUE);
-        let mux = Arc::new(Self {
-            local,
-            incoming: tokio::sync::Mutex::new(rx),
-            writers: Arc::default(),
-        });
-        let writers = Arc::clone(&mux.writers);
-        let task = tokio::spawn(async move {
-            let mut spare = crate::listener::Spare::open();
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(a) => a,
-                    Err(e) => {
-                        crate::listener::on_accept_error(&listener, &mut spare, e, false).await;
-                        continue;
-                    }
-                };
-                // Over a cap: closed (TURN has no error to send before the first request).
-                let Admit::Serve(ticket) = admission.admit(peer.ip()) else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let writers = Arc::clone(&writers);
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    serve_tcp(stream, peer, tx, writers, first_message).await;
-                    drop(ticket);
-                });
-            }
-        });
-        (mux, task)
-    }
-}
-
-async fn serve_tcp(
-    stream: TcpStream,
-    peer: SocketAddr,
-    to_server: mpsc::Sender<(Vec<u8>, SocketAddr)>,
-    writers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>,
-    first_message: Duration,
-) {
-    let (mut rd, mut wr) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
-    writers
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(peer, out_tx);
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = out_rx.recv().await {
-            if wr.write_all(&frame).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut header = [0u8; 4];
-    let mut wait = first_message;
-    loop {
-        // Silent too long (before the first message, or between two): the client is gone.
-        match tokio::time::timeout(wait, rd.read_exact(&mut header)).await {
-            Ok(Ok(_)) => wait = TCP_IDLE,
-            _ => break,
-        }
-        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-        // STUN messages start with 0b00, ChannelData with 0b01 (channel numbers 0x4000..).
-        let (body, pad) = match header[0] >> 6 {
-            0 => (16 + len, 0),
-            1 => (len, (4 - len % 4) % 4),
-            _ => break,
-        };
-        if 4 + body > MAX_FRAME {
-            break;
-        }
-        let mut frame = vec![0u8; 4 + body];
-        frame[..4].copy_from_slice(&header);
-        // The rest of a message that started must follow promptly (no byte-a-minute client).
-        let rest = async {
-            rd.read_exact(&mut frame[4..]).await?;
-            let mut skip = [0u8; 3];
-            rd.read_exact(&mut skip[..pad]).await
-        };
-        if !matches!(
-            tokio::time::timeout(TCP_FRAME_TIMEOUT, rest).await,
-            Ok(Ok(_))
-        ) {
-            break;
-        }
-        if to_server.send((frame, peer)).await.is_err() {
-            break;
-        }
-    }
-    writers
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&peer);
-    writer.abort();
-}
-
-#[async_trait]
-impl Conn for TcpMux {
-    async fn connect(&self, _addr: SocketAddr) -> webrtc_util::Result<()> {
-        Err(webrtc_util::Error::Other("not supported".into()))
-    }
-
-    async fn recv(&self, buf: &mut [u8]) -> webrtc_util::Result<usize> {
-        self.recv_from(buf).await.map(|(n, _)| n)
-    }
-
-    async fn recv_from(&self, buf: &mut [u8]) -> webrtc_util::Result<(usize, SocketAddr)> {
-        let mut rx = self.incoming.lock().await;
-        let (frame, peer) = rx
-            .recv()
-            .await
-            .ok_or_else(|| webrtc_util::Error::Other("closed".into()))?;
-        let n = frame.len().min(buf.len());
-        buf[..n].copy_from_slice(&frame[..n]);
-        Ok((n, peer))
-    }
-
-    async fn send(&self, _buf: &[u8]) -> webrtc_util::Result<usize> {
-        Err(webrtc_util::Error::Other("not connected".into()))
-    }
-
-    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc_util::Result<usize> {
-        let tx = self
-            .writers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&target)
-            .cloned();
-        let Some(tx) = tx else {
-            // The client went away; like a datagram to nowhere.
-            return Ok(buf.len());
-        };
-        let mut frame = buf.to_vec();
-        if buf.first().is_some_and(|b| b >> 6 == 1) {
-            frame.resize(buf.len().div_ceil(4) * 4, 0);
-        }
-        let _ = tx.try_send(frame);
-        Ok(buf.len())
-    }
-
-    fn local_addr(&self) -> webrtc_util::Result<SocketAddr> {
-        Ok(self.local)
-    }
-
-    fn remote_addr(&self) -> Option<SocketAddr> {
-        None
-    }
-
-    async fn close(&self) -> webrtc_util::Result<()> {
-        Ok(())
-    }
-
-    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
-        self
     }
 }
 
