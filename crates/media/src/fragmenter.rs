@@ -35,8 +35,10 @@ pub struct FragmentRules {
     pub min_duration: Duration,
     pub max_duration: Duration,
     pub max_bytes: usize,
-    /// Channels of the Opus track (WebRTC negotiates `opus/48000/2`).
-    pub audio_channels: u8,
+    /// Channels of the Opus track (WebRTC negotiates `opus/48000/2`); `None` for video-only
+    /// recordings. Declared in every fragment from the first on, even before the first audio
+    /// packet arrives: a reader of the concatenated chunks takes the first chunk's tracks.
+    pub audio_channels: Option<u8>,
 }
 
 impl Default for FragmentRules {
@@ -46,7 +48,7 @@ impl Default for FragmentRules {
             // Below the 32.767 s a block's 16-bit relative timecode reaches.
             max_duration: Duration::from_secs(30),
             max_bytes: 32 << 20,
-            audio_channels: 2,
+            audio_channels: Some(2),
         }
     }
 }
@@ -111,7 +113,6 @@ pub struct Fragmenter {
     pps: Option<Vec<u8>>,
     /// Per track: producer-clock ms minus media-clock ms at the track's first sample.
     base: BTreeMap<bool, i128>,
-    audio_seen: bool,
     current: Option<Building>,
     /// The fragment was closed by a bound: wait for a keyframe.
     closed: bool,
@@ -127,7 +128,6 @@ impl Fragmenter {
             sps: None,
             pps: None,
             base: BTreeMap::new(),
-            audio_seen: false,
             current: None,
             closed: false,
             last_video_gap: 0,
@@ -156,8 +156,8 @@ impl Fragmenter {
         let t = self.timeline_ms(&s);
         match s.track {
             TrackKind::Video => self.push_video(s, t),
+            TrackKind::Audio if self.rules.audio_channels.is_none() => Vec::new(),
             TrackKind::Audio => {
-                self.audio_seen = true;
                 self.push_audio(s, t);
                 Vec::new()
             }
@@ -204,7 +204,7 @@ impl Fragmenter {
                     avcc,
                     width: w,
                     height: h,
-                    audio_channels: self.audio_seen.then_some(self.rules.audio_channels),
+                    audio_channels: self.rules.audio_channels,
                 };
                 let next = Building {
                     setup,

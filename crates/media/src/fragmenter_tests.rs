@@ -169,8 +169,7 @@ fn fragments_follow_the_cut_rules() {
 
 #[test]
 fn fragments_carry_the_track_setup_and_server_time() {
-    // Audio seen before the first keyframe (and dropped) gives the fragments an audio track.
-    let mut samples = vec![S::A(0), S::K(0), S::A(5)];
+    let mut samples = vec![S::K(0), S::A(5)];
     samples.extend((1..30).map(|i| S::V(i * 33)));
     let (_, _, out) = run(FragmentRules::default(), &samples);
     let f = &out[0];
@@ -186,7 +185,12 @@ fn fragments_carry_the_track_setup_and_server_time() {
 }
 
 #[test]
-fn video_only_sessions_have_no_audio_track() {
-    let (_, _, out) = run(FragmentRules::default(), &[S::K(0), S::V(33)]);
+fn video_only_recordings_have_no_audio_track() {
+    let rules = FragmentRules {
+        audio_channels: None,
+        ..FragmentRules::default()
+    };
+    let (shape, _, out) = run(rules, &[S::K(0), S::A(5), S::V(33)]);
+    assert_eq!(shape, [(0, 2, 66)]);
     assert!(!out[0].bytes.windows(6).any(|w| w == b"A_OPUS"));
 }
