@@ -52,12 +52,16 @@ impl LocalFragmentStore {
         }
     }
 
-    /// Opens (creating) the store under `root` (`<data-dir>/media`), removing temporary files
-    /// a crash left and indexing every fragment file.
+    /// Opens the store under `root` (`<data-dir>/media`, made at the first fragment), removing
+    /// temporary files a crash left and indexing every fragment file.
     pub fn disk(root: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(root)?;
         let mut index: HashMap<StreamKey, StreamIndex> = HashMap::new();
-        for account in read_dirs(root)? {
+        let accounts = if root.exists() {
+            read_dirs(root)?
+        } else {
+            Vec::new()
+        };
+        for account in accounts {
             for region in read_dirs(&account)? {
                 for stream in read_dirs(&region)? {
                     let Some(key) = key_of(&account, &region, &stream) else {
