@@ -30,6 +30,8 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(15);
 pub struct Server {
     pub port: u16,
     pub clock: Arc<ManualClock>,
+    /// The assembled state (the recorder, the fragment store), for tests that record.
+    pub state: kvs_signaling::state::SharedState,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -52,7 +54,8 @@ impl Server {
         .chain(extra)
         .map(|s| (*s).to_owned())
         .collect();
-        // Never written to with the memory store; named so nothing lands in the working dir.
+        // Only recorded media (GetMedia tests) is written here with the memory store; named so
+        // nothing lands in the working dir.
         let data_dir = std::env::temp_dir().join(format!("kvs-inproc-{}", std::process::id()));
         args.extend(["--data-dir".to_owned(), data_dir.display().to_string()]);
         let Command::Serve(cfg) = config::parse_from(args).unwrap().command;
@@ -63,6 +66,7 @@ impl Server {
         let app = App::build(cfg, Arc::clone(&clock) as Arc<dyn Clock>, &listeners)
             .await
             .unwrap();
+        let state = Arc::clone(app.state());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app::run(listeners, app, async move {
             let _ = stopped.await;
@@ -70,6 +74,7 @@ impl Server {
         Self {
             port,
             clock,
+            state,
             stop: Some(stop),
             task: Some(task),
         }
