@@ -192,3 +192,7 @@ impl RecordingTarget for MediaRecorder {
         }))
     }
 }
+
+#[cfg(test)]
+#[path = "recorder_tests.rs"]
+mod tests;
