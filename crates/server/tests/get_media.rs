@@ -364,3 +364,103 @@ async fn get_media_errors_are_aws_errors() {
     );
     s.shutdown().await;
 }
+
+/// A redis-server on a free loopback port, killed on drop.
+struct Redis(std::process::Child, u16, std::path::PathBuf);
+
+impl Redis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("kvs-get-media-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--dir", dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian redis-server; scripts/test.sh installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self(child, port, dir)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.2);
+    }
+}
+
+/// Two nodes on one Redis: node A records, GetMedia on node B streams it live (B polls the
+/// fragments on Redis and keeps waiting while A's recording is marked live there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_of_a_redis_cluster_streams_another_nodes_recording() {
+    let redis = Redis::start();
+    let url = format!("redis://127.0.0.1:{}/", redis.1);
+    let a = Server::start(&["--store", &url]).await;
+    let b = Server::start(&["--store", &url]).await;
+    let dir = std::env::temp_dir().join(format!("kvs-get-media-redis-{}", std::process::id()));
+    let arn = create_stream(&a, "shared").await;
+    let mut first_half = six_seconds(&dir, a.clock.now_millis() - 10_000);
+    let second_half = first_half.split_off(first_half.len() / 2);
+    let mut sink = a.state.recording.open(&arn, &channel()).await.unwrap();
+    for sample in first_half {
+        sink.push(sample).await.unwrap();
+    }
+    let c = media_client(&b, "shared").await;
+    let mut out = c
+        .get_media()
+        .stream_name("shared")
+        .start_selector(selector(StartSelectorType::Earliest).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let pusher = tokio::spawn(async move {
+        // Longer than the idle time of a stream not being recorded: B must keep waiting.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        for sample in second_half {
+            sink.push(sample).await.unwrap();
+        }
+        sink.finish().await.unwrap();
+    });
+    let mut body = Vec::new();
+    while let Some(chunk) = out.payload.next().await {
+        body.extend_from_slice(&chunk.unwrap());
+    }
+    pusher.await.unwrap();
+    assert_eq!(
+        tag_values(&body, "AWS_KINESISVIDEO_FRAGMENT_NUMBER").len(),
+        6
+    );
+    assert_eq!(probe(&dir, "redis.mkv", &body), 180);
+    // Deleting the stream on B deletes the recording on Redis.
+    b.kv()
+        .delete_stream()
+        .stream_arn(arn.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.state.media.store().usage().await.unwrap().fragments, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+    a.shutdown().await;
+    b.shutdown().await;
+}

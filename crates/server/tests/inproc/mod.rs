@@ -37,16 +37,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// `serve --listen 127.0.0.1:0 --store memory --embedded-turn false` plus `extra`, in open
-    /// mode, with a manual clock starting at the real time.
+    /// `serve --listen 127.0.0.1:0 --store memory --embedded-turn false` plus `extra` (which
+    /// may choose another store), in open mode, with a manual clock starting at the real time.
     pub async fn start(extra: &[&str]) -> Self {
         let mut args: Vec<String> = [
             "kvs-signaling",
             "serve",
             "--listen",
             "127.0.0.1:0",
-            "--store",
-            "memory",
             "--embedded-turn",
             "false",
         ]
@@ -54,6 +52,9 @@ impl Server {
         .chain(extra)
         .map(|s| (*s).to_owned())
         .collect();
+        if !extra.contains(&"--store") {
+            args.extend(["--store".to_owned(), "memory".to_owned()]);
+        }
         // Only recorded media (GetMedia tests) is written here with the memory store; named so
         // nothing lands in the working dir.
         let data_dir = std::env::temp_dir().join(format!("kvs-inproc-{}", std::process::id()));
