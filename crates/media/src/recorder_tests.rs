@@ -85,7 +85,11 @@ fn frag(server_ms: u64, len: usize) -> NewFragment {
 }
 
 fn channel() -> ResourceArn {
-    ResourceArn::parse("c", "arn:aws:kinesisvideo:us-west-2:111122223333:channel/c/1").unwrap()
+    ResourceArn::parse(
+        "c",
+        "arn:aws:kinesisvideo:us-west-2:111122223333:channel/c/1",
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -94,7 +98,11 @@ async fn recordings_need_an_active_stream_with_retention() {
     let ok = streams.add("ok", 1, Status::Active);
     let none = streams.add("none", 0, Status::Active);
     let busy = streams.add("busy", 1, Status::Updating);
-    let missing = ResourceArn::parse("s", "arn:aws:kinesisvideo:us-west-2:111122223333:stream/x/1").unwrap();
+    let missing = ResourceArn::parse(
+        "s",
+        "arn:aws:kinesisvideo:us-west-2:111122223333:stream/x/1",
+    )
+    .unwrap();
     assert!(recorder.open(&ok, &channel()).await.is_ok());
     let err = |r: Result<Box<dyn SampleSink>, MediaError>| r.err().unwrap().to_string();
     assert_eq!(
@@ -125,23 +133,39 @@ async fn upkeep_holds_retention_removes_orphans_and_evicts_the_oldest() {
         StreamKey::from_arn(&gone),
     );
     // a: one fragment 90 min old (past 1 h), one recent; b: the same, kept (2 h).
-    store.append(&ka, frag(NOW - 90 * 60_000, 100)).await.unwrap();
+    store
+        .append(&ka, frag(NOW - 90 * 60_000, 100))
+        .await
+        .unwrap();
     store.append(&ka, frag(NOW - 1000, 100)).await.unwrap();
-    store.append(&kb, frag(NOW - 90 * 60_000, 100)).await.unwrap();
+    store
+        .append(&kb, frag(NOW - 90 * 60_000, 100))
+        .await
+        .unwrap();
     store.append(&kb, frag(NOW - 500, 100)).await.unwrap();
     store.append(&kg, frag(NOW, 100)).await.unwrap();
     streams.remove(&gone);
     let removed = recorder.upkeep().await.unwrap();
     assert_eq!(removed.fragments, 2);
     let f = recorder.metrics().figures();
-    assert_eq!((f.fragments_expired, f.fragments_orphaned, f.fragments_evicted), (1, 1, 0));
+    assert_eq!(
+        (
+            f.fragments_expired,
+            f.fragments_orphaned,
+            f.fragments_evicted
+        ),
+        (1, 1, 0)
+    );
     assert_eq!(store.streams().await.unwrap(), vec![ka.clone(), kb.clone()]);
     assert_eq!(store.usage().await.unwrap().bytes, 300);
     // Over the byte bound: the oldest by server time anywhere (b's 90-minute-old one) goes.
     store.append(&ka, frag(NOW, 800)).await.unwrap();
     recorder.upkeep().await.unwrap();
     assert_eq!(recorder.metrics().figures().fragments_evicted, 1);
-    assert_eq!(store.list(&kb, Position::Earliest, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.list(&kb, Position::Earliest, 10).await.unwrap().len(),
+        1
+    );
     assert_eq!(store.usage().await.unwrap().bytes, 1000);
     // Two hours on, b's retention takes its last fragment and a's too.
     clock.advance(Duration::from_millis(2 * HOUR + 1));

@@ -254,6 +254,24 @@ async fn recorded_media_reads_back_from_every_start_selector() {
         numbers[5..]
     );
 
+    // After every fragment kept: nothing (and the response ends, rather than taking the older
+    // fragments for new ones while it waits).
+    let later = UNIX_EPOCH + Duration::from_millis(start_ms + 60_000);
+    let after_all = tokio::time::timeout(
+        Duration::from_secs(20),
+        get(
+            &s,
+            &c,
+            "cam",
+            selector(StartSelectorType::ServerTimestamp)
+                .start_timestamp(DateTime::from(later))
+                .build()
+                .unwrap(),
+        ),
+    )
+    .await
+    .expect("the response ends");
+    assert!(after_all.is_empty());
     // NOW with nothing being recorded: an empty body, once the idle time has passed.
     let now = get(
         &s,
@@ -300,16 +318,28 @@ async fn get_media_streams_fragments_while_the_recording_goes_on() {
     );
     let mut body = first.to_vec();
     let pusher = tokio::spawn(async move {
-        for sample in second_half {
+        // A pause longer than the SDK's stalled-stream grace (5 s), samples still flowing as a
+        // sender between keyframes would: the body carries keep-alives meanwhile.
+        let mut rest = second_half.into_iter();
+        for _ in 0..12 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            sink.push(rest.next().unwrap()).await.unwrap();
+        }
+        for sample in rest {
             sink.push(sample).await.unwrap();
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
         sink.finish().await.unwrap();
     });
+    let mut keepalives = 0;
     while let Some(chunk) = out.payload.next().await {
-        body.extend_from_slice(&chunk.unwrap());
+        let chunk = chunk.unwrap();
+        keepalives += usize::from(chunk.as_ref() == [0xEC, 0x80]);
+        body.extend_from_slice(&chunk);
     }
     pusher.await.unwrap();
+    // Empty EBML Void elements kept the body alive during the pause; readers skip them.
+    assert!(keepalives >= 2, "{keepalives} keep-alives");
     assert_eq!(
         tag_values(&body, "AWS_KINESISVIDEO_FRAGMENT_NUMBER").len(),
         6

@@ -2,6 +2,7 @@
 //! they are written, one fragment in memory at a time (the body is pulled by hyper as the
 //! client reads, so a slow client holds back the reads, not memory).
 //!
+//! While it waits for a live recording's next fragment it sends keep-alives ([`KEEPALIVE`]).
 //! When it ends (docs/media-storage.md "GetMedia"): once no fragment is left to send and none
 //! arrives for [`IDLE_END`] while the stream is not being recorded; while a recording of the
 //! stream is live (on any node: the store's ingesting mark), it waits for the next fragment.
@@ -20,6 +21,12 @@ use super::limits::OpenGuard;
 
 /// How long a response waits for a new fragment when the stream is not being recorded.
 pub const IDLE_END: Duration = Duration::from_secs(3);
+/// While a recording is live and its next fragment is not written yet, an empty EBML Void
+/// element (ID 0xEC, size 0) goes out this often after the first chunk: Matroska readers skip
+/// it anywhere, and clients that fail a body silent for a few seconds (the AWS SDKs' stalled
+/// stream protection: 5 s) keep reading while a fragment takes longer than that.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(2);
+const KEEPALIVE: [u8; 2] = [0xEC, 0x80];
 /// How many fragments' metadata one listing fetches.
 const PAGE: usize = 16;
 
@@ -32,6 +39,9 @@ struct State {
     last: Option<u64>,
     queue: VecDeque<FragmentMeta>,
     done: bool,
+    /// A chunk went out: keep-alives may follow (before the first one they would come before
+    /// any EBML header, and readers would not recognise the body).
+    sent_chunk: bool,
     idle_end: Duration,
     _guard: OpenGuard,
 }
@@ -53,6 +63,7 @@ pub fn chunks(
         last,
         queue: VecDeque::new(),
         done: false,
+        sent_chunk: false,
         idle_end,
         _guard: guard,
     };
@@ -79,11 +90,19 @@ pub fn chunks(
 
 async fn next_chunk(s: &mut State) -> Result<Option<Bytes>, kvs_media::MediaStoreError> {
     let mut idle = Duration::ZERO;
+    let mut waited = Duration::ZERO;
     loop {
         if s.queue.is_empty() {
             let page = s.store.list(&s.key, s.next, PAGE).await?;
             if let Some(m) = page.last() {
                 s.next = Position::After(m.number);
+            } else if s.last.is_none() {
+                // A timestamp after every fragment kept: what comes next is what is written
+                // from now on (and waiting must not see the older fragments as new).
+                if let Some(m) = s.store.list(&s.key, Position::Latest, 1).await?.first() {
+                    s.last = Some(m.number);
+                    s.next = Position::After(m.number);
+                }
             }
             s.queue.extend(page);
         }
@@ -106,16 +125,23 @@ async fn next_chunk(s: &mut State) -> Result<Option<Bytes>, kvs_media::MediaStor
             for p in &parts {
                 chunk.extend_from_slice(p);
             }
+            s.sent_chunk = true;
             return Ok(Some(Bytes::from(chunk)));
         }
         // Nothing to send: wait a little for the next fragment.
         let step = Duration::from_millis(500);
+        waited += step;
         if s.store.wait_newer(&s.key, s.last, step).await? {
             idle = Duration::ZERO;
+            // A store that answers without waiting must not keep this task from yielding.
+            tokio::task::yield_now().await;
             continue;
         }
         if s.store.is_ingesting(&s.key).await? {
             idle = Duration::ZERO;
+            if s.sent_chunk && waited >= KEEPALIVE_EVERY {
+                return Ok(Some(Bytes::from_static(&KEEPALIVE)));
+            }
         } else {
             idle += step;
             if idle >= s.idle_end {
