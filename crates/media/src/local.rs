@@ -32,6 +32,9 @@ pub struct LocalFragmentStore {
     /// `None`: bytes kept in memory.
     root: Option<PathBuf>,
     index: Mutex<HashMap<StreamKey, StreamIndex>>,
+    /// Appends one at a time, so fragments enter the index in number order and a reader that
+    /// listed fragment n+1 never finds n appearing after it.
+    appending: tokio::sync::Mutex<()>,
 }
 
 /// The next fragment number: increasing, and above any number given before even after every
@@ -49,6 +52,7 @@ impl LocalFragmentStore {
         Self {
             root: None,
             index: Mutex::new(HashMap::new()),
+            appending: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -87,6 +91,7 @@ impl LocalFragmentStore {
         Ok(Self {
             root: Some(root.to_owned()),
             index: Mutex::new(index),
+            appending: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -201,6 +206,7 @@ impl FragmentStore for LocalFragmentStore {
     async fn append(&self, key: &StreamKey, fragment: NewFragment) -> Result<FragmentMeta> {
         // The number is taken under the lock; the index entry is made only once the bytes are
         // durable, so a reader never lists a fragment it cannot read.
+        let _one_at_a_time = self.appending.lock().await;
         let number = {
             let mut index = self.lock();
             let entry = index.entry(key.clone()).or_default();
