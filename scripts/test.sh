@@ -59,6 +59,8 @@ done
 # The hostile-input suite reads listen backlogs with ss and lowers a server's open-file limit.
 command -v ss >/dev/null || need_apt+=(iproute2)
 command -v prlimit >/dev/null || need_apt+=(util-linux)
+# The media tests make H.264 and Opus with ffmpeg and read GetMedia's Matroska with ffprobe.
+command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
 if ((${#need_apt[@]})); then
   step "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     /// A stream tag operation named a resource that is not a stream.
     InvalidResourceFormat,
     ClientLimitExceeded,
+    /// GetMedia: too many responses streaming from one stream at once.
+    ConnectionLimitExceeded,
     AccessDenied,
     InternalFailure,
     ServiceUnavailable,
@@ -38,6 +40,7 @@ impl ErrorCode {
             Self::InvalidResourceFormat => "InvalidResourceFormatException",
             Self::TagsPerResourceExceededLimit => "TagsPerResourceExceededLimitException",
             Self::ClientLimitExceeded => "ClientLimitExceededException",
+            Self::ConnectionLimitExceeded => "ConnectionLimitExceededException",
             Self::AccessDenied => "AccessDeniedException",
             Self::InternalFailure => "InternalFailure",
             Self::ServiceUnavailable => "ServiceUnavailable",
@@ -55,7 +58,8 @@ impl ErrorCode {
             | Self::NoDataRetention
             | Self::InvalidResourceFormat
             | Self::TagsPerResourceExceededLimit
-            | Self::ClientLimitExceeded => 400,
+            | Self::ClientLimitExceeded
+            | Self::ConnectionLimitExceeded => 400,
             // 401 in the kinesisvideo model (docs/protocol.md §4.1, §13.1).
             Self::AccessDenied => 401,
             Self::ResourceNotFound => 404,

@@ -20,6 +20,13 @@
 //! | `P:{A:R}:st:NAME` | hash `rev`, `arn`, `rec` | the stream record (JSON), revision and ARN | none |
 //! | `P:{A:R}:ml:CHANNEL_ARN` | string | the channel's media-storage link (JSON) | none |
 //! | `P:{A:R}:mls:STREAM_ARN` | string | the channel ARN linked to the stream | none |
+//! | `P:{A:R}:mfz:NAME~CREATED` | sorted set number → number | a stream's fragment numbers (GetMedia) | none (retention, byte cap) |
+//! | `P:{A:R}:mfm:NAME~CREATED` | hash number → `PRODUCER,SERVER,DURATION,OFFSET,LEN` | their metadata | same |
+//! | `P:{A:R}:mfb:NAME~CREATED:NUMBER` | string | one fragment's Matroska bytes | same |
+//! | `P:{A:R}:mfs:NAME~CREATED` | string | the stream's fragment bytes in all | same |
+//! | `P:{A:R}:mfn:NAME~CREATED` | string | the last fragment number given | none |
+//! | `P:{A:R}:mfi:NAME~CREATED` | string | a recording of the stream is live | 5 s, renewed each second |
+//! | `P:mstreams` | set | the streams that have fragments (`A|R|NAME|CREATED`) | none |
 //! | `P:q:SCOPE:OP:SUBJECT` | string | a quota bucket's GCRA cell (µs, Redis's clock) | a second after the bucket is full again |
 //! | `P:{nodes}` | sorted set node → lease end (Redis's clock, ms) | node leases | 1 day, renewed |
 //! | `P:{ss}` | hash channel ARN → claim | storage-session claims (one per channel; Redis's clock) | none; lapsed claims pruned at the next claim |
@@ -125,6 +132,17 @@ impl Keys {
     /// The prefix of a stream's reverse link key; the stream ARN follows.
     pub fn stream_link_prefix(&self, ns: &Namespace) -> String {
         format!("{}:{}:mls:", self.prefix, Self::ns_tag(ns))
+    }
+
+    /// A recorded stream's key of `kind` (`mfz`, `mfm`, `mfb`, `mfs`, `mfn`, `mfi`), under the
+    /// namespace's tag like the stream's record.
+    pub fn media(&self, account: &str, region: &str, stream: &str, kind: &str) -> String {
+        format!("{}:{{{account}:{region}}}:{kind}:{stream}", self.prefix)
+    }
+
+    /// The set of streams that have fragments.
+    pub fn media_streams(&self) -> String {
+        format!("{}:mstreams", self.prefix)
     }
 
     fn per_channel(&self, kind: &str, arn: &str) -> String {

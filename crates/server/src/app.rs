@@ -148,6 +148,8 @@ impl App {
         let mut sessions: Arc<dyn kvs_core::storage_session::SessionRegistry> = Arc::new(
             kvs_core::storage_session::MemorySessionRegistry::new(Arc::clone(&clock)),
         );
+        // Recorded media (issue 15): on disk under the data directory, on Redis with Redis.
+        let mut fragments: Option<Arc<dyn kvs_media::FragmentStore>> = None;
         let (store, ports, limiter): (Arc<dyn Store>, SignalingPorts, Arc<dyn RateLimiter>) =
             match &cfg.store {
                 StoreKind::Memory => (
@@ -184,17 +186,33 @@ impl App {
                     (Arc::new(s), SignalingPorts::in_process(), memory_limiter())
                 }
                 StoreKind::Redis(url) => {
-                    let (store, ports, limiter, redis_streams) =
+                    let (store, ports, limiter, redis_streams, redis_fragments) =
                         redis_backends(cfg, url, &quotas, &metrics).await?;
                     streams = redis_streams;
                     let redis = kvs_redis::Redis::open(url, &cfg.redis_prefix)
                         .with_context(|| format!("--store {}", cfg.store))?
                         .with_round_trips(metrics.redis());
                     sessions = Arc::new(kvs_redis::RedisSessionRegistry::new(redis));
+                    fragments = Some(redis_fragments);
                     (store, ports, limiter)
                 }
             };
         let store = metrics.timed_store(store);
+        let fragments = match fragments {
+            Some(f) => f,
+            None => {
+                let root = cfg.data_dir.join("media");
+                let opened = root.clone();
+                Arc::new(
+                    tokio::task::spawn_blocking(move || {
+                        kvs_media::LocalFragmentStore::disk(&opened)
+                    })
+                    .await?
+                    .with_context(|| format!("opening the media store in {}", root.display()))?,
+                )
+            }
+        };
+        let media_clock = Arc::clone(&clock);
         let application = Arc::new(
             Application::new(
                 store,
@@ -258,6 +276,19 @@ impl App {
             },
             metrics.storage(),
         );
+        let recorder = Arc::new(kvs_media::MediaRecorder::new(
+            Arc::clone(&application) as Arc<dyn kvs_media::StreamDirectory>,
+            fragments,
+            media_clock,
+            kvs_media::RecorderConfig {
+                max_bytes: cfg.media_max_bytes,
+                ..kvs_media::RecorderConfig::default()
+            },
+        ));
+        let media = Arc::new(crate::media::Media::new(recorder));
+        metrics.collect(Box::new(crate::metrics::media::MediaCollector::of(
+            Arc::clone(&media),
+        )));
         let metrics = Arc::new(metrics);
         let open = credentials.is_none();
         let console = crate::console::Console::new(
@@ -298,7 +329,8 @@ impl App {
             calls: crate::observe::Calls::new(vec![metrics.api(), inspector]),
             console,
             metrics,
-            recording: Arc::new(crate::storage::CountingTarget::default()),
+            recording: media.recording(),
+            media,
             storage,
         });
         tracing::info!(
@@ -354,6 +386,8 @@ pub async fn run(
     } = app;
     let hub_tasks = state.app.hub().start();
     let sweeper = tokio::spawn(sweep_held_messages(Arc::clone(&state)));
+    // Retention, deleted streams and --media-max-bytes (docs/media-storage.md).
+    let media_upkeep = state.media.recorder().spawn_upkeep(MEDIA_UPKEEP_EVERY);
     let watcher = turn_secret_file.map(|p| tokio::spawn(watch_secret_file(p, Arc::clone(&state))));
     let tls = listeners.tls.map(|mut t| {
         t.turn = turn.as_ref().and_then(|r| r.intake.clone());
@@ -361,6 +395,7 @@ pub async fn run(
     });
     let result = server::serve(listeners.http, tls, Arc::clone(&state), shutdown, drain).await;
     sweeper.abort();
+    media_upkeep.abort();
     if let Some(w) = watcher {
         w.abort();
     }
@@ -383,6 +418,7 @@ async fn redis_backends(
     SignalingPorts,
     Arc<dyn RateLimiter>,
     Arc<dyn StreamStore>,
+    Arc<dyn kvs_media::FragmentStore>,
 )> {
     let redis = kvs_redis::Redis::open(url, &cfg.redis_prefix)
         .with_context(|| format!("--store {}", cfg.store))?
@@ -444,9 +480,16 @@ async fn redis_backends(
         Arc::new(kvs_redis::RedisStore::new(redis.clone())),
         ports,
         limiter,
-        Arc::new(kvs_redis::RedisStreamStore::new(redis)),
+        Arc::new(kvs_redis::RedisStreamStore::new(redis.clone())),
+        Arc::new(kvs_redis::RedisFragmentStore::new(
+            redis,
+            cfg.media_stream_max_bytes,
+        )),
     ))
 }
+
+/// How often recorded media is held to retention and bounds.
+const MEDIA_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Expires held messages once a second, so metrics and memory reflect TTLs even on channels
 /// nobody connects to again.

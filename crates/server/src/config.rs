@@ -268,6 +268,16 @@ pub struct ServeConfig {
     #[arg(long, env = "KVS_MAX_STREAMS", default_value = "10000", value_parser = counts(1usize, 100_000_000))]
     pub max_streams: usize,
 
+    /// Bytes of recorded media (GetMedia fragments) kept in all; beyond it the oldest
+    /// fragments of any stream are evicted (docs/media-storage.md; 1048576..1125899906842624).
+    #[arg(long, env = "KVS_MEDIA_MAX_BYTES", default_value = "5368709120", value_parser = counts(1u64 << 20, 1u64 << 50))]
+    pub media_max_bytes: u64,
+
+    /// Bytes of recorded media one stream keeps on Redis (--store redis://); its oldest
+    /// fragments go beyond it, at once (1048576..1125899906842624).
+    #[arg(long, env = "KVS_MEDIA_STREAM_MAX_BYTES", default_value = "1073741824", value_parser = counts(1u64 << 20, 1u64 << 50))]
+    pub media_stream_max_bytes: u64,
+
     /// Base URL handed out by GetSignalingChannelEndpoint instead of the request's Host, e.g.
     /// https://kvs.example.com.
     #[arg(long, env = "KVS_PUBLIC_ENDPOINT")]

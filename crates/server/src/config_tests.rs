@@ -477,6 +477,8 @@ const BOUNDS: &[&str] = &[
     "--handshake-timeout 999ms 1s 2m 121s",
     "--max-channels 0 1 100000000 100000001",
     "--max-streams 0 1 100000000 100000001",
+    "--media-max-bytes 1048575 1048576 1125899906842624 1125899906842625",
+    "--media-stream-max-bytes 1048575 1048576 1125899906842624 1125899906842625",
     "--max-viewers 0 1 100000 100001",
     "--max-held-messages 0 1 1000000 1000001",
     "--turn-max-allocations 0 1 100000 100001",

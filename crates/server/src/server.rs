@@ -222,6 +222,8 @@ async fn dispatch(state: SharedState, req: Request, scheme: Scheme) -> Response 
 enum Route {
     Control(Operation),
     Signaling(data_plane::Operation),
+    /// kinesis-video-media GetMedia (a streaming answer).
+    GetMedia,
 }
 
 fn is_websocket(parts: &axum::http::request::Parts) -> bool {
@@ -275,6 +277,7 @@ async fn dispatch_inner(
     }
     let route = match (&parts.method, Operation::from_path(&path)) {
         (&Method::POST, Some(op)) => Route::Control(op),
+        (&Method::POST, None) if path == crate::media::PATH => Route::GetMedia,
         (&Method::POST, None) => match data_plane::Operation::from_path(&path) {
             Some(op) => Route::Signaling(op),
             None => return Err(ApiError::unknown_operation(parts.method.as_str(), &path)),
@@ -284,6 +287,7 @@ async fn dispatch_inner(
     call.operation = Some(match route {
         Route::Control(op) => op.name(),
         Route::Signaling(op) => op.name(),
+        Route::GetMedia => crate::media::OPERATION,
     });
     let body = read_body(body, state.connections.body_timeout).await?;
     call.channel_from_body(&body);
@@ -303,6 +307,9 @@ async fn dispatch_inner(
     call.account = Some(caller.ns.account.to_string());
     let op = match route {
         Route::Control(op) => op,
+        Route::GetMedia => {
+            return crate::media::get_media(&state.app, &state.media, &caller, &body).await;
+        }
         Route::Signaling(data_plane::Operation::SendAlexaOfferToMaster) => {
             let out = data_plane::send_alexa_offer_to_master(state, caller, body).await?;
             return Ok(success(Some(out)));

@@ -34,9 +34,11 @@ pub struct AppState {
     pub console: crate::console::Console,
     /// What `GET /metrics` renders.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Where storage sessions' media goes (issue 15): the fragment store; until it is wired
-    /// in, a [`crate::storage::CountingTarget`].
+    /// Where the storage session's WebRTC peer records (issue 15): opens a sink per session
+    /// for the stream the channel is bound to.
     pub recording: Arc<dyn kvs_core::media::RecordingTarget>,
+    /// Recorded media: the fragment store, its upkeep and GetMedia (docs/media-storage.md).
+    pub media: Arc<crate::media::Media>,
     /// This node's storage-session peers and the cluster's claims on them.
     pub storage: Arc<crate::storage::StorageSessions>,
 }

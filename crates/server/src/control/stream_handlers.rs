@@ -96,6 +96,12 @@ pub async fn handle(
         }
         StreamRequest::Delete { arn, version } => {
             streams.delete(ns, &arn, version.as_ref()).await?;
+            // Its recorded media goes with it (the media upkeep removes what this misses, e.g.
+            // when the store is unreachable now: docs/media-storage.md).
+            let key = kvs_media::StreamKey::from_arn(&arn);
+            if let Err(e) = state.media.store().delete_stream(&key).await {
+                tracing::warn!(error = %e, stream = %arn, "recorded media not deleted yet");
+            }
             Ok(None)
         }
         StreamRequest::UpdateRetention {

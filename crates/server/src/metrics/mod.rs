@@ -16,6 +16,7 @@
 //! against a fresh node.
 
 pub mod api;
+pub mod media;
 pub mod signaling;
 pub mod storage;
 pub mod store;

@@ -237,21 +237,31 @@ pub fn encode(f: &CoreFigures, enc: &mut DescriptorEncoder) -> Result<(), fmt::E
     )
 }
 
-fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<(), fmt::Error> {
+pub(super) fn gauge(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: i64,
+) -> Result<(), fmt::Error> {
     let g = ConstGauge::new(v);
     let metric = enc.encode_descriptor(name, help, None, g.metric_type())?;
     g.encode(metric)
 }
 
 /// `name` is the sample's name; the encoder appends the `_total` a counter's name ends in.
-fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), fmt::Error> {
+pub(super) fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> Result<(), fmt::Error> {
     let name = name.strip_suffix("_total").unwrap_or(name);
     let c = ConstCounter::new(v);
     let metric = enc.encode_descriptor(name, help, None, c.metric_type())?;
     c.encode(metric)
 }
 
-fn labelled_counter<'a>(
+pub(super) fn labelled_counter<'a>(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,

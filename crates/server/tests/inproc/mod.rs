@@ -30,21 +30,21 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(15);
 pub struct Server {
     pub port: u16,
     pub clock: Arc<ManualClock>,
+    /// The assembled state (the recorder, the fragment store), for tests that record.
+    pub state: kvs_signaling::state::SharedState,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Server {
-    /// `serve --listen 127.0.0.1:0 --store memory --embedded-turn false` plus `extra`, in open
-    /// mode, with a manual clock starting at the real time.
+    /// `serve --listen 127.0.0.1:0 --store memory --embedded-turn false` plus `extra` (which
+    /// may choose another store), in open mode, with a manual clock starting at the real time.
     pub async fn start(extra: &[&str]) -> Self {
         let mut args: Vec<String> = [
             "kvs-signaling",
             "serve",
             "--listen",
             "127.0.0.1:0",
-            "--store",
-            "memory",
             "--embedded-turn",
             "false",
         ]
@@ -52,7 +52,11 @@ impl Server {
         .chain(extra)
         .map(|s| (*s).to_owned())
         .collect();
-        // Never written to with the memory store; named so nothing lands in the working dir.
+        if !extra.contains(&"--store") {
+            args.extend(["--store".to_owned(), "memory".to_owned()]);
+        }
+        // Only recorded media (GetMedia tests) is written here with the memory store; named so
+        // nothing lands in the working dir.
         let data_dir = std::env::temp_dir().join(format!("kvs-inproc-{}", std::process::id()));
         args.extend(["--data-dir".to_owned(), data_dir.display().to_string()]);
         let Command::Serve(cfg) = config::parse_from(args).unwrap().command;
@@ -63,6 +67,7 @@ impl Server {
         let app = App::build(cfg, Arc::clone(&clock) as Arc<dyn Clock>, &listeners)
             .await
             .unwrap();
+        let state = Arc::clone(app.state());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app::run(listeners, app, async move {
             let _ = stopped.await;
@@ -70,6 +75,7 @@ impl Server {
         Self {
             port,
             clock,
+            state,
             stop: Some(stop),
             task: Some(task),
         }

@@ -1,0 +1,196 @@
+#![allow(clippy::unwrap_used)]
+use std::time::{Duration, UNIX_EPOCH};
+
+use kvs_core::media::{Sample, TrackKind};
+
+use super::*;
+
+const T0: u64 = 1_700_000_000_000;
+const SPS: &[u8] = &[
+    0x67, 0x42, 0xC0, 0x0D, 0xD9, 0x01, 0x41, 0xFB, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00,
+    0x00, 0x03, 0x03, 0xC0, 0xF1, 0x42, 0xA4, 0x80,
+];
+const PPS: &[u8] = &[0x68, 0xCB, 0x83, 0xCB, 0x20];
+
+#[derive(Clone, Copy)]
+enum S {
+    /// A keyframe with SPS and PPS in band.
+    K(u64),
+    /// A keyframe whose SPS differs (a new resolution).
+    K2(u64),
+    /// A keyframe without parameter sets.
+    Bare(u64),
+    V(u64),
+    A(u64),
+}
+
+fn sample(s: S) -> Sample {
+    let annex_b = |nals: &[&[u8]]| {
+        let mut v = Vec::new();
+        for n in nals {
+            v.extend_from_slice(&[0, 0, 0, 1]);
+            v.extend_from_slice(n);
+        }
+        v
+    };
+    let (track, t, keyframe, data) = match s {
+        S::K(t) => (TrackKind::Video, t, true, annex_b(&[SPS, PPS, &[0x65, 1]])),
+        S::K2(t) => {
+            let mut sps = SPS.to_vec();
+            sps[3] = 0x1E;
+            (TrackKind::Video, t, true, annex_b(&[&sps, PPS, &[0x65, 1]]))
+        }
+        S::Bare(t) => (TrackKind::Video, t, true, annex_b(&[&[0x65, 1]])),
+        S::V(t) => (TrackKind::Video, t, false, annex_b(&[&[0x41, 2]])),
+        S::A(t) => (TrackKind::Audio, t, false, vec![0xFC, 3]),
+    };
+    let at = UNIX_EPOCH + Duration::from_millis(T0 + t);
+    Sample {
+        track,
+        media_time: Duration::from_millis(t),
+        producer_time: at,
+        arrival_time: at,
+        keyframe,
+        data,
+    }
+}
+
+/// (start ms from T0, blocks, duration ms) of each fragment, then the drops by reason.
+type Want = (&'static [(u64, usize, u64)], &'static [(DropReason, u64)]);
+
+type Shape = Vec<(u64, usize, u64)>;
+
+fn run(rules: FragmentRules, samples: &[S]) -> (Shape, Vec<(DropReason, u64)>, Vec<NewFragment>) {
+    let mut f = Fragmenter::new(rules);
+    let mut out = Vec::new();
+    for s in samples {
+        out.extend(f.push(sample(*s)));
+    }
+    out.extend(f.finish());
+    let shape = out
+        .iter()
+        .map(|n| {
+            let blocks = cluster_children(&n.bytes[n.cluster_offset as usize..])
+                .iter()
+                .filter(|id| **id == 0xA3)
+                .count();
+            (n.producer_ms - T0, blocks, n.duration_ms)
+        })
+        .collect();
+    (shape, f.dropped.clone().into_iter().collect(), out)
+}
+
+/// The IDs of a Cluster's children (a minimal EBML reader for the tests).
+fn cluster_children(cluster: &[u8]) -> Vec<u32> {
+    fn vint(b: &[u8]) -> (usize, u64) {
+        let len = b[0].leading_zeros() as usize + 1;
+        let mut v = u64::from(b[0]) & (0xFF >> len);
+        for x in &b[1..len] {
+            v = (v << 8) | u64::from(*x);
+        }
+        (len, v)
+    }
+    let (n, _) = vint(&cluster[4..]);
+    let mut at = 4 + n;
+    let mut ids = Vec::new();
+    while at < cluster.len() {
+        let id_len = cluster[at].leading_zeros() as usize + 1;
+        let id = cluster[at..at + id_len]
+            .iter()
+            .fold(0u32, |a, b| (a << 8) | u32::from(*b));
+        let (n, size) = vint(&cluster[at + id_len..]);
+        ids.push(id);
+        at += id_len + n + size as usize;
+    }
+    ids
+}
+
+#[test]
+fn fragments_follow_the_cut_rules() {
+    use DropReason::*;
+    use S::*;
+    let short = FragmentRules {
+        max_duration: Duration::from_secs(2),
+        ..FragmentRules::default()
+    };
+    let cases: &[(&str, FragmentRules, &[S], Want)] = &[
+        (
+            "samples before the first keyframe are dropped",
+            FragmentRules::default(),
+            &[V(0), A(10), K(100), V(133), A(150)],
+            (&[(100, 3, 66)], &[(BeforeKeyframe, 2)]),
+        ),
+        (
+            "a keyframe cuts only once the fragment is a second long",
+            FragmentRules::default(),
+            &[K(0), V(500), K(900), V(1000), K(1200), V(1233)],
+            (&[(0, 4, 1200), (1200, 2, 66)], &[]),
+        ),
+        (
+            "audio at or after the cut moves to the next fragment",
+            FragmentRules::default(),
+            &[K(0), A(990), A(1010), K(1000)],
+            (&[(0, 2, 1000), (1000, 2, 1000)], &[]),
+        ),
+        (
+            "slightly late audio is clamped, older audio dropped",
+            FragmentRules::default(),
+            &[K(0), K(1000), A(900), A(700), V(1033)],
+            (&[(0, 1, 1000), (1000, 3, 66)], &[(Late, 1)]),
+        ),
+        (
+            "without keyframes the fragment closes at its bound and waits",
+            short,
+            &[K(0), V(1000), V(2000), V(2100), A(2150), K(3000)],
+            (&[(0, 3, 3000), (3000, 1, 900)], &[(NoKeyframe, 2)]),
+        ),
+        (
+            "a keyframe needs the parameter sets once",
+            FragmentRules::default(),
+            &[Bare(0), V(33), K(66), Bare(1100)],
+            (
+                &[(66, 1, 1034), (1100, 1, 1034)],
+                &[(BeforeKeyframe, 1), (NoParameterSets, 1)],
+            ),
+        ),
+        (
+            "new parameter sets cut at once",
+            FragmentRules::default(),
+            &[K(0), V(33), K2(300)],
+            (&[(0, 2, 300), (300, 1, 267)], &[]),
+        ),
+    ];
+    for (name, rules, samples, (want, drops)) in cases {
+        let (got, dropped, _) = run(*rules, samples);
+        assert_eq!(got, *want, "{name}");
+        assert_eq!(dropped, *drops, "{name}: drops");
+    }
+}
+
+#[test]
+fn fragments_carry_the_track_setup_and_server_time() {
+    let mut samples = vec![S::K(0), S::A(5)];
+    samples.extend((1..30).map(|i| S::V(i * 33)));
+    let (_, _, out) = run(FragmentRules::default(), &samples);
+    let f = &out[0];
+    assert_eq!(f.server_ms, T0);
+    let find = |needle: &[u8]| f.bytes.windows(needle.len()).any(|w| w == needle);
+    // PixelWidth 320, PixelHeight 240 from the SPS; the Opus track; avcC with the SPS.
+    assert!(find(&[0xB0, 0x82, 0x01, 0x40]));
+    assert!(find(&[0xBA, 0x81, 0xF0]));
+    assert!(find(b"A_OPUS"));
+    assert!(find(SPS));
+    // SPS/PPS are not repeated in the blocks: the first block is the IDR, length-prefixed.
+    assert!(find(&[0x81, 0x00, 0x00, 0x80, 0, 0, 0, 2, 0x65, 1]));
+}
+
+#[test]
+fn video_only_recordings_have_no_audio_track() {
+    let rules = FragmentRules {
+        audio_channels: None,
+        ..FragmentRules::default()
+    };
+    let (shape, _, out) = run(rules, &[S::K(0), S::A(5), S::V(33)]);
+    assert_eq!(shape, [(0, 2, 66)]);
+    assert!(!out[0].bytes.windows(6).any(|w| w == b"A_OPUS"));
+}
