@@ -25,6 +25,7 @@
   const pad = (n, w = 2) => String(n).padStart(w, '0');
   const clock = (ms) => { const d = new Date(ms); return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`; };
   const ago = (ms) => { const s = Math.max(0, Math.round((Date.now() - ms) / 1000)); return s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`; };
+  const stName = (arn) => { const m = /:stream\/([^/]+)\//.exec(arn || ''); return m ? m[1] : arn || ''; };
   const chName = (arn) => { const m = /:channel\/([^/]+)\//.exec(arn || ''); return m ? m[1] : arn || ''; };
   const table = (id, cols, label) => {
     const tbody = h('tbody');
@@ -274,6 +275,7 @@
       msg,
       h('h2', { text: 'Connections' }), conns.wrap,
       h('h2', { text: 'Held messages' }), held.wrap,
+      ...storageSection(arn, msg),
       h('h2', { text: 'GO_AWAY and other events' }), events.wrap,
       h('h2', { text: 'Messages' }), summary, log.wrap);
 
@@ -362,6 +364,126 @@
       for (const td of conns.tbody.querySelectorAll('[data-since]')) { const s = Number(td.dataset.since); td.textContent = `${clock(s)} (${ago(s)})`; }
     }, 1000);
     onLeave(() => { clearInterval(tick); if (es) es.close(); });
+  }
+
+  // --- streams (WebRTC ingestion's recordings) ---------------------------------------------
+  function streamsPage() {
+    const msg = h('div', { class: 'msg', role: 'status', 'aria-live': 'polite', id: 'streams-msg' });
+    const name = h('input', { id: 'new-stream-name', name: 'name', required: true, pattern: '[a-zA-Z0-9_.\\-]{1,256}', autocomplete: 'off' });
+    const hours = h('input', { id: 'new-stream-retention', name: 'retention', type: 'number', min: '0', max: '87600', value: '24', required: true });
+    const fail = (e, what) => setMsg(msg, e.type === 'VersionMismatchException' ? 'version conflict: someone changed this stream; reload' : (what ? `${what}: ` : '') + e.message, 'bad');
+    const create = h('form', {
+      class: 'inline', id: 'create-stream',
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        try {
+          await awsCall('CreateStream', { StreamName: name.value.trim(), DataRetentionInHours: Number(hours.value), MediaType: 'video/h264,audio/opus' });
+          setMsg(msg, `created stream ${name.value.trim()}`, 'ok');
+          name.value = '';
+          refresh();
+        } catch (e) { fail(e); }
+      },
+    }, h('label', { for: 'new-stream-name' }, 'Stream name', name), h('label', { for: 'new-stream-retention' }, 'Retention (hours)', hours),
+    h('button', { class: 'primary', type: 'submit', text: 'Create stream' }));
+    const t = table('streams', ['Name', 'ARN', 'Status', 'Retention (h)', 'Version', 'Created', 'Actions'], 'Streams');
+    const empty = h('p', { class: 'muted', hidden: true, text: 'No streams yet. A stream bound to a channel (its live view, "Media storage") records what the master sends.' });
+    main.replaceChildren(h('h1', { text: 'Video streams' }), create, msg, h('h2', { text: 'Streams' }), t.wrap, empty);
+    async function refresh() {
+      try {
+        const list = [];
+        let token;
+        do {
+          const page = await awsCall('ListStreams', token ? { NextToken: token } : {});
+          list.push(...(page.StreamInfoList || []));
+          token = page.NextToken;
+        } while (token);
+        t.tbody.replaceChildren(...list.map((st) => {
+          const label = (what) => `${what} of ${st.StreamName}`;
+          const delta = h('input', { type: 'number', min: '1', value: '1', 'aria-label': label('hours to add or remove') });
+          const retention = (op) => async () => {
+            try {
+              await awsCall('UpdateDataRetention', { StreamARN: st.StreamARN, CurrentVersion: st.Version, Operation: op, DataRetentionChangeInHours: Number(delta.value) });
+              setMsg(msg, `${st.StreamName}: retention ${op === 'INCREASE_DATA_RETENTION' ? 'increased' : 'decreased'} by ${delta.value}h`, 'ok');
+              refresh();
+            } catch (e) { fail(e, st.StreamName); }
+          };
+          const del = h('button', {
+            type: 'button', class: 'danger', text: 'Delete', 'aria-label': label('delete'),
+            onclick: async () => {
+              if (del.dataset.armed !== '1') { del.dataset.armed = '1'; del.textContent = 'Confirm delete'; return; }
+              try { await awsCall('DeleteStream', { StreamARN: st.StreamARN, CurrentVersion: st.Version }); setMsg(msg, `deleted stream ${st.StreamName}`, 'ok'); refresh(); } catch (e) { fail(e, st.StreamName); }
+            },
+          });
+          return h('tr', { 'data-name': st.StreamName },
+            h('td', { text: st.StreamName }), h('td', { class: 'wrap mono', text: st.StreamARN }), h('td', { text: st.Status }),
+            h('td', { class: 'num', text: st.DataRetentionInHours }), h('td', { class: 'mono', text: st.Version }),
+            h('td', { text: st.CreationTime ? new Date(st.CreationTime * 1000).toLocaleString() : '' }),
+            h('td', null, h('div', { class: 'row-actions' }, delta,
+              h('button', { type: 'button', text: '+ hours', 'aria-label': label('increase retention'), onclick: retention('INCREASE_DATA_RETENTION') }),
+              h('button', { type: 'button', text: '− hours', 'aria-label': label('decrease retention'), onclick: retention('DECREASE_DATA_RETENTION') }),
+              del)));
+        }));
+        empty.hidden = list.length > 0;
+      } catch (e) { if (!(e instanceof ApiError && e.status === 403)) setMsg(msg, e.message, 'bad'); }
+    }
+    refresh();
+  }
+
+  // --- a channel's media storage: its stream, its storage sessions, what is recorded --------
+  function storageSection(arn, msg) {
+    const status = h('span', { id: 'storage-status', text: '…' });
+    const select = h('select', { id: 'storage-stream', 'aria-label': 'stream to record into' });
+    const recorded = h('dl', { class: 'kv', id: 'storage-recorded' });
+    const sessions = table('storage-sessions', ['Session', 'Node', 'Since', 'State', 'Master', 'Viewers'], 'Storage sessions');
+    const set = async (enabled) => {
+      try {
+        const streamArn = enabled ? select.value : (current && current.StreamARN);
+        if (!streamArn) { setMsg(msg, 'create a stream first (Streams page)', 'bad'); return; }
+        await awsCall('UpdateMediaStorageConfiguration', { ChannelARN: arn, MediaStorageConfiguration: { StreamARN: streamArn, Status: enabled ? 'ENABLED' : 'DISABLED' } });
+        setMsg(msg, enabled ? `recording into ${stName(streamArn)} while a storage session runs` : 'media storage disabled', 'ok');
+        refresh();
+      } catch (e) { setMsg(msg, e.message, 'bad'); }
+    };
+    let current = null;
+    const fact = (k, v) => [h('dt', { text: k }), h('dd', { text: v })];
+    async function refresh() {
+      try {
+        const [cfg, list] = await Promise.all([
+          awsCall('DescribeMediaStorageConfiguration', { ChannelARN: arn }),
+          awsCall('ListStreams', {}),
+        ]);
+        current = cfg.MediaStorageConfiguration || {};
+        status.textContent = current.Status === 'ENABLED' ? `ENABLED → ${current.StreamARN}` : 'DISABLED';
+        status.className = current.Status === 'ENABLED' ? 'ok mono' : 'muted';
+        const keep = select.value || current.StreamARN;
+        select.replaceChildren(...(list.StreamInfoList || []).map((st) => h('option', { value: st.StreamARN, text: `${st.StreamName} (${st.DataRetentionInHours}h)` })));
+        if (keep) select.value = keep;
+      } catch (e) { setMsg(msg, e.message, 'bad'); }
+      try {
+        const s = await api(`/console/api/storage?channel=${encodeURIComponent(arn)}`);
+        const r = s.recording;
+        recorded.replaceChildren(...(r ? [
+          ...fact('Fragments', String(r.fragments)), ...fact('Recorded', `${(r.durationMillis / 1000).toFixed(1)} s`),
+          ...fact('Size', `${(r.bytes / 1024).toFixed(0)} KiB`),
+          ...fact('From', r.earliest ? new Date(r.earliest).toLocaleString() : '—'), ...fact('To', r.latest ? new Date(r.latest).toLocaleString() : '—'),
+        ] : fact('Recorded', 'nothing (no stream bound)')));
+        sessions.tbody.replaceChildren(...(s.sessions || []).map((x) => h('tr', { 'data-session': x.sessionId },
+          h('td', { class: 'mono', text: x.sessionId }), h('td', { text: x.node ?? '' }), h('td', { text: x.since ? `${clock(x.since)} (${ago(x.since)})` : '' }),
+          h('td', { text: x.state ?? '' }), h('td', { class: 'mono', text: x.master ?? '' }), h('td', { class: 'num', text: (x.viewers || []).length }))));
+        if (!(s.sessions || []).length) sessions.tbody.append(h('tr', null, h('td', { colspan: '6', class: 'muted', text: 'no storage session (JoinStorageSession starts one)' })));
+      } catch (e) { setMsg(msg, e.message, 'bad'); }
+    }
+    refresh();
+    const timer = setInterval(refresh, 3000);
+    onLeave(() => clearInterval(timer));
+    return [
+      h('h2', { text: 'Media storage' }),
+      h('p', null, 'Status: ', status),
+      h('div', { class: 'bar' }, select,
+        h('button', { type: 'button', id: 'storage-enable', text: 'Record into this stream', onclick: () => set(true) }),
+        h('button', { type: 'button', id: 'storage-disable', text: 'Disable', onclick: () => set(false) })),
+      recorded, sessions.wrap,
+    ];
   }
 
   // --- API inspector ----------------------------------------------------------------------
@@ -626,6 +748,7 @@
     if (!who) return;
     if (who.mode === 'credentials' && !who.signedIn) { document.title = 'Sign in · kvs-signaling'; signInPage(); return; }
     if (hash.startsWith('#/channel/')) { document.title = 'Live view · kvs-signaling'; livePage(decodeURIComponent(hash.slice('#/channel/'.length))); }
+    else if (page === 'streams') { document.title = 'Streams · kvs-signaling'; streamsPage(); }
     else if (page === 'inspector') { document.title = 'API inspector · kvs-signaling'; inspectorPage(); }
     else if (page === 'call') { document.title = 'Try a call · kvs-signaling'; callPage(); }
     else { document.title = 'Channels · kvs-signaling'; channelsPage(); }

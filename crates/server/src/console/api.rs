@@ -22,7 +22,7 @@ use crate::endpoints::EndpointBase;
 use crate::server::{read_body, Scheme};
 use crate::state::{AppState, SharedState};
 
-type Answer = Result<Response, ApiError>;
+pub(super) type Answer = Result<Response, ApiError>;
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
@@ -35,7 +35,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     resp
 }
 
-fn ok(body: Value) -> Answer {
+pub(super) fn ok(body: Value) -> Answer {
     Ok(json_response(StatusCode::OK, &body))
 }
 

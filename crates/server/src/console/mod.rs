@@ -8,6 +8,7 @@ pub mod assets;
 pub mod inspector;
 mod live;
 pub mod sessions;
+mod storage;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
@@ -72,6 +73,7 @@ pub fn routes(scheme: Scheme) -> Router<SharedState> {
         )
         .route("/console/api/channels", get(api::channels))
         .route("/console/api/live", get(live::live))
+        .route("/console/api/storage", get(storage::storage))
         .route("/console/api/channel/goaway", post(api::go_away))
         .route(
             "/console/api/channel/reconnect-ice",

@@ -1,0 +1,135 @@
+"""WebRTC ingestion end to end (issue 15): an aiortc master (H.264 test pattern, Opus tone) on a
+channel bound to a stream; JoinStorageSession starts the server's recording peer; the master
+sends for a while and leaves; then boto3's kinesis-video-media GetMedia, on the endpoint
+GetDataEndpoint names, returns Matroska that ffprobe (Debian ffmpeg) reads as one H.264 video
+track and one Opus audio track covering the time the master sent. The stream's fragments carry
+AWS's tags, and FRAGMENT_NUMBER resumes after a given fragment."""
+import json
+import re
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+import requests
+
+from storage_master import Master
+
+pytestmark = pytest.mark.timeout(180)
+
+SEND_SECONDS = 8.0
+
+
+def metric(server, line_re):
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        m = re.fullmatch(line_re + r" (\S+)", line)
+        if m:
+            return float(m.group(1))
+    return None
+
+
+def wait_for(what, check, timeout=40.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def ffprobe(path):
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_packets",
+         "-show_entries", "packet=stream_index,pts_time,flags", str(path)],
+        check=True, capture_output=True, text=True, timeout=60)
+    return json.loads(out.stdout)
+
+
+def console_storage(server, channel):
+    r = requests.get(server.url + "/console/api/storage", params={"channel": channel}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def get_media(server, kv, stream_name, selector):
+    ep = kv.get_data_endpoint(StreamName=stream_name, APIName="GET_MEDIA")["DataEndpoint"]
+    media = server.client(service="kinesis-video-media", endpoint_url=ep)
+    resp = media.get_media(StreamName=stream_name, StartSelector=selector)
+    assert resp["ContentType"] == "video/webm"
+    return resp["Payload"].read()
+
+
+def test_a_recorded_session_reads_back_as_h264_and_opus(server, kv, name, tmp_path):
+    channel = kv.create_signaling_channel(ChannelName=name)["ChannelARN"]
+    stream = kv.create_stream(StreamName=name, DataRetentionInHours=2)["StreamARN"]
+    kv.update_media_storage_configuration(
+        ChannelARN=channel, MediaStorageConfiguration={"StreamARN": stream, "Status": "ENABLED"})
+    eps = kv.get_signaling_channel_endpoint(
+        ChannelARN=channel,
+        SingleMasterChannelEndpointConfiguration={"Protocols": ["WSS", "WEBRTC"], "Role": "MASTER"},
+    )["ResourceEndpointList"]
+    by = {e["Protocol"]: e["ResourceEndpoint"] for e in eps}
+    storage = server.client(service="kinesis-video-webrtc-storage", endpoint_url=by["WEBRTC"])
+    ws = by["WSS"].rstrip("/") + "/?" + urllib.parse.urlencode({"X-Amz-ChannelARN": channel})
+
+    fragments0 = metric(server, "kvs_media_fragments_total") or 0
+    master = Master(ws)
+    master.start()
+    try:
+        storage.join_storage_session(channelArn=channel)
+        wait_for("the first keyframe", lambda: (metric(server, "kvs_storage_video_keyframes_total") or 0) >= 1)
+        time.sleep(SEND_SECONDS)
+        assert master.errors == []
+        # The console's storage view shows the running session (state as of its last renewal).
+        view = console_storage(server, channel)
+        assert view["configuration"] == {"status": "ENABLED", "streamArn": stream}
+        assert [s["state"] for s in view["sessions"]] == ["CONNECTED"], view
+
+    finally:
+        master.stop()
+    # The session ends on the master's leave and its recording's last fragment is flushed.
+    wait_for("the session to end", lambda: (metric(server, "kvs_storage_sessions_active") or 0) == 0, timeout=15)
+    assert (metric(server, "kvs_media_fragments_total") or 0) >= fragments0 + 2
+
+    # ... and, once it ended, what the stream holds.
+    view = console_storage(server, channel)
+    assert view["sessions"] == []
+    rec = view["recording"]
+    assert rec["streamArn"] == stream and rec["fragments"] >= 2 and rec["bytes"] > 10_000, rec
+    assert SEND_SECONDS - 2.5 <= rec["durationMillis"] / 1000 <= SEND_SECONDS + 3.0, rec
+    assert rec["latest"] - rec["earliest"] >= rec["durationMillis"] - 50, rec
+
+    body = get_media(server, kv, name, {"StartSelectorType": "EARLIEST"})
+    assert body[:4] == b"\x1a\x45\xdf\xa3"  # an EBML header opens every chunk
+    for tag in (b"AWS_KINESISVIDEO_FRAGMENT_NUMBER", b"AWS_KINESISVIDEO_SERVER_TIMESTAMP",
+                b"AWS_KINESISVIDEO_PRODUCER_TIMESTAMP", b"AWS_KINESISVIDEO_CONTINUATION_TOKEN"):
+        assert tag in body, tag
+    path = tmp_path / "recording.mkv"
+    path.write_bytes(body)
+    probe = ffprobe(path)
+    codecs = sorted(s["codec_name"] for s in probe["streams"])
+    assert codecs == ["h264", "opus"], probe["streams"]
+    video = next(s for s in probe["streams"] if s["codec_name"] == "h264")
+    assert (video["width"], video["height"]) == (320, 240)
+    audio = next(s for s in probe["streams"] if s["codec_name"] == "opus")
+    assert audio["sample_rate"] == "48000"
+
+    # Duration: both tracks span the time the master sent (from the first keyframe on), less
+    # what the session's start and end cost.
+    def span(index):
+        t = [float(p["pts_time"]) for p in probe["packets"]
+             if p["stream_index"] == index and p.get("pts_time") not in (None, "N/A")]
+        return max(t) - min(t)
+    for s in probe["streams"]:
+        got = span(s["index"])
+        assert SEND_SECONDS - 2.5 <= got <= SEND_SECONDS + 3.0, (s["codec_name"], got)
+    keyframes = [p for p in probe["packets"] if p["stream_index"] == video["index"] and "K" in p["flags"]]
+    assert len(keyframes) >= 2
+
+    # FRAGMENT_NUMBER: what follows the first fragment, and less of it.
+    first = re.search(rb"AWS_KINESISVIDEO_FRAGMENT_NUMBER.{0,8}?(\d{5,})", body, re.S).group(1).decode()
+    rest = get_media(server, kv, name, {"StartSelectorType": "FRAGMENT_NUMBER", "AfterFragmentNumber": first})
+    assert 0 < len(rest) < len(body)
+    assert first.encode() not in rest.split(b"AWS_KINESISVIDEO_CONTINUATION_TOKEN")[0]
