@@ -410,7 +410,7 @@
           const del = h('button', {
             type: 'button', class: 'danger', text: 'Delete', 'aria-label': label('delete'),
             onclick: async () => {
-              if (del.dataset.armed !== '1') { del.dataset.armed = '1'; del.textContent = 'Confirm delete'; return; }
+              if (del.dataset.armed !== '1') { del.dataset.armed = '1'; del.textContent = 'Confirm delete'; del.setAttribute('aria-label', label('confirm delete')); return; }
               try { await awsCall('DeleteStream', { StreamARN: st.StreamARN, CurrentVersion: st.Version }); setMsg(msg, `deleted stream ${st.StreamName}`, 'ok'); refresh(); } catch (e) { fail(e, st.StreamName); }
             },
           });

@@ -196,6 +196,52 @@ test('channels page in dark mode', async () => {
   await c.done();
 });
 
+test('streams and media storage: a stream made and changed in the console, bound to a channel from its live view; boto3 agrees', async () => {
+  const c = await context();
+  const kv = sdk(open);
+  const p = await c.page(`${open.endpoint}/console#/streams`, 'streams');
+  await p.waitForSelector('#create-stream');
+  await p.fill('#new-stream-name', 'console-stream');
+  await p.fill('#new-stream-retention', '2');
+  await p.getByRole('button', { name: 'Create stream' }).click();
+  const row = p.locator('#streams tr[data-name="console-stream"]');
+  await row.waitFor();
+  assert.equal(await row.locator('td').nth(3).textContent(), '2');
+  await row.getByLabel('hours to add or remove of console-stream').fill('3');
+  await row.getByRole('button', { name: 'increase retention of console-stream' }).click();
+  await waitText(p, '#streams-msg', 'retention increased by 3h');
+  await p.waitForFunction(() => document.querySelector('#streams tr[data-name="console-stream"] td:nth-child(4)')?.textContent === '5');
+  const described = JSON.parse(boto3(open, 'print(json.dumps(kv.describe_stream(StreamName="console-stream")["StreamInfo"], default=str))'));
+  assert.equal(described.DataRetentionInHours, 5);
+  await shot(p, 'streams');
+
+  // The live view's media storage: bind the stream, see it from boto3, no session yet.
+  const { ChannelARN } = await kv.send(new CreateSignalingChannelCommand({ ChannelName: 'storage-chan' }));
+  await p.goto(`${open.endpoint}/console#/channel/${encodeURIComponent(ChannelARN)}`);
+  await waitText(p, '#storage-status', 'DISABLED');
+  await p.locator('#storage-stream option', { hasText: 'console-stream' }).waitFor({ state: 'attached' });
+  await p.selectOption('#storage-stream', described.StreamARN);
+  await p.getByRole('button', { name: 'Record into this stream' }).click();
+  await waitText(p, '#storage-status', `ENABLED → ${described.StreamARN}`);
+  const cfg = JSON.parse(boto3(open, `print(json.dumps(kv.describe_media_storage_configuration(ChannelARN=${JSON.stringify(ChannelARN)})["MediaStorageConfiguration"]))`));
+  assert.deepEqual(cfg, { StreamARN: described.StreamARN, Status: 'ENABLED' });
+  await waitText(p, '#storage-sessions', 'no storage session');
+  await waitText(p, '#storage-recorded', 'Fragments0');
+  await p.getByRole('button', { name: 'Disable' }).click();
+  await waitText(p, '#storage-status', 'DISABLED');
+  assert.equal(JSON.parse(boto3(open, `print(json.dumps(kv.describe_media_storage_configuration(ChannelARN=${JSON.stringify(ChannelARN)})["MediaStorageConfiguration"]["Status"]))`)), 'DISABLED');
+
+  // Delete the stream from the streams page (two clicks).
+  await p.goto(`${open.endpoint}/console#/streams`);
+  const del = p.locator('#streams tr[data-name="console-stream"]').getByRole('button', { name: 'delete of console-stream' });
+  await del.click();
+  await p.locator('#streams tr[data-name="console-stream"]').getByRole('button', { name: 'confirm delete of console-stream' }).click();
+  await waitText(p, '#streams-msg', 'deleted stream console-stream');
+  const left = JSON.parse(boto3(open, 'print(json.dumps([s["StreamName"] for s in kv.list_streams()["StreamInfoList"] if s["Status"] != "DELETING"]))'));
+  assert.ok(!left.includes('console-stream'), JSON.stringify(left));
+  await c.done();
+});
+
 async function signalingUrl(server, ChannelARN, Role, ClientId) {
   const r = await fetch(`${server.endpoint}/console/api/signaling-url`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ChannelARN, Role, ClientId }),
