@@ -148,15 +148,19 @@ impl App {
         let mut sessions: Arc<dyn kvs_core::storage_session::SessionRegistry> = Arc::new(
             kvs_core::storage_session::MemorySessionRegistry::new(Arc::clone(&clock)),
         );
-        // Recorded media (issue 15): on disk under the data directory, on Redis with Redis.
+        // Recorded media (issue 15): on disk under the data directory, on Redis with Redis, in
+        // memory with `--store memory` (which keeps nothing on disk, so neither do recordings).
         let mut fragments: Option<Arc<dyn kvs_media::FragmentStore>> = None;
         let (store, ports, limiter): (Arc<dyn Store>, SignalingPorts, Arc<dyn RateLimiter>) =
             match &cfg.store {
-                StoreKind::Memory => (
-                    Arc::new(MemoryStore::new()),
-                    SignalingPorts::in_process(),
-                    memory_limiter(),
-                ),
+                StoreKind::Memory => {
+                    fragments = Some(Arc::new(kvs_media::LocalFragmentStore::memory()));
+                    (
+                        Arc::new(MemoryStore::new()),
+                        SignalingPorts::in_process(),
+                        memory_limiter(),
+                    )
+                }
                 StoreKind::Sqlite => {
                     let dir = cfg.data_dir.clone();
                     // Named in the data directory's lock, for the error of a second process.

@@ -159,6 +159,10 @@ async fn recorded_media_reads_back_from_every_start_selector() {
         sink.push(sample).await.unwrap();
     }
     sink.finish().await.unwrap();
+    // `--store memory` keeps recordings in memory, like its channels and streams: nothing is
+    // written under the data directory.
+    let data_dir = std::env::temp_dir().join(format!("kvs-inproc-{}", std::process::id()));
+    assert!(!data_dir.join("media").exists());
     let c = media_client(&s, "cam").await;
 
     let all = get(

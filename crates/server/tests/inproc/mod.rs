@@ -55,8 +55,8 @@ impl Server {
         if !extra.contains(&"--store") {
             args.extend(["--store".to_owned(), "memory".to_owned()]);
         }
-        // Only recorded media (GetMedia tests) is written here with the memory store; named so
-        // nothing lands in the working dir.
+        // The memory store writes nothing here; named so that nothing could land in the
+        // working directory.
         let data_dir = std::env::temp_dir().join(format!("kvs-inproc-{}", std::process::id()));
         args.extend(["--data-dir".to_owned(), data_dir.display().to_string()]);
         let Command::Serve(cfg) = config::parse_from(args).unwrap().command;
