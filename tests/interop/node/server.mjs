@@ -12,8 +12,9 @@ export const ACCOUNT = '111111111111';
 export const CREDS = { accessKeyId: 'AKIDNODETEST', secretAccessKey: 'node-test-secret' };
 
 // credentials: undefined → one account (CREDS, ACCOUNT); null → open mode (no --credentials);
-// a string → that credentials.toml.
-export async function startServer(extra = [], { listen = '127.0.0.1:0', credentials } = {}) {
+// a string → that credentials.toml. log: a KVS_LOG filter; when given, the server's stderr is
+// kept (the last 4000 lines) in `logs` instead of passed through.
+export async function startServer(extra = [], { listen = '127.0.0.1:0', credentials, log } = {}) {
   const bin = process.env.KVS_BIN || join(root, 'target', 'debug', 'kvs-signaling');
   const dir = mkdtempSync(join(tmpdir(), 'kvs-node-'));
   const credsFile = join(dir, 'credentials.toml');
@@ -23,9 +24,16 @@ export async function startServer(extra = [], { listen = '127.0.0.1:0', credenti
   );
   const auth = credentials === null ? [] : ['--credentials', credsFile];
   const child = spawn(bin, ['serve', '--listen', listen, '--store', 'memory', '--data-dir', dir, ...auth, ...extra], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, KVS_LOG: 'warn' },
+    stdio: ['ignore', 'pipe', log ? 'pipe' : 'inherit'],
+    env: { ...process.env, KVS_LOG: log ?? 'warn' },
   });
+  const logs = [];
+  if (log) {
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      logs.push(line);
+      if (logs.length > 4000) logs.shift();
+    });
+  }
   const lines = createInterface({ input: child.stdout });
   const [port, tlsPort] = await new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`server exited with ${code} before ready`)));
@@ -39,6 +47,7 @@ export async function startServer(extra = [], { listen = '127.0.0.1:0', credenti
     port,
     tlsPort,
     dataDir: dir,
+    logs,
     endpoint: `http://${listen.split(':')[0]}:${port}`,
     tlsEndpoint: tlsPort && (listen.startsWith('127.') ? `https://localhost:${tlsPort}` : `https://${listen.split(':')[0]}:${tlsPort}`),
     stop: () => new Promise((resolve) => {
