@@ -3,35 +3,19 @@ node A, JoinStorageSession is answered by node B, which claims the channel on Re
 recording peer itself; media reaches B over the signaling that crosses the bus. A later join on
 node C supersedes B's session (B stops its peer within its check interval), and every node lists
 the one session, on C. The master leaving ends it."""
-import re
-import time
 import urllib.parse
 
 import pytest
 import requests
 
-from storage_master import Master
+from storage_master import Master, wait_for
+from storage_master import metric as shared_metric
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def metric(node, line_re):
-    text = requests.get(node.url + "/metrics", timeout=10).text
-    for line in text.splitlines():
-        m = re.fullmatch(line_re + r" (\S+)", line)
-        if m:
-            return float(m.group(1))
-    return 0.0
-
-
-def wait_for(what, check, timeout=40.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+    return shared_metric(node, line_re, default=0.0)
 
 
 def sessions(node, channel):

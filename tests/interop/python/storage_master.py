@@ -11,6 +11,7 @@ import base64
 import fractions
 import json
 import math
+import re
 import threading
 import time
 
@@ -164,3 +165,26 @@ class Master:
             "recipientClientId": sender,
             "messagePayload": b64json({"type": "answer", "sdp": pc.localDescription.sdp}),
         }))
+
+
+def metric(server, line_re, default=None):
+    """The value of the first /metrics line matching `line_re` (a full-line regex, value
+    excluded), or `default`. Shared by the storage tests on one node and on several."""
+    import requests
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        m = re.fullmatch(line_re + r" (\S+)", line)
+        if m:
+            return float(m.group(1))
+    return default
+
+
+def wait_for(what, check, timeout=40.0):
+    """Polls `check` until it returns something true; that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -13,30 +13,12 @@ import urllib.parse
 import pytest
 import requests
 
-from storage_master import Master
+from storage_master import Master, metric, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
 SEND_SECONDS = 8.0
 
-
-def metric(server, line_re):
-    text = requests.get(server.url + "/metrics", timeout=10).text
-    for line in text.splitlines():
-        m = re.fullmatch(line_re + r" (\S+)", line)
-        if m:
-            return float(m.group(1))
-    return None
-
-
-def wait_for(what, check, timeout=40.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ffprobe(path):

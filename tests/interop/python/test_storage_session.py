@@ -5,8 +5,6 @@ server's own WebRTC peer (str0m) offers to the master over the signaling channel
 flows to it: /metrics counts video keyframes and audio samples. A second join supersedes the
 first (a new offer, the old session ends), and the master leaving ends the session.
 Also the API's validation and error paths, with exact codes."""
-import re
-import time
 import urllib.parse
 import uuid
 
@@ -14,30 +12,10 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from storage_master import Master
+from storage_master import Master, metric, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
-
-def metric(server, line_re):
-    """The value of the first /metrics line matching `line_re` (a full-line regex, value
-    excluded), or None."""
-    text = requests.get(server.url + "/metrics", timeout=10).text
-    for line in text.splitlines():
-        m = re.fullmatch(line_re + r" (\S+)", line)
-        if m:
-            return float(m.group(1))
-    return None
-
-
-def wait_for(what, check, timeout=40.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def code(e):
