@@ -49,6 +49,12 @@ enum Wire {
     Close { conn: u64, why: String },
     #[serde(rename = "g")]
     GoAway { ch: String, grace_ms: u64 },
+    #[serde(rename = "r")]
+    Redirect {
+        conn: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
 }
 
 fn to_wire(e: Envelope) -> Option<Wire> {
@@ -71,6 +77,7 @@ fn to_wire(e: Envelope) -> Option<Wire> {
             ch: channel,
             grace_ms: grace.as_millis() as u64,
         },
+        Envelope::Redirect { conn, to } => Wire::Redirect { conn, to },
         Envelope::Resubscribed => return None,
     })
 }
@@ -99,6 +106,7 @@ fn from_wire(w: Wire) -> Option<Envelope> {
             channel: ch,
             grace: Duration::from_millis(grace_ms),
         },
+        Wire::Redirect { conn, to } => Envelope::Redirect { conn, to },
     })
 }
 
@@ -266,6 +274,11 @@ mod tests {
                 channel: "arn".into(),
                 grace: Duration::from_millis(1500),
             },
+            Envelope::Redirect {
+                conn: 3,
+                to: Some("kvs-storage-session-1".into()),
+            },
+            Envelope::Redirect { conn: 3, to: None },
         ];
         for e in all {
             let text = serde_json::to_string(&to_wire(e.clone()).unwrap()).unwrap_or_default();

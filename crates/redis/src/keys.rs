@@ -109,6 +109,22 @@ impl Keys {
         format!("{}:ss:superseded", self.prefix)
     }
 
+    /// One channel's storage-session viewers (JoinStorageSessionAsViewer), a hash ClientId →
+    /// membership; in the claims' slot so one script can read both.
+    pub fn storage_session_viewers(&self, channel_arn: &str) -> String {
+        format!("{}:{{ss}}:v:{channel_arn}", self.prefix)
+    }
+
+    /// The counter that numbers viewer joins.
+    pub fn storage_session_viewer_seq(&self) -> String {
+        format!("{}:{{ss}}:vseq", self.prefix)
+    }
+
+    /// The pub/sub channel on which a viewer's join is announced (payload: the channel ARN).
+    pub fn storage_session_viewer_notices(&self) -> String {
+        format!("{}:ss:viewers", self.prefix)
+    }
+
     /// The namespace's stream names (issue 15).
     /// Glob patterns of every stream key of every namespace: name indexes, records, links and
     /// their reverse (for `/_kvs/reset`, by `SCAN`).

@@ -8,6 +8,12 @@
 //! (from inside the script, so the notice follows the claim); every node listens there and
 //! stops that session's peer at once if it runs it. Best effort: a lost subscription is
 //! re-established with backoff, and the peer's renewal (every second) is the guarantee.
+//!
+//! Viewer memberships live in one hash per channel (`P:{ss}:v:ARN`, ClientId →
+//! `SEQ|SINCE_MS|EXPIRES_MS|STATE`), joined, renewed and left by scripts on Redis's clock, so
+//! the per-session viewer limit holds across nodes. The hash expires a minute after its last
+//! write, so a channel nobody serves leaves nothing behind. A join is announced on
+//! `P:ss:viewers` (payload: the channel ARN).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +23,8 @@ use futures_util::StreamExt;
 use kvs_core::clock::Clock;
 use kvs_core::relay::NodeId;
 use kvs_core::storage_session::{
-    RegistryError, SessionRecord, SessionRegistry, SessionState, SUPERSEDED_BUFFER,
+    RegistryError, SessionRecord, SessionRegistry, SessionState, ViewerJoin, ViewerRecord,
+    ViewerRenewal, SUPERSEDED_BUFFER, VIEWER_WAITING,
 };
 use redis::Script;
 use tokio::sync::broadcast;
@@ -86,15 +93,73 @@ end
 return out
 ";
 
+/// Drops the lapsed members of KEYS[1] (viewer scripts).
+const PURGE: &str = "
+local function purge()
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    if tonumber(parse(all[i + 1])[3]) <= now then redis.call('HDEL', KEYS[1], all[i]) end
+  end
+end
+";
+
+/// How long a viewer hash outlives its last write.
+const VIEWERS_KEY_GRACE_MS: u64 = 60_000;
+
+/// KEYS[1] the channel's viewers, KEYS[2] the join counter; ARGV: now, client, max, ttl ms,
+/// state, notice channel, channel ARN, key grace ms. The new seq, or 0 when full.
+const JOIN_VIEWER: &str = "
+purge()
+if not redis.call('HGET', KEYS[1], ARGV[2]) and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], ARGV[2], string.format('%d', seq) .. '|' .. string.format('%d', now)
+  .. '|' .. string.format('%d', now + tonumber(ARGV[4])) .. '|' .. ARGV[5])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]) + tonumber(ARGV[8]))
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return seq
+";
+
+/// KEYS[1] the channel's viewers; ARGV: now, ttl ms, key grace ms, then (client, seq, state)
+/// per leg. The live members, flat: client, value, ...
+const RENEW_VIEWERS: &str = "
+purge()
+for i = 4, #ARGV, 3 do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v then
+    local f = parse(v)
+    if f[1] == ARGV[i + 1] then
+      redis.call('HSET', KEYS[1], ARGV[i], f[1] .. '|' .. f[2] .. '|'
+        .. string.format('%d', now + tonumber(ARGV[2])) .. '|' .. ARGV[i + 2])
+      redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))
+    end
+  end
+end
+return redis.call('HGETALL', KEYS[1])
+";
+
+/// KEYS[1] the channel's viewers; ARGV: now, client, seq. 1 when left.
+const LEAVE_VIEWER: &str = "
+local v = redis.call('HGET', KEYS[1], ARGV[2])
+if not v or parse(v)[1] ~= ARGV[3] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[2])
+return 1
+";
+
 pub struct RedisSessionRegistry {
     redis: Redis,
     claim: Script,
     renew: Script,
     release: Script,
     list: Script,
+    join_viewer: Script,
+    renew_viewers: Script,
+    leave_viewer: Script,
     /// Tests step time; production uses Redis's clock.
     test_clock: Option<Arc<dyn Clock>>,
     superseded: broadcast::Sender<String>,
+    viewers_changed: broadcast::Sender<String>,
     listener: JoinHandle<()>,
 }
 
@@ -106,6 +171,10 @@ impl Drop for RedisSessionRegistry {
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{NOW}{body}"))
+}
+
+fn viewer_script(body: &str) -> Script {
+    Script::new(&format!("{NOW}{PURGE}{body}"))
 }
 
 fn backend(e: redis::RedisError) -> RegistryError {
@@ -147,15 +216,24 @@ impl RedisSessionRegistry {
 
     fn build(redis: Redis, test_clock: Option<Arc<dyn Clock>>) -> Self {
         let superseded = broadcast::channel(SUPERSEDED_BUFFER).0;
-        let listener = tokio::spawn(listen(redis.clone(), superseded.clone()));
+        let viewers_changed = broadcast::channel(SUPERSEDED_BUFFER).0;
+        let listener = tokio::spawn(listen(
+            redis.clone(),
+            superseded.clone(),
+            viewers_changed.clone(),
+        ));
         Self {
             redis,
             claim: script(CLAIM),
             renew: script(RENEW),
             release: script(RELEASE),
             list: script(LIST),
+            join_viewer: viewer_script(JOIN_VIEWER),
+            renew_viewers: viewer_script(RENEW_VIEWERS),
+            leave_viewer: viewer_script(LEAVE_VIEWER),
             test_clock,
             superseded,
+            viewers_changed,
             listener,
         }
     }
@@ -247,17 +325,114 @@ impl SessionRegistry for RedisSessionRegistry {
     fn superseded(&self) -> broadcast::Receiver<String> {
         self.superseded.subscribe()
     }
+
+    async fn join_viewer(
+        &self,
+        channel: &str,
+        client_id: &str,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<ViewerJoin, RegistryError> {
+        let keys = self.redis.keys();
+        let seq: u64 = self
+            .join_viewer
+            .key(keys.storage_session_viewers(channel))
+            .key(keys.storage_session_viewer_seq())
+            .arg(self.now_arg())
+            .arg(client_id)
+            .arg(max)
+            .arg(millis(ttl))
+            .arg(VIEWER_WAITING)
+            .arg(keys.storage_session_viewer_notices())
+            .arg(channel)
+            .arg(VIEWERS_KEY_GRACE_MS)
+            .invoke_async(&mut self.redis.conn())
+            .await
+            .map_err(backend)?;
+        Ok(match seq {
+            0 => ViewerJoin::Full,
+            seq => ViewerJoin::Joined { seq },
+        })
+    }
+
+    async fn renew_viewers(
+        &self,
+        channel: &str,
+        legs: &[ViewerRenewal],
+        ttl: Duration,
+    ) -> Result<Vec<ViewerRecord>, RegistryError> {
+        let mut call = self
+            .renew_viewers
+            .key(self.redis.keys().storage_session_viewers(channel));
+        call.arg(self.now_arg())
+            .arg(millis(ttl))
+            .arg(VIEWERS_KEY_GRACE_MS);
+        for leg in legs {
+            call.arg(&leg.client_id)
+                .arg(leg.seq.to_string())
+                .arg(leg.state.as_str());
+        }
+        let flat: Vec<String> = call
+            .invoke_async(&mut self.redis.conn())
+            .await
+            .map_err(backend)?;
+        let mut out: Vec<ViewerRecord> = flat
+            .chunks(2)
+            .filter_map(|c| parse_viewer(c.first()?, c.get(1)?))
+            .collect();
+        out.sort_by_key(|v| v.seq);
+        Ok(out)
+    }
+
+    async fn leave_viewer(
+        &self,
+        channel: &str,
+        client_id: &str,
+        seq: u64,
+    ) -> Result<bool, RegistryError> {
+        let left: i64 = self
+            .leave_viewer
+            .key(self.redis.keys().storage_session_viewers(channel))
+            .arg(self.now_arg())
+            .arg(client_id)
+            .arg(seq.to_string())
+            .invoke_async(&mut self.redis.conn())
+            .await
+            .map_err(backend)?;
+        Ok(left == 1)
+    }
+
+    fn viewers_changed(&self) -> broadcast::Receiver<String> {
+        self.viewers_changed.subscribe()
+    }
 }
 
-/// Hands the notices published on `P:ss:superseded` to this node's subscribers, resubscribing
-/// with backoff when the subscription is lost.
-async fn listen(redis: Redis, local: broadcast::Sender<String>) {
+fn parse_viewer(client_id: &str, value: &str) -> Option<ViewerRecord> {
+    let mut f = value.split('|');
+    Some(ViewerRecord {
+        client_id: client_id.to_owned(),
+        seq: f.next()?.parse().ok()?,
+        since_millis: f.next()?.parse().ok()?,
+        expires_millis: f.next()?.parse().ok()?,
+        state: f.next()?.to_owned(),
+    })
+}
+
+/// Hands the notices published on `P:ss:superseded` and `P:ss:viewers` to this node's
+/// subscribers, resubscribing with backoff when the subscription is lost.
+async fn listen(
+    redis: Redis,
+    superseded: broadcast::Sender<String>,
+    viewers: broadcast::Sender<String>,
+) {
     let channel = redis.keys().storage_session_notices();
+    let viewer_channel = redis.keys().storage_session_viewer_notices();
     let mut pause = Duration::from_millis(100);
     loop {
         let subscribed = tokio::time::timeout(CONNECT_TIMEOUT * 2, async {
             let mut pubsub = redis.client().get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
+            pubsub.subscribe(&viewer_channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         })
         .await;
@@ -266,9 +441,14 @@ async fn listen(redis: Redis, local: broadcast::Sender<String>) {
                 pause = Duration::from_millis(100);
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
-                    if let Ok(id) = msg.get_payload::<String>() {
-                        // No subscriber on this node: nothing of its to stop.
-                        let _ = local.send(id);
+                    let local = if msg.get_channel_name() == viewer_channel {
+                        &viewers
+                    } else {
+                        &superseded
+                    };
+                    if let Ok(payload) = msg.get_payload::<String>() {
+                        // No subscriber on this node: nothing of its to tell.
+                        let _ = local.send(payload);
                     }
                 }
                 tracing::warn!("storage-session notices: subscription lost; resubscribing");

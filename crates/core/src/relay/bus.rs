@@ -32,6 +32,9 @@ pub enum Envelope {
     },
     /// Close one connection (a newer connection with its role opened on another node).
     Close { conn: u64, reason: String },
+    /// Send what viewer connection `conn` addresses to the master to the viewer `to` instead
+    /// (a storage session's peer), or to the master again (`None`).
+    Redirect { conn: u64, to: Option<String> },
     /// The channel was deleted: GO_AWAY to every connection of it on the node.
     GoAway { channel: String, grace: Duration },
     /// From the bus itself, never published: the node's subscription was (re)established.

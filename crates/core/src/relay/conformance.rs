@@ -66,7 +66,8 @@ macro_rules! relay_conformance {
             a_renewal_after_the_lease_ran_out_says_so,
             expired_messages_do_not_count_toward_the_bound,
             held_messages_can_be_read_without_taking_them,
-            a_watcher_on_one_node_sees_what_happens_on_every_node
+            a_watcher_on_one_node_sees_what_happens_on_every_node,
+            a_redirected_viewer_talks_to_the_storage_peer_wherever_it_is
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -181,6 +182,68 @@ pub async fn viewer_and_master_on_different_nodes_talk_through_one_hop_each(
     assert_eq!(c.received(1), 1);
     assert_eq!(c.received(0), 2);
     assert_eq!(c.received(2), 0);
+}
+
+/// JoinStorageSessionAsViewer: the storage peer (a viewer connection of its own, here on the
+/// third node) redirects the viewer (on the first) to itself; the viewer's messages then reach
+/// the peer with its ClientId and never the master, and the peer's reach the viewer as the
+/// master's would (no sender). Undone, they go to the master again.
+pub async fn a_redirected_viewer_talks_to_the_storage_peer_wherever_it_is(
+    backend: Arc<dyn ClusterBackend>,
+) {
+    let c = cluster(&*backend, 3, HubConfig::default()).await;
+    let (m, v, p) = (sink(), sink(), sink());
+    c.hubs[1].join(ARN, Role::Master, m.clone()).await.unwrap();
+    let vc = c.hubs[0].join(ARN, viewer("v1"), v.clone()).await.unwrap();
+    c.hubs[2]
+        .join(ARN, viewer("peer"), p.clone())
+        .await
+        .unwrap();
+    let redirected = c.hubs[2].redirect_viewer(ARN, "v1", Some("peer")).await;
+    assert_eq!(redirected, Ok(true));
+    assert_eq!(
+        c.hubs[2].redirect_viewer(ARN, "nobody", Some("peer")).await,
+        Ok(false)
+    );
+    // The redirect travels the way the offer does, so it lands first.
+    c.hubs[2]
+        .route(
+            ARN,
+            viewer("v1"),
+            super::Relayed {
+                action: Action::SdpOffer,
+                sender: None,
+                payload: "b2ZmZXI=".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    eventually("the peer's offer at the viewer", || {
+        v.payloads() == ["b2ZmZXI="]
+    })
+    .await;
+    assert_eq!(v.relayed()[0].sender, None);
+    c.hubs[0]
+        .relay(&vc, msg(Action::SdpAnswer, None, "YW5z"))
+        .await
+        .unwrap();
+    eventually("the answer at the peer", || p.payloads() == ["YW5z"]).await;
+    assert_eq!(p.relayed()[0].sender.as_deref(), Some("v1"));
+    assert!(m.relayed().is_empty(), "the master got {:?}", m.relayed());
+    // Undone: the viewer talks to the master again.
+    let undone = c.hubs[2].redirect_viewer(ARN, "v1", None).await;
+    assert_eq!(undone, Ok(true));
+    eventually("the redirect undone on the viewer's node", || {
+        c.hubs[0].local.redirect(vc.id).is_none()
+    })
+    .await;
+    c.hubs[0]
+        .relay(&vc, msg(Action::IceCandidate, None, "aWNl"))
+        .await
+        .unwrap();
+    eventually("the candidate at the master", || m.payloads() == ["aWNl"]).await;
+    assert_eq!(p.payloads(), ["YW5z"]);
 }
 
 pub async fn late_master_on_another_node_gets_held_messages_in_order(

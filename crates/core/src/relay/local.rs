@@ -44,6 +44,9 @@ struct Conn {
     pending: Option<Vec<Event>>,
     /// A hand-over of held messages was deferred while the connection was pending.
     missed_hand_over: bool,
+    /// For a viewer joined to a storage session: the storage peer's ClientId, which its
+    /// messages go to instead of the master ([`LocalConnections::set_redirect`]).
+    redirect: Option<Arc<str>>,
 }
 
 /// A connection taken out of this node.
@@ -109,6 +112,7 @@ impl LocalConnections {
                 sink,
                 pending: Some(Vec::new()),
                 missed_hand_over: false,
+                redirect: None,
             },
         );
     }
@@ -229,6 +233,23 @@ impl LocalConnections {
 
     pub fn is_empty(&self) -> bool {
         self.lock().conns.is_empty()
+    }
+
+    /// Sends what viewer connection `id` addresses to the master to the viewer `to` instead
+    /// (`None`: to the master again). Returns whether the connection is here.
+    pub fn set_redirect(&self, id: u64, to: Option<Arc<str>>) -> bool {
+        match self.lock().conns.get_mut(&id) {
+            Some(c) => {
+                c.redirect = to;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Where connection `id`'s messages to the master go instead, if anywhere.
+    pub fn redirect(&self, id: u64) -> Option<Arc<str>> {
+        self.lock().conns.get(&id).and_then(|c| c.redirect.clone())
     }
 
     pub fn role(&self, id: u64) -> Option<Role> {

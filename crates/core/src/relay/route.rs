@@ -4,6 +4,9 @@
 //! Rules:
 //! - viewer → master, with `senderClientId` = the viewer's ClientId; master → the viewer named by
 //!   `recipientClientId`; a viewer's `recipientClientId` is ignored (never viewer → viewer);
+//! - a viewer joined to a storage session (JoinStorageSessionAsViewer) sends what it addresses
+//!   to the master to the storage peer instead, which offered to it as the master would
+//!   ([`Hub::redirect_viewer`], docs/webrtc-ingestion.md);
 //! - the master's SDP_ANSWER to a ClientId for which a SendAlexaOfferToMaster call waits goes to
 //!   that call;
 //! - a message whose recipient is connected nowhere is held until `now + TTL`, the TTL being the
@@ -14,6 +17,8 @@
 //! just after the recipient took what was held. So after holding, the sender looks again and,
 //! if the recipient is there now, hands the held messages over itself. Taking is atomic, so each
 //! held message is handed over exactly once.
+
+use std::sync::Arc;
 
 use super::bus::{BusError, Envelope};
 use super::event::{Event, HeldMessage, Member, NodeId, Relayed, Role};
@@ -36,7 +41,11 @@ impl Hub {
                     ));
                 }
             },
-            Role::Viewer(id) | Role::AnswerWaiter(id) => (Role::Master, Some(id.clone())),
+            Role::Viewer(id) => match self.local.redirect(from.id) {
+                Some(peer) => (Role::Viewer(peer.to_string()), Some(id.clone())),
+                None => (Role::Master, Some(id.clone())),
+            },
+            Role::AnswerWaiter(id) => (Role::Master, Some(id.clone())),
         };
         let message = Relayed {
             action: msg.action,
@@ -45,6 +54,44 @@ impl Hub {
         };
         self.route(&from.channel_arn, recipient, message, msg.correlation_id)
             .await
+    }
+
+    /// Makes the viewer `viewer` of `channel`, wherever it is connected, send what it
+    /// addresses to the master to the viewer `to` instead (a storage session's peer; `None`:
+    /// to the master again). Goes the way messages to it go, so it takes effect before a
+    /// message routed to it afterwards. `false` when the viewer is connected nowhere.
+    pub async fn redirect_viewer(
+        &self,
+        channel: &str,
+        viewer: &str,
+        to: Option<&str>,
+    ) -> Result<bool, SignalError> {
+        let role = Role::Viewer(viewer.to_owned());
+        let member = match self.ports.presence.lookup(channel, &role).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(presence_failure(e, None)),
+        };
+        if member.node == self.node {
+            return Ok(self.local.set_redirect(member.conn, to.map(Arc::from)));
+        }
+        let envelope = Envelope::Redirect {
+            conn: member.conn,
+            to: to.map(str::to_owned),
+        };
+        match self.publish(member.node, envelope).await {
+            Ok(()) => Ok(true),
+            Err(BusError::NoSuchNode) => Ok(false),
+            Err(e) => Err(backend_failure(e, None)),
+        }
+    }
+
+    /// Whether `role` is connected to `channel`, on any node.
+    pub async fn is_connected(&self, channel: &str, role: &Role) -> Result<bool, SignalError> {
+        match self.ports.presence.lookup(channel, role).await {
+            Ok(found) => Ok(found.is_some()),
+            Err(e) => Err(presence_failure(e, None)),
+        }
     }
 
     /// Sends one message to `recipient`, or holds it. Also used for offers that arrive over

@@ -116,6 +116,9 @@ impl Hub {
             Envelope::GoAway { channel, grace } => {
                 self.local.send_channel(&channel, &Event::GoAway { grace });
             }
+            Envelope::Redirect { conn, to } => {
+                self.local.set_redirect(conn, to.map(Arc::from));
+            }
             // Handled by the pump itself.
             Envelope::Resubscribed => {}
         }

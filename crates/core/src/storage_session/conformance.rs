@@ -1,6 +1,8 @@
 //! What every [`super::SessionRegistry`] must do, run against each backend with a clock the
 //! test steps (`session_registry_conformance!`): the most recent claim wins, a superseded or
-//! lapsed claim cannot renew or release, listings show live claims only.
+//! lapsed claim cannot renew or release, listings show live claims only; viewer memberships are
+//! bounded per channel, replaced by the same ClientId, renewed only by their own join, and
+//! lapse without renewal.
 
 /// Expands to one test per case; `$make` is an async fn returning `(registry, step)` where
 /// `step(ms)` advances the registry's clock.
@@ -13,7 +15,7 @@ macro_rules! session_registry_conformance {
             use super::*;
             use std::time::Duration;
             use $crate::relay::NodeId;
-            use $crate::storage_session::SessionState;
+            use $crate::storage_session::{SessionState, ViewerJoin, ViewerRenewal};
 
             const C1: &str = "arn:aws:kinesisvideo:us-west-2:111122223333:channel/a/1";
             const C2: &str = "arn:aws:kinesisvideo:us-west-2:111122223333:channel/b/2";
@@ -132,6 +134,131 @@ macro_rules! session_registry_conformance {
                     .map(|s| s.session_id)
                     .collect();
                 assert_eq!(listed, vec!["s1".to_owned(), "s2".to_owned()]);
+            }
+            fn ids(v: &[$crate::storage_session::ViewerRecord]) -> Vec<(String, u64, String)> {
+                v.iter()
+                    .map(|r| (r.client_id.clone(), r.seq, r.state.clone()))
+                    .collect()
+            }
+
+            fn seq(j: ViewerJoin) -> u64 {
+                match j {
+                    ViewerJoin::Joined { seq } => seq,
+                    ViewerJoin::Full => panic!("refused"),
+                }
+            }
+
+            #[tokio::test]
+            async fn viewers_are_bounded_per_channel_and_replaced_by_client_id() {
+                let (r, _step) = $make().await;
+                let a = seq(r.join_viewer(C1, "a", 3, TTL).await.unwrap());
+                let b = seq(r.join_viewer(C1, "b", 3, TTL).await.unwrap());
+                let c = seq(r.join_viewer(C1, "c", 3, TTL).await.unwrap());
+                assert!(a < b && b < c, "{a} {b} {c}");
+                assert_eq!(
+                    r.join_viewer(C1, "d", 3, TTL).await.unwrap(),
+                    ViewerJoin::Full
+                );
+                // Another channel has its own three.
+                seq(r.join_viewer(C2, "d", 3, TTL).await.unwrap());
+                // The same ClientId joins again: a new seq, counted once.
+                let b2 = seq(r.join_viewer(C1, "b", 3, TTL).await.unwrap());
+                assert!(b2 > c);
+                let live = r.renew_viewers(C1, &[], TTL).await.unwrap();
+                let w = "WAITING".to_owned();
+                assert_eq!(
+                    ids(&live),
+                    vec![
+                        ("a".into(), a, w.clone()),
+                        ("c".into(), c, w.clone()),
+                        ("b".into(), b2, w)
+                    ]
+                );
+                // Leaving needs the current join: b's first one is gone already.
+                assert!(!r.leave_viewer(C1, "b", b).await.unwrap());
+                assert!(r.leave_viewer(C1, "b", b2).await.unwrap());
+                assert!(!r.leave_viewer(C1, "b", b2).await.unwrap());
+                seq(r.join_viewer(C1, "d", 3, TTL).await.unwrap());
+                let names: Vec<_> = r
+                    .renew_viewers(C1, &[], TTL)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|v| v.client_id)
+                    .collect();
+                assert_eq!(names, vec!["a", "c", "d"]);
+            }
+
+            #[tokio::test]
+            async fn viewer_memberships_lapse_unless_their_leg_renews_them() {
+                let (r, step) = $make().await;
+                let a = seq(r.join_viewer(C1, "a", 3, TTL).await.unwrap());
+                let b = seq(r.join_viewer(C1, "b", 3, TTL).await.unwrap());
+                step(9_000).await;
+                let legs = [
+                    ViewerRenewal {
+                        client_id: "a".into(),
+                        seq: a,
+                        state: SessionState::Connected,
+                    },
+                    // A stale join of b's renews nothing.
+                    ViewerRenewal {
+                        client_id: "b".into(),
+                        seq: b + 100,
+                        state: SessionState::Connected,
+                    },
+                ];
+                let live = r.renew_viewers(C1, &legs, TTL).await.unwrap();
+                assert_eq!(
+                    ids(&live),
+                    vec![
+                        ("a".into(), a, "CONNECTED".into()),
+                        ("b".into(), b, "WAITING".into())
+                    ]
+                );
+                assert_eq!(live[0].expires_millis - live[0].since_millis, 19_000);
+                step(1_001).await;
+                let live = r.renew_viewers(C1, &[], TTL).await.unwrap();
+                assert_eq!(ids(&live), vec![("a".into(), a, "CONNECTED".into())]);
+                // A lapsed member no longer counts toward the limit.
+                seq(r.join_viewer(C1, "x", 2, TTL).await.unwrap());
+                assert_eq!(
+                    r.join_viewer(C1, "y", 2, TTL).await.unwrap(),
+                    ViewerJoin::Full
+                );
+                step(10_001).await;
+                assert_eq!(r.renew_viewers(C1, &[], TTL).await.unwrap(), vec![]);
+            }
+
+            #[tokio::test]
+            async fn a_viewer_join_is_announced() {
+                let (r, _step) = $make().await;
+                let mut notices = r.viewers_changed();
+                let mut heard = None;
+                for i in 0..50 {
+                    let _ = r
+                        .join_viewer(C1, &format!("v{}", i % 2), 3, TTL)
+                        .await
+                        .unwrap();
+                    let wait = Duration::from_millis(100);
+                    if let Ok(Ok(ch)) = tokio::time::timeout(wait, notices.recv()).await {
+                        heard = Some(ch);
+                        break;
+                    }
+                }
+                assert_eq!(heard.as_deref(), Some(C1));
+                // A refused join changes nothing and announces nothing.
+                for v in ["a", "b", "c"] {
+                    let _ = r.join_viewer(C2, v, 1, TTL).await.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while notices.try_recv().is_ok() {}
+                assert_eq!(
+                    r.join_viewer(C2, "z", 1, TTL).await.unwrap(),
+                    ViewerJoin::Full
+                );
+                let quiet = tokio::time::timeout(Duration::from_millis(200), notices.recv()).await;
+                assert!(quiet.is_err(), "{quiet:?}");
             }
         }
     };

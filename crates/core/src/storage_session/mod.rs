@@ -7,6 +7,12 @@
 //! running session), and a claim lapses unless its node renews it, so a node that died frees
 //! the channel. Time is the registry's: Redis's `TIME` on Redis, the injected clock in memory.
 //! [`rules`] decides when a running session ends, from facts its node observes.
+//!
+//! Viewers (JoinStorageSessionAsViewer) are members of the channel's session, kept by the
+//! registry apart from the claim: at most a few per channel, counted across every node, each
+//! join numbered (`seq`) so the same ClientId joining again is a new leg. A membership lapses
+//! unless the running peer renews it, so viewers may join before the session exists (they
+//! wait), and a session that replaces another takes its viewers over.
 
 use std::time::Duration;
 
@@ -60,6 +66,41 @@ impl SessionState {
     }
 }
 
+/// A viewer's membership of a channel's storage session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewerRecord {
+    pub client_id: String,
+    /// Increases with every join on the registry (the same ClientId joining again gets a
+    /// higher one): a peer serves one leg per `(client_id, seq)`.
+    pub seq: u64,
+    /// When this join was accepted (registry's clock).
+    pub since_millis: u64,
+    /// The membership lapses at this time unless renewed (registry's clock).
+    pub expires_millis: u64,
+    /// `WAITING` until a peer serves it, then the leg's [`SessionState::as_str`].
+    pub state: String,
+}
+
+/// The state of a membership no peer serves yet.
+pub const VIEWER_WAITING: &str = "WAITING";
+
+/// The outcome of [`SessionRegistry::join_viewer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewerJoin {
+    /// Joined with this sequence number.
+    Joined { seq: u64 },
+    /// `max` other viewers are members already.
+    Full,
+}
+
+/// A running leg's renewal: its membership and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewerRenewal {
+    pub client_id: String,
+    pub seq: u64,
+    pub state: SessionState,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     #[error("storage-session registry unavailable: {0}")]
@@ -100,6 +141,39 @@ pub trait SessionRegistry: Send + Sync {
     /// node: the node running one stops its peer at once. Best effort (a notice may be lost
     /// while a subscription is re-established); a peer's periodic renewal is the guarantee.
     fn superseded(&self) -> tokio::sync::broadcast::Receiver<String>;
+
+    /// Makes `client_id` a member of `channel`'s session until `now + ttl`, unless `max` other
+    /// live members exist ([`ViewerJoin::Full`]). The same ClientId replaces its membership
+    /// (a higher `seq`, counted once). Announced on [`SessionRegistry::viewers_changed`].
+    async fn join_viewer(
+        &self,
+        channel: &str,
+        client_id: &str,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<ViewerJoin, RegistryError>;
+
+    /// Extends the memberships of `legs` still holding their `seq` to `now + ttl` with their
+    /// states, then returns every live member of `channel` (ordered by `seq`).
+    async fn renew_viewers(
+        &self,
+        channel: &str,
+        legs: &[ViewerRenewal],
+        ttl: Duration,
+    ) -> Result<Vec<ViewerRecord>, RegistryError>;
+
+    /// Ends `client_id`'s membership if it is still join `seq`; returns whether it was.
+    async fn leave_viewer(
+        &self,
+        channel: &str,
+        client_id: &str,
+        seq: u64,
+    ) -> Result<bool, RegistryError>;
+
+    /// The ARNs of channels whose viewers joined, from any node: the node running the
+    /// channel's peer serves them at once. Best effort, like [`SessionRegistry::superseded`];
+    /// the peer's periodic renewal is the guarantee.
+    fn viewers_changed(&self) -> tokio::sync::broadcast::Receiver<String>;
 }
 
 /// Notices buffered per subscriber of [`SessionRegistry::superseded`]. Overflow policy: a
