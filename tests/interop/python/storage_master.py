@@ -188,3 +188,168 @@ def wait_for(what, check, timeout=40.0):
             return value
         time.sleep(0.25)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# --- JoinStorageSessionAsViewer (test_storage_viewers.py, storage_viewer.py) ---------------------
+# Added for the viewer tests; nothing above changes.
+import collections  # noqa: E402
+
+
+class ToneAt(AudioStreamTrack):
+    """A sine of `hz`, 48 kHz mono, 20 ms frames, paced in real time (a viewer's voice: each
+    viewer its own pitch, so the master can tell whose audio it gets)."""
+
+    def __init__(self, hz):
+        super().__init__()
+        self.hz = hz
+        self.samples = 0
+        self.start = None
+
+    async def recv(self):
+        if self.start is None:
+            self.start = time.time()
+        wait = self.start + self.samples / 48000 - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        n = 960
+        pcm = struct.pack(f"<{n}h", *(int(8000 * math.sin(2 * math.pi * self.hz * (i + self.samples) / 48000))
+                                       for i in range(n)))
+        frame = AudioFrame(format="s16", layout="mono", samples=n)
+        frame.planes[0].update(pcm)
+        frame.sample_rate = 48000
+        frame.pts = self.samples
+        frame.time_base = fractions.Fraction(1, 48000)
+        self.samples += n
+        return frame
+
+
+def pcm_of(frame):
+    """A decoded s16 audio frame (aiortc's Opus decoder gives packed stereo) as a list of mono
+    samples: the first channel."""
+    assert frame.format.name == "s16", frame.format.name
+    channels = len(frame.layout.channels)
+    raw = bytes(frame.planes[0])[:frame.samples * channels * 2]
+    return list(struct.unpack(f"<{frame.samples * channels}h", raw))[::channels]
+
+
+def tone_power(samples, hz, rate=48000):
+    """The power of one frequency in `samples` (Goertzel), normalised by the count."""
+    if not samples:
+        return 0.0
+    k = 2 * math.cos(2 * math.pi * hz / rate)
+    s1 = s2 = 0.0
+    for x in samples:
+        s1, s2 = x + k * s1 - s2, s1
+    return (s1 * s1 + s2 * s2 - k * s1 * s2) / len(samples)
+
+
+def tone_share(samples, hz, rate=48000):
+    """How much of the samples' energy is a sine of `hz`: 0 (none, or silence) to 1 (a pure
+    tone of that pitch)."""
+    if not samples:
+        return 0.0
+    energy = sum(x * x for x in samples) / len(samples)
+    if energy == 0:
+        return 0.0
+    amplitude2 = 4 * tone_power(samples, hz, rate) / len(samples)
+    return amplitude2 / 2 / energy
+
+
+def recent_samples(frames, since, limit=48000):
+    """The mono samples of the (arrival time, samples) frames that arrived after `since`, at
+    most the last `limit` of them."""
+    out = []
+    for t, pcm in list(frames):
+        if t >= since:
+            out.extend(pcm)
+    return out[-limit:]
+
+
+class _Tap:
+    """The master's WebSocket, recording every frame it receives (parsed, payload decoded as
+    `body`) into a list before the master handles it."""
+
+    def __init__(self, ws, into):
+        self.ws, self.into = ws, into
+
+    def __aiter__(self):
+        return self._iter()
+
+    async def _iter(self):
+        async for raw in self.ws:
+            msg = json.loads(raw)
+            payload = msg.get("messagePayload")
+            try:
+                msg["body"] = json.loads(base64.b64decode(payload)) if payload else None
+            except ValueError:
+                msg["body"] = None
+            self.into.append(msg)
+            yield raw
+
+    async def send(self, data):
+        await self.ws.send(data)
+
+
+class TalkbackMaster(Master):
+    """The same master (test pattern and 440 Hz tone), which also:
+    - records every message it receives (`messages`, parsed, payload decoded as `body`) and the
+      SDP of every offer (`offer_sdps`, by sender);
+    - answers audio `sendrecv` where the offer allows it (the storage peer's audio is sendrecv
+      when viewers talk through it) and counts the audio it receives per sender
+      (`audio_frames`), keeping recent samples (`audio`: sender -> (arrival time, mono samples));
+    - uses no STUN server (host candidates only: no traffic off this machine)."""
+
+    def __init__(self, ws_url):
+        super().__init__(ws_url)
+        self.messages = []
+        self.offer_sdps = {}
+        self.audio_frames = {}
+        self.audio = {}
+
+    def from_client(self, client_id):
+        return [m for m in self.messages if m.get("senderClientId") == client_id]
+
+    async def _pump(self, ws):
+        await super()._pump(_Tap(ws, self.messages))
+
+    async def _consume(self, sender, track):
+        from aiortc.mediastreams import MediaStreamError
+        try:
+            while True:
+                frame = await track.recv()
+                if track.kind == "audio":
+                    self.audio_frames[sender] = self.audio_frames.get(sender, 0) + 1
+                    self.audio.setdefault(sender, collections.deque(maxlen=600)).append(
+                        (time.monotonic(), pcm_of(frame)))
+        except MediaStreamError:
+            pass
+        except Exception as e:
+            self.errors.append(f"{track.kind} track from {sender}: {e!r}")
+
+    async def _answer(self, ws, sender, sdp):
+        from aiortc import RTCConfiguration
+        self.offers.append(sender)
+        self.offer_sdps.setdefault(sender, []).append(sdp)
+        old = self.pcs.get(sender)
+        if old is not None:
+            await old.close()
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pcs[sender] = pc
+        pc.on("track", lambda track: asyncio.ensure_future(self._consume(sender, track)))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        for t in pc.getTransceivers():
+            if t.kind == "video":
+                t.sender.replaceTrack(TestPattern())
+                t.direction = "sendonly"
+                h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs
+                        if c.mimeType == "video/H264"]
+                t.setCodecPreferences(h264)
+            elif t.kind == "audio":
+                t.sender.replaceTrack(Tone())
+                t.direction = "sendrecv"  # and-ed with the offer's: sendonly against a recvonly offer
+        await pc.setLocalDescription(await pc.createAnswer())
+        await ws.send(json.dumps({
+            "action": "SDP_ANSWER",
+            "recipientClientId": sender,
+            "messagePayload": b64json({"type": "answer", "sdp": pc.localDescription.sdp}),
+        }))

@@ -103,11 +103,12 @@ def test_join_errors(server, kv, bound, name):
         storage.join_storage_session(channelArn=plain)
     assert code(e) == "InvalidArgumentException"
     assert "media storage" in e.value.response["Error"]["Message"]
-    # As a viewer: validated, then refused honestly (not implemented, see the docs).
+    # As a viewer: validated, then the viewer must be connected with that ClientId
+    # (test_storage_viewers.py covers the rest).
     with pytest.raises(ClientError) as e:
         storage.join_storage_session_as_viewer(channelArn=channel, clientId="bad id")
     assert code(e) == "InvalidArgumentException"
     with pytest.raises(ClientError) as e:
         storage.join_storage_session_as_viewer(channelArn=channel, clientId="viewer-1")
-    assert code(e) == "InvalidArgumentException"
-    assert "JoinStorageSessionAsViewer is not supported" in e.value.response["Error"]["Message"]
+    assert code(e) == "ResourceNotFoundException"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404

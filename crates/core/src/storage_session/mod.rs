@@ -27,7 +27,7 @@ pub mod rules;
 pub mod conformance;
 
 pub use memory::MemorySessionRegistry;
-pub use rules::{EndReason, SessionFacts, SessionLimits};
+pub use rules::{EndReason, SessionFacts, SessionLimits, ViewerEnd, ViewerFacts};
 
 /// One channel's storage session as the registry holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -124,6 +124,90 @@ impl SessionLimits {
     }
 }
 
+/// Why a viewer's leg of a storage session ended (JoinStorageSessionAsViewer); also the
+/// metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ViewerEnd {
+    /// The viewer's signaling connection is gone.
+    Left,
+    /// The viewer did not answer the peer's offer within `answer_timeout`.
+    NoAnswer,
+    /// ICE/DTLS did not complete within `connect_timeout`, or the connection failed.
+    ConnectFailed,
+    /// The same ClientId joined again: a new leg took over.
+    Replaced,
+    /// The session serving it ended (the viewer's membership stays, for a next session).
+    SessionEnded,
+}
+
+impl ViewerEnd {
+    pub const ALL: [ViewerEnd; 5] = [
+        Self::Left,
+        Self::NoAnswer,
+        Self::ConnectFailed,
+        Self::Replaced,
+        Self::SessionEnded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::NoAnswer => "no_answer",
+            Self::ConnectFailed => "connect_failed",
+            Self::Replaced => "replaced",
+            Self::SessionEnded => "session_ended",
+        }
+    }
+
+    /// Whether the viewer's membership ends with its leg: a leg that failed frees its place
+    /// (the viewer joins again to retry); a replaced leg's membership is its successor's, and
+    /// a leg ended with its session keeps it for the next session.
+    pub fn ends_membership(self) -> bool {
+        matches!(self, Self::Left | Self::NoAnswer | Self::ConnectFailed)
+    }
+}
+
+/// What the session's node knows of one viewer leg at a check (times in ms on the node's
+/// clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewerFacts {
+    pub offered_millis: u64,
+    pub now_millis: u64,
+    pub answered_millis: Option<u64>,
+    pub connected: bool,
+    pub failed: bool,
+    pub ice_down_since_millis: Option<u64>,
+    /// The viewer's signaling connection is up, on any node.
+    pub viewer_present: bool,
+}
+
+impl SessionLimits {
+    /// The reason a viewer leg must end now, if any: the session's own rules for its leg to
+    /// the master, the viewer in the master's place (no duration limit: the session has one).
+    pub fn check_viewer(&self, f: &ViewerFacts) -> Option<ViewerEnd> {
+        let facts = SessionFacts {
+            started_millis: f.offered_millis,
+            now_millis: f.offered_millis.max(
+                f.now_millis
+                    .min(f.offered_millis + self.max_duration.as_millis() as u64 - 1),
+            ),
+            answered_millis: f.answered_millis,
+            connected: f.connected,
+            failed: f.failed,
+            ice_down_since_millis: f.ice_down_since_millis,
+            master_present: f.viewer_present,
+            still_claimed: true,
+        };
+        match self.check(&facts)? {
+            EndReason::MasterLeft => Some(ViewerEnd::Left),
+            EndReason::NoAnswer => Some(ViewerEnd::NoAnswer),
+            EndReason::ConnectFailed => Some(ViewerEnd::ConnectFailed),
+            // Not reachable with the facts above; a leg never outlives its session anyway.
+            EndReason::Superseded | EndReason::MaxDuration | EndReason::Stopped => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +300,81 @@ mod tests {
         f.now_millis = 2_000;
         f.failed = true;
         assert_eq!(l.check(&f), Some(EndReason::ConnectFailed));
+    }
+
+    fn viewer() -> ViewerFacts {
+        ViewerFacts {
+            offered_millis: 1_000,
+            now_millis: 1_000,
+            answered_millis: None,
+            connected: false,
+            failed: false,
+            ice_down_since_millis: None,
+            viewer_present: true,
+        }
+    }
+
+    #[test]
+    fn viewer_legs_end_like_the_session_in_the_masters_place() {
+        let l = SessionLimits::default();
+        let cases: Vec<(&str, fn(&mut ViewerFacts), Option<ViewerEnd>)> = vec![
+            ("fresh", |_| {}, None),
+            ("gone", |f| f.viewer_present = false, Some(ViewerEnd::Left)),
+            ("no answer yet", |f| f.now_millis = 30_999, None),
+            (
+                "no answer",
+                |f| f.now_millis = 31_000,
+                Some(ViewerEnd::NoAnswer),
+            ),
+            (
+                "answered, connecting",
+                |f| {
+                    f.answered_millis = Some(2_000);
+                    f.now_millis = 31_999;
+                },
+                None,
+            ),
+            (
+                "never connected",
+                |f| {
+                    f.answered_millis = Some(2_000);
+                    f.now_millis = 32_000;
+                },
+                Some(ViewerEnd::ConnectFailed),
+            ),
+            (
+                "failed",
+                |f| f.failed = true,
+                Some(ViewerEnd::ConnectFailed),
+            ),
+            (
+                "ice down 10 s",
+                |f| {
+                    f.answered_millis = Some(1_000);
+                    f.connected = true;
+                    f.ice_down_since_millis = Some(5_000);
+                    f.now_millis = 15_000;
+                },
+                Some(ViewerEnd::ConnectFailed),
+            ),
+            (
+                "connected for two hours",
+                |f| {
+                    f.answered_millis = Some(1_000);
+                    f.connected = true;
+                    f.now_millis = 7_200_000;
+                },
+                None,
+            ),
+        ];
+        for (what, change, want) in cases {
+            let mut f = viewer();
+            change(&mut f);
+            assert_eq!(l.check_viewer(&f), want, "{what}");
+        }
+        assert_eq!(
+            ViewerEnd::ALL.map(ViewerEnd::ends_membership),
+            [true, true, true, false, false]
+        );
     }
 }

@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use kvs_core::media::TrackKind;
-use kvs_core::storage_session::EndReason;
+use kvs_core::storage_session::{EndReason, ViewerEnd};
 
 use super::declare;
 
@@ -37,6 +37,9 @@ pub struct StorageMetrics {
     samples: Family<TrackLabel, Counter>,
     bytes: Family<TrackLabel, Counter>,
     keyframes: Counter,
+    viewers_joined: Counter,
+    viewers_active: Gauge,
+    viewers_ended: Family<ReasonLabel, Counter>,
 }
 
 impl StorageMetrics {
@@ -45,6 +48,11 @@ impl StorageMetrics {
         // Every label from the start, so a fresh node shows zeros.
         for r in EndReason::ALL {
             let _ = m.ended.get_or_create(&ReasonLabel { reason: r.as_str() });
+        }
+        for r in ViewerEnd::ALL {
+            let _ = m
+                .viewers_ended
+                .get_or_create(&ReasonLabel { reason: r.as_str() });
         }
         for t in [TrackKind::Video, TrackKind::Audio] {
             let l = TrackLabel {
@@ -93,6 +101,41 @@ impl StorageMetrics {
             "H.264 keyframes (IDR access units) the storage-session peers received",
             self.keyframes.clone(),
         );
+        declare(
+            registry,
+            "kvs_storage_viewers_joined",
+            "JoinStorageSessionAsViewer calls this node accepted",
+            self.viewers_joined.clone(),
+        );
+        declare(
+            registry,
+            "kvs_storage_viewers_active",
+            "Viewer legs (viewers joined to a storage session) the peers on this node serve now",
+            self.viewers_active.clone(),
+        );
+        declare(
+            registry,
+            "kvs_storage_viewers_ended",
+            "Viewer legs ended on this node, by reason",
+            self.viewers_ended.clone(),
+        );
+    }
+
+    pub fn viewer_joined(&self) {
+        self.viewers_joined.inc();
+    }
+
+    pub fn viewer_leg_started(&self) {
+        self.viewers_active.inc();
+    }
+
+    pub fn viewer_leg_ended(&self, reason: ViewerEnd) {
+        self.viewers_ended
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc();
+        self.viewers_active.dec();
     }
 
     pub fn started(&self) {
@@ -149,6 +192,10 @@ mod tests {
         m.ended(EndReason::MasterLeft);
         m.received(TrackKind::Video, 1000, true);
         m.received(TrackKind::Audio, 80, false);
+        m.viewer_joined();
+        m.viewer_leg_started();
+        m.viewer_leg_started();
+        m.viewer_leg_ended(ViewerEnd::Replaced);
         let text = super::super::render(&registry);
         for line in [
             "kvs_storage_sessions_started_total 2",
@@ -158,6 +205,10 @@ mod tests {
             r#"kvs_storage_samples_received_total{track="video"} 1"#,
             r#"kvs_storage_received_bytes_total{track="audio"} 80"#,
             "kvs_storage_video_keyframes_total 1",
+            "kvs_storage_viewers_joined_total 1",
+            "kvs_storage_viewers_active 1",
+            r#"kvs_storage_viewers_ended_total{reason="replaced"} 1"#,
+            r#"kvs_storage_viewers_ended_total{reason="left"} 0"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use kvs_core::app::Purpose;
 use kvs_core::ids::{Namespace, ResourceArn};
 use kvs_core::relay::message::is_valid_id;
+use kvs_core::relay::Role;
 use kvs_core::streams::service::StreamRef;
-use kvs_core::{Constraint, Violation};
+use kvs_core::{Constraint, ServiceError, Violation};
 use serde::Deserialize;
 
 use crate::aws::auth::Caller;
@@ -125,9 +126,11 @@ pub async fn join_storage_session(
     Ok(())
 }
 
-/// JoinStorageSessionAsViewer: validated and checked like JoinStorageSession, then refused
-/// honestly: connecting a viewer through the storage peer (forwarding the master's media to
-/// it) is not implemented (docs/webrtc-ingestion.md "What differs from AWS").
+/// JoinStorageSessionAsViewer: validated and checked like JoinStorageSession; the viewer must
+/// be connected to the channel's signaling WebSocket as a VIEWER with that ClientId (404
+/// otherwise), and at most [`super::MAX_SESSION_VIEWERS`] are joined at once
+/// (ClientLimitExceededException). Then 200 with an empty body; the storage peer offers to
+/// the viewer over its WebSocket, as the master would (docs/webrtc-ingestion.md).
 pub async fn join_storage_session_as_viewer(
     state: Arc<AppState>,
     caller: Caller,
@@ -135,10 +138,25 @@ pub async fn join_storage_session_as_viewer(
 ) -> Result<(), ApiError> {
     let req = decode(&body, true)?;
     bound_stream(&state, &caller.ns, &req.channel).await?;
-    Err(ApiError::invalid(
-        "JoinStorageSessionAsViewer is not supported by this server: a viewer cannot be \
-         connected through the storage session; connect it to the master with ConnectAsViewer.",
-    ))
+    let client_id = req.client_id.unwrap_or_default();
+    let viewer = Role::Viewer(client_id.clone());
+    let connected = state
+        .app
+        .hub()
+        .is_connected(req.channel.as_str(), &viewer)
+        .await
+        .map_err(|e| ServiceError::new(e.error_type, e.description))?;
+    if !connected {
+        return Err(ApiError::from(ServiceError::not_found(
+            "No viewer with this ClientId is connected to the signaling channel; the viewer \
+             connects (ConnectAsViewer) before it joins the storage session.",
+        )));
+    }
+    state
+        .storage
+        .join_viewer(req.channel.as_str(), &client_id)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

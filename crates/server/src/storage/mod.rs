@@ -8,23 +8,32 @@
 //! and runs the peer itself; the most recent claim wins, and a node whose claim was superseded
 //! stops its peer at its next check (at most `check_interval`, 1 s; at once on the same node).
 //! The peer's loop is in [`peer`], the HTTP operations in [`api`].
+//!
+//! Viewers join a channel's session (JoinStorageSessionAsViewer) through the registry, at most
+//! [`MAX_SESSION_VIEWERS`] cluster-wide; the node running the channel's peer hears of the join
+//! at once and offers to the viewer ([`viewers`]).
 
 pub mod api;
 pub mod counting;
 pub mod hosts;
+mod leg;
 mod peer;
 pub mod signal;
 #[cfg(test)]
 mod tests;
+mod viewers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use kvs_core::app::Application;
 use kvs_core::ids::{Namespace, ResourceArn};
 use kvs_core::media::RecordingTarget;
 use kvs_core::relay::{ChannelSink, Role};
-use kvs_core::storage_session::{EndReason, SessionLimits, SessionRecord, SessionRegistry};
+use kvs_core::storage_session::{
+    EndReason, SessionLimits, SessionRecord, SessionRegistry, ViewerJoin,
+};
 use kvs_core::ServiceError;
 use tokio::sync::{mpsc, Notify};
 
@@ -37,9 +46,22 @@ use crate::metrics::storage::StorageMetrics;
 /// policy: the relay holds what does not fit, as for a slow WebSocket client.
 const SIGNAL_CAPACITY: usize = 256;
 
+/// The most viewers one storage session serves, on AWS as here (the JS SDK recognises the
+/// refusal by its message, [`VIEWERS_FULL`]).
+pub const MAX_SESSION_VIEWERS: usize = 3;
+/// The text of the ClientLimitExceededException for a fourth viewer, which the KVS WebRTC JS
+/// SDK's storage viewer looks for to stop retrying.
+pub const VIEWERS_FULL: &str =
+    "The maximum number of viewers connected to the session has been reached (3).";
+/// How long a viewer's membership lasts unless the session's peer renews it (every check):
+/// how long a viewer may wait for a session to start.
+pub const VIEWER_TTL: Duration = Duration::from_secs(30);
+
 struct Running {
     session_id: String,
     stop: Arc<Notify>,
+    /// Woken when a viewer joins the channel's session.
+    joined: Arc<Notify>,
 }
 
 pub struct StorageSessions {
@@ -70,6 +92,7 @@ impl StorageSessions {
         metrics: Arc<StorageMetrics>,
     ) -> Arc<Self> {
         let notices = registry.superseded();
+        let joins = registry.viewers_changed();
         let this = Arc::new(Self {
             registry,
             limits,
@@ -80,6 +103,7 @@ impl StorageSessions {
             claiming: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(stop_superseded(Arc::downgrade(&this), notices));
+        tokio::spawn(wake_on_joins(Arc::downgrade(&this), joins));
         this
     }
 
@@ -151,11 +175,13 @@ impl StorageSessions {
                 "storage session superseded by a newer JoinStorageSession");
         }
         let stop = Arc::new(Notify::new());
+        let joined = Arc::new(Notify::new());
         let previous = self.running().insert(
             channel.as_str().to_owned(),
             Running {
                 session_id: session_id.clone(),
                 stop: Arc::clone(&stop),
+                joined: Arc::clone(&joined),
             },
         );
         drop(claiming);
@@ -171,6 +197,7 @@ impl StorageSessions {
             reg,
             rx,
             stop,
+            joined,
             client_id: client_id.clone(),
             session_id: session_id.clone(),
             channel: channel.clone(),
@@ -181,6 +208,37 @@ impl StorageSessions {
             session_id,
             client_id,
         })
+    }
+
+    /// JoinStorageSessionAsViewer, once the viewer is known to be connected: makes it a
+    /// member of the channel's session (or a waiting one, before the session starts). The
+    /// peer, wherever it runs, hears of it and offers to the viewer.
+    pub async fn join_viewer(&self, channel: &str, client_id: &str) -> Result<(), ServiceError> {
+        let joined = self
+            .registry
+            .join_viewer(channel, client_id, MAX_SESSION_VIEWERS, VIEWER_TTL)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        match joined {
+            ViewerJoin::Joined { seq } => {
+                self.metrics.viewer_joined();
+                tracing::info!(
+                    channel,
+                    viewer = client_id,
+                    seq,
+                    "viewer joined the storage session"
+                );
+                Ok(())
+            }
+            ViewerJoin::Full => Err(ServiceError::limit(VIEWERS_FULL)),
+        }
+    }
+
+    /// Wakes this node's peer of `channel`, if it runs one: a viewer joined.
+    fn wake(&self, channel: &str) {
+        if let Some(r) = self.running().get(channel) {
+            r.joined.notify_one();
+        }
     }
 
     /// Stops this node's peer of session `session_id`, if it runs it.
@@ -226,6 +284,25 @@ async fn stop_superseded(
         match notices.recv().await {
             Ok(id) => match sessions.upgrade() {
                 Some(s) => s.stop_session(&id),
+                None => return,
+            },
+            Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Wakes this node's peers whose channels viewers joined, as the registry announces them (the
+/// peers' periodic reconciliation catches any notice lost). Ends with the sessions' owner.
+async fn wake_on_joins(
+    sessions: std::sync::Weak<StorageSessions>,
+    mut notices: tokio::sync::broadcast::Receiver<String>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match notices.recv().await {
+            Ok(channel) => match sessions.upgrade() {
+                Some(s) => s.wake(&channel),
                 None => return,
             },
             Err(RecvError::Lagged(_)) => {}
