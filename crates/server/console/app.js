@@ -469,7 +469,8 @@
         ] : fact('Recorded', 'nothing (no stream bound)')));
         sessions.tbody.replaceChildren(...(s.sessions || []).map((x) => h('tr', { 'data-session': x.sessionId },
           h('td', { class: 'mono', text: x.sessionId }), h('td', { text: x.node ?? '' }), h('td', { text: x.since ? `${clock(x.since)} (${ago(x.since)})` : '' }),
-          h('td', { text: x.state ?? '' }), h('td', { class: 'mono', text: x.master ?? '' }), h('td', { class: 'num', text: (x.viewers || []).length }))));
+          h('td', { text: x.state ?? '' }), h('td', { class: 'mono', text: x.master ?? '' }),
+          h('td', { class: 'viewers', text: (x.viewers || []).map((v) => `${v.clientId} (${v.state})`).join(', ') || '—' }))));
         if (!(s.sessions || []).length) sessions.tbody.append(h('tr', null, h('td', { colspan: '6', class: 'muted', text: 'no storage session (JoinStorageSession starts one)' })));
       } catch (e) { setMsg(msg, e.message, 'bad'); }
     }

@@ -8,8 +8,9 @@
 //!   the messages held on those channels.
 //!
 //! - `GET /_kvs/storage-sessions` answers `{"sessions":[{"channelArn","sessionId","node",
-//!   "since","state"}]}`: every running storage session of the cluster (issue 15), `since` in
-//!   ms since the epoch on the registry's clock; the console shows the same list.
+//!   "since","state","viewers":[{"clientId","seq","state"}]}]}`: every running storage session
+//!   of the cluster (issue 15) with the viewers joined to its channel, `since` in ms since the
+//!   epoch on the registry's clock; the console shows the same list.
 //!
 //! With `--credentials` all three answer 403 AccessDeniedException: a deployment with real users
 //! must not be emptied, or inventoried across accounts, by one HTTP call.
@@ -84,19 +85,27 @@ pub async fn storage_sessions(State(state): State<SharedState>) -> Response {
     if let Some(refusal) = refused_with_credentials(&state) {
         return refusal;
     }
-    match state.storage.list().await {
-        Ok(list) => json_response(json!({
-            "sessions": list
+    let list = match state.storage.list().await {
+        Ok(list) => list,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut sessions = Vec::with_capacity(list.len());
+    for s in list {
+        let viewers = match state.storage.viewers(&s.channel_arn).await {
+            Ok(v) => v,
+            Err(e) => return ApiError::from(e).into_response(),
+        };
+        sessions.push(json!({
+            "channelArn": s.channel_arn,
+            "sessionId": s.session_id,
+            "node": s.node.to_string(),
+            "since": s.since_millis,
+            "state": s.state,
+            "viewers": viewers
                 .iter()
-                .map(|s| json!({
-                    "channelArn": s.channel_arn,
-                    "sessionId": s.session_id,
-                    "node": s.node.to_string(),
-                    "since": s.since_millis,
-                    "state": s.state,
-                }))
+                .map(|v| json!({"clientId": v.client_id, "seq": v.seq, "state": v.state}))
                 .collect::<Vec<_>>(),
-        })),
-        Err(e) => ApiError::from(e).into_response(),
+        }));
     }
+    json_response(json!({ "sessions": sessions }))
 }

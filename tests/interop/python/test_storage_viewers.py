@@ -191,6 +191,15 @@ def test_a_viewer_is_offered_by_the_storage_peer_and_receives_the_masters_media(
     wait_for("the master's tone at the viewer",
              lambda: tone_share(recent_samples(v.audio, 0, limit=24000), MASTER_HZ) > 0.6, timeout=10)
     wait_for("the leg in the gauge", lambda: m(server, ACTIVE) == active0 + 1, timeout=5)
+    # Listed with its session, for operators and in the console, once its leg is connected.
+    def listed_viewers():
+        sessions = requests.get(server.url + "/_kvs/storage-sessions", timeout=10).json()["sessions"]
+        return [x["viewers"] for x in sessions if x["channelArn"] == s.channel]
+    wait_for("the viewer listed CONNECTED", lambda: [[(x["clientId"], x["state"]) for x in vs]
+                                                     for vs in listed_viewers()] == [[(vid, "CONNECTED")]], timeout=5)
+    console = requests.get(server.url + "/console/api/storage", params={"channel": s.channel}, timeout=10).json()
+    assert [(x["clientId"], x["state"]) for x in console["viewers"]] == [(vid, "CONNECTED")], console
+    assert [(x["master"], len(x["viewers"])) for x in console["sessions"]] == [("connected", 1)], console
 
     # Nothing of the viewer's reached the real master: no answer, no candidate, nothing.
     assert master.from_client(vid) == [], master.from_client(vid)
@@ -203,6 +212,7 @@ def test_a_viewer_is_offered_by_the_storage_peer_and_receives_the_masters_media(
     v.close()
     wait_for("the leg to end as left", lambda: m(server, ended("left")) == left0 + 1, timeout=15)
     wait_for("the gauge back", lambda: m(server, ACTIVE) == active0, timeout=5)
+    assert listed_viewers() == [[]], "a viewer that left is still listed"
     ended_now = sum(m(server, rf'kvs_storage_sessions_ended_total\{{reason="{r}"\}}')
                     for r in ("superseded", "master_left", "no_answer", "connect_failed", "stopped"))
     assert ended_now == sessions_ended0, "the viewer's leaving ended the storage session"

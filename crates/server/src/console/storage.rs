@@ -1,6 +1,6 @@
 //! The console's view of a channel's WebRTC ingestion (issue 15, docs/console.md): what its
 //! bound stream holds (fragments, recorded span, bytes) and the storage sessions running on
-//! it anywhere in the cluster. Read-only: binding a stream and starting a session go through
+//! it anywhere in the cluster, with the viewers joined to them (JoinStorageSessionAsViewer). Read-only: binding a stream and starting a session go through
 //! the AWS operations (`/console/api/call/UpdateMediaStorageConfiguration`, JoinStorageSession).
 
 use axum::extract::{Query, Request, State};
@@ -37,6 +37,20 @@ pub async fn storage(
         Some(stream) => Some(recording(&state, stream).await?),
         None => None,
     };
+    let viewers: Vec<Value> = state
+        .storage
+        .viewers(arn.as_str())
+        .await?
+        .into_iter()
+        .map(|v| {
+            json!({
+                "clientId": v.client_id,
+                "since": v.since_millis,
+                "state": v.state,
+            })
+        })
+        .collect();
+    let master = state.app.hub().has_master(arn.as_str()).await;
     let sessions: Vec<Value> = state
         .storage
         .list()
@@ -49,6 +63,8 @@ pub async fn storage(
                 "node": s.node.to_string(),
                 "since": s.since_millis,
                 "state": s.state,
+                "master": if master { "connected" } else { "gone" },
+                "viewers": viewers,
             })
         })
         .collect();
@@ -59,6 +75,8 @@ pub async fn storage(
         },
         "recording": recording,
         "sessions": sessions,
+        // Joined viewers, also while no session runs (they wait for one).
+        "viewers": viewers,
     }))
 }
 

@@ -32,7 +32,7 @@ use kvs_core::ids::{Namespace, ResourceArn};
 use kvs_core::media::RecordingTarget;
 use kvs_core::relay::{ChannelSink, Role};
 use kvs_core::storage_session::{
-    EndReason, SessionLimits, SessionRecord, SessionRegistry, ViewerJoin,
+    EndReason, SessionLimits, SessionRecord, SessionRegistry, ViewerJoin, ViewerRecord,
 };
 use kvs_core::ServiceError;
 use tokio::sync::{mpsc, Notify};
@@ -122,6 +122,15 @@ impl StorageSessions {
     pub async fn list(&self) -> Result<Vec<SessionRecord>, ServiceError> {
         self.registry
             .list()
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))
+    }
+
+    /// The viewers joined to `channel`'s session, waiting or served (the registry's view,
+    /// ordered by join). A renewal of nothing: it reads and changes no membership.
+    pub async fn viewers(&self, channel: &str) -> Result<Vec<ViewerRecord>, ServiceError> {
+        self.registry
+            .renew_viewers(channel, &[], VIEWER_TTL)
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))
     }
