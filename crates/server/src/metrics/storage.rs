@@ -129,6 +129,20 @@ impl StorageMetrics {
         self.viewers_active.inc();
     }
 
+    /// Viewer legs ended with `reason` so far (tests, logs).
+    pub fn viewer_ended_with(&self, reason: ViewerEnd) -> u64 {
+        self.viewers_ended
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .get()
+    }
+
+    /// Viewer legs served now.
+    pub fn viewers_active(&self) -> i64 {
+        self.viewers_active.get()
+    }
+
     pub fn viewer_leg_ended(&self, reason: ViewerEnd) {
         self.viewers_ended
             .get_or_create(&ReasonLabel {

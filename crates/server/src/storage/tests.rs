@@ -12,9 +12,11 @@ use kvs_core::app::{Application, SignalingPorts};
 use kvs_core::clock::ManualClock;
 use kvs_core::ids::{AccountId, ChannelName, MessageTtl, Namespace, Region, ResourceArn};
 use kvs_core::model::ChannelType;
-use kvs_core::relay::{Action, ChannelSink, Event, HubConfig, NodeId, Registration, Role};
+use kvs_core::relay::{
+    Action, ChannelSink, ClientMessage, Event, HubConfig, NodeId, Registration, Role,
+};
 use kvs_core::service::{CreateChannel, ServiceConfig};
-use kvs_core::storage_session::{EndReason, MemorySessionRegistry, SessionLimits};
+use kvs_core::storage_session::{EndReason, MemorySessionRegistry, SessionLimits, ViewerEnd};
 use kvs_core::store::MemoryStore;
 use kvs_core::ErrorCode;
 use tokio::sync::mpsc;
@@ -123,6 +125,33 @@ impl Fixture {
             .await
     }
 
+    async fn viewer(&self, id: &str) -> (Registration, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(64);
+        let reg = self
+            .app
+            .connect(
+                &self.ns,
+                &self.channel,
+                Role::Viewer(id.into()),
+                Arc::new(ChannelSink(tx)),
+            )
+            .await
+            .unwrap();
+        reg.activate().await;
+        (reg, rx)
+    }
+
+    async fn viewer_ended(&self, reason: ViewerEnd, n: u64) {
+        let m = self.sessions.metrics();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while m.viewer_ended_with(reason) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {n} viewer legs ended with {reason:?}"));
+    }
+
     async fn ended(&self, reason: EndReason, n: u64) {
         let m = self.sessions.metrics();
         tokio::time::timeout(Duration::from_secs(10), async {
@@ -224,4 +253,132 @@ async fn the_peer_counts_toward_the_viewer_limit() {
     );
     viewer.release().await;
     f.join().await.unwrap();
+}
+
+/// The next SDP_OFFER a viewer receives: its sender (the storage peer's offer has none).
+async fn viewer_offer(rx: &mut mpsc::Receiver<Event>) -> Option<String> {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Event::Message(m) = event {
+            if m.action == Action::SdpOffer {
+                return m.sender;
+            }
+        }
+    }
+}
+
+fn to_master(action: Action, payload: &str) -> ClientMessage {
+    ClientMessage {
+        action,
+        recipient_client_id: None,
+        message_payload: payload.into(),
+        correlation_id: None,
+    }
+}
+
+/// The timeouts of a viewer's leg are the rules' (`check_viewer`, unit-tested there); here the
+/// wiring: a failed leg frees its place and its viewer talks to the master again.
+#[tokio::test]
+async fn a_viewer_whose_leg_fails_frees_its_place_and_talks_to_the_master_again() {
+    let f = fixture().await;
+    let (_master, mut master_rx) = f.master().await;
+    f.join().await.unwrap();
+    offer(&mut master_rx).await;
+    let (viewer, mut viewer_rx) = f.viewer("v1").await;
+    f.sessions
+        .join_viewer(f.channel.as_str(), "v1")
+        .await
+        .unwrap();
+    assert_eq!(
+        viewer_offer(&mut viewer_rx).await,
+        None,
+        "as from the master"
+    );
+    assert_eq!(f.sessions.metrics().viewers_active(), 1);
+    let members = f.sessions.viewers(f.channel.as_str()).await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].client_id, "v1");
+    // An answer that is no SDP: the leg fails.
+    f.app
+        .relay(
+            &viewer,
+            to_master(Action::SdpAnswer, "bm90IGFuIGFuc3dlcg=="),
+        )
+        .await
+        .unwrap();
+    f.viewer_ended(ViewerEnd::ConnectFailed, 1).await;
+    assert_eq!(f.sessions.metrics().viewers_active(), 0);
+    assert!(f
+        .sessions
+        .viewers(f.channel.as_str())
+        .await
+        .unwrap()
+        .is_empty());
+    // Its messages reach the master again, and the master had none of them before.
+    f.app
+        .relay(&viewer, to_master(Action::IceCandidate, "aWNl"))
+        .await
+        .unwrap();
+    let m = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), master_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let Event::Message(m) = event else {
+            panic!("{event:?}")
+        };
+        // The peer's own trickled candidates come first.
+        if !m
+            .sender
+            .as_deref()
+            .is_some_and(|s| s.starts_with("kvs-storage-session-"))
+        {
+            break m;
+        }
+    };
+    assert_eq!(
+        (m.action, m.sender.as_deref(), m.payload.as_str()),
+        (Action::IceCandidate, Some("v1"), "aWNl")
+    );
+    assert_eq!(f.sessions.metrics().active(), 1, "the session goes on");
+}
+
+#[tokio::test]
+async fn three_viewers_at_most_and_a_departure_frees_a_place() {
+    let f = fixture().await;
+    let (_master, mut master_rx) = f.master().await;
+    f.join().await.unwrap();
+    offer(&mut master_rx).await;
+    let mut viewers = Vec::new();
+    for id in ["a", "b", "c"] {
+        let (reg, mut rx) = f.viewer(id).await;
+        f.sessions
+            .join_viewer(f.channel.as_str(), id)
+            .await
+            .unwrap();
+        viewer_offer(&mut rx).await;
+        viewers.push((reg, rx));
+    }
+    let (_d, _d_rx) = f.viewer("d").await;
+    let e = f
+        .sessions
+        .join_viewer(f.channel.as_str(), "d")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ClientLimitExceeded);
+    assert_eq!(e.to_string(), super::VIEWERS_FULL);
+    let (a, _) = viewers.remove(0);
+    a.release().await;
+    f.viewer_ended(ViewerEnd::Left, 1).await;
+    f.sessions
+        .join_viewer(f.channel.as_str(), "d")
+        .await
+        .unwrap();
+    assert_eq!(
+        f.sessions.metrics().viewer_ended_with(ViewerEnd::Replaced),
+        0
+    );
 }
