@@ -113,6 +113,8 @@ pub struct Fragmenter {
     pps: Option<Vec<u8>>,
     /// Per track: producer-clock ms minus media-clock ms at the track's first sample.
     base: BTreeMap<bool, i128>,
+    /// The audio track's last timestamp.
+    last_audio: Option<u64>,
     current: Option<Building>,
     /// The fragment was closed by a bound: wait for a keyframe.
     closed: bool,
@@ -128,6 +130,7 @@ impl Fragmenter {
             sps: None,
             pps: None,
             base: BTreeMap::new(),
+            last_audio: None,
             current: None,
             closed: false,
             last_video_gap: 0,
@@ -250,7 +253,14 @@ impl Fragmenter {
         } else {
             t
         };
-        self.add(mkv::AUDIO_TRACK, t, true, s.data);
+        // Strictly after the track's previous block: late packets clamped to the start are
+        // then 1 ms apart rather than on one timestamp.
+        let t = self
+            .last_audio
+            .map_or(t, |last| t.max(last.saturating_add(1)));
+        if self.add(mkv::AUDIO_TRACK, t, true, s.data) {
+            self.last_audio = Some(t);
+        }
         // Audio alone never closes a fragment: the next video frame does.
     }
 

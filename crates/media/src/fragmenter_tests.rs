@@ -82,6 +82,27 @@ fn run(rules: FragmentRules, samples: &[S]) -> (Shape, Vec<(DropReason, u64)>, V
 
 /// The IDs of a Cluster's children (a minimal EBML reader for the tests).
 fn cluster_children(cluster: &[u8]) -> Vec<u32> {
+    cluster_elements(cluster)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// (track, timeline ms) of a fragment's blocks, in the order written.
+fn fragment_blocks(f: &NewFragment) -> Vec<(u64, u64)> {
+    cluster_elements(&f.bytes[f.cluster_offset as usize..])
+        .into_iter()
+        .filter(|(id, _)| *id == 0xA3)
+        .map(|(_, body)| {
+            let rel = i16::from_be_bytes([body[1], body[2]]);
+            let t = f.producer_ms.checked_add_signed(i64::from(rel)).unwrap();
+            (u64::from(body[0] & 0x7F), t)
+        })
+        .collect()
+}
+
+/// The (ID, body) of a Cluster's children.
+fn cluster_elements(cluster: &[u8]) -> Vec<(u32, &[u8])> {
     fn vint(b: &[u8]) -> (usize, u64) {
         let len = b[0].leading_zeros() as usize + 1;
         let mut v = u64::from(b[0]) & (0xFF >> len);
@@ -99,8 +120,9 @@ fn cluster_children(cluster: &[u8]) -> Vec<u32> {
             .iter()
             .fold(0u32, |a, b| (a << 8) | u32::from(*b));
         let (n, size) = vint(&cluster[at + id_len..]);
-        ids.push(id);
-        at += id_len + n + size as usize;
+        let body = at + id_len + n;
+        ids.push((id, &cluster[body..body + size as usize]));
+        at = body + size as usize;
     }
     ids
 }
@@ -193,4 +215,22 @@ fn video_only_recordings_have_no_audio_track() {
     let (shape, _, out) = run(rules, &[S::K(0), S::A(5), S::V(33)]);
     assert_eq!(shape, [(0, 2, 66)]);
     assert!(!out[0].bytes.windows(6).any(|w| w == b"A_OPUS"));
+}
+
+#[test]
+fn late_audio_clamped_to_the_start_keeps_one_timestamp_per_packet() {
+    use S::*;
+    let mut f = Fragmenter::new(FragmentRules::default());
+    let mut out = Vec::new();
+    for s in [K(0), K(1000), A(900), A(920), A(940), A(1001), V(1033)] {
+        out.extend(f.push(sample(s)));
+    }
+    out.extend(f.finish());
+    let audio: Vec<u64> = out
+        .iter()
+        .flat_map(fragment_blocks)
+        .filter(|b| b.0 == mkv::AUDIO_TRACK)
+        .map(|b| b.1 - T0)
+        .collect();
+    assert_eq!(audio, [1000, 1001, 1002, 1003]);
 }
