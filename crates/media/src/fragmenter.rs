@@ -9,13 +9,15 @@
 //!   bounded), and what follows is dropped (`no_keyframe`) until the next keyframe.
 //! - Tracks are put on one timeline by `producer_time`: each track's first sample fixes the
 //!   offset between its media clock and the producer clock, later samples follow the media
-//!   clock (smooth, whatever the arrival jitter). Audio up to [`LATE_AUDIO_MS`] before the
-//!   fragment start is clamped to it; older audio is dropped (`late`).
+//!   clock (smooth, whatever the arrival jitter), until that clock drifts more than
+//!   [`DRIFT_MS`] from real time: the track is then re-anchored (see `TrackClock`). Audio up
+//!   to [`LATE_AUDIO_MS`] before the fragment start is clamped to it; older audio is dropped
+//!   (`late`).
 //!
 //! [`Fragmenter`] is the synchronous rule set (table-tested); [`FragmentSink`] feeds it from the
 //! peer and writes what it cuts to the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +31,121 @@ use crate::store::{FragmentStore, NewFragment, StreamKey};
 
 /// Audio this much before a fragment's start still joins it (jitter between the tracks).
 pub const LATE_AUDIO_MS: u64 = 200;
+
+/// A track whose timeline is further than this from where its arrivals put it is re-anchored.
+/// Below [`LATE_AUDIO_MS`], so that drifting audio is moved before it is dropped as late.
+pub const DRIFT_MS: u64 = 100;
+
+/// A track's current delay is the lowest over this much arrival time ...
+const DRIFT_WINDOW_MS: i128 = 1000;
+/// ... and over at least this many of its samples (low frame rates).
+const DRIFT_WINDOW_SAMPLES: u64 = 16;
+/// Bounds the window's memory whatever the arrival times.
+const DRIFT_WINDOW_MAX: usize = 1024;
+/// A change of delay beyond this is a discontinuity (a clock step, a restarted sender), not
+/// drift: the track keeps to its media clock, as it did before drift was corrected.
+const MAX_DRIFT_MS: i128 = 1000;
+
+/// One track's mapping from its media clock to the session's timeline.
+///
+/// The first sample fixes the offset (`base`) from its `producer_time`; later samples follow
+/// the media clock, smooth whatever the network jitter. But a sender's media clock need not
+/// run at real time. The KVS C SDK's sample master adds 20 ms to its Opus timestamps per frame
+/// in a sleep loop that ran ~2.5% slow in our runs, while its video keeps to the wall clock:
+/// its audio fell 1.5 s behind its video per minute. Its sender reports put a frame at the
+/// first frame's wall-clock time plus the frame's media time, so `producer_time` drifts along
+/// with the media clock (and without sender reports it is the arrival time anyway; see
+/// docs/webrtc-ingestion.md, "The flow", step 5, for how the peer times a sample). Left alone,
+/// such audio ends up more than [`LATE_AUDIO_MS`] before every fragment start, and from then on
+/// every packet is dropped as late.
+///
+/// What shows the drift is the arrival time, on the server's clock. Each track watches its
+/// delay, arrival minus timeline, as the lowest over a sliding window ([`DRIFT_WINDOW_MS`],
+/// [`DRIFT_WINDOW_SAMPLES`]), so that jitter, a slow keyframe or a burst after a stall (all of
+/// which only add delay) do not count. The lowest delay of the track's first window is its
+/// reference. When the current one is more than [`DRIFT_MS`] off, the offset is moved by the
+/// difference and the track follows real time again: forward at once (a gap in the track);
+/// back without going below the track's previous timestamp (its next samples are 1 ms apart
+/// until its media clock catches up). A well-behaved sender's delay stays within the threshold,
+/// and its tracks are never re-anchored.
+struct TrackClock {
+    /// Timeline ms minus media ms.
+    base: i128,
+    /// The lowest delay (arrival minus timeline, ms) of the track's first window.
+    reference: i128,
+    first_arrival: i128,
+    /// The first window is over: `reference` is fixed.
+    settled: bool,
+    seen: u64,
+    /// (sample number, arrival ms, arrival minus media ms), increasing in the last: the front
+    /// is the lowest of the window.
+    window: VecDeque<(u64, i128, i128)>,
+    /// The track's previous timestamp.
+    last: Option<u64>,
+    /// Moved back: stay after `last` until the media clock passes it.
+    catching_up: bool,
+    /// Times re-anchored.
+    re_anchors: u64,
+}
+
+impl TrackClock {
+    fn new(media: i128, producer: i128, arrival: i128) -> Self {
+        let base = producer - media;
+        Self {
+            base,
+            reference: arrival - media - base,
+            first_arrival: arrival,
+            settled: false,
+            seen: 0,
+            window: VecDeque::new(),
+            last: None,
+            catching_up: false,
+            re_anchors: 0,
+        }
+    }
+
+    /// The timeline ms of a sample at `media` ms arriving at `arrival` ms.
+    fn timeline_ms(&mut self, media: i128, arrival: i128) -> u64 {
+        self.seen += 1;
+        let offset = arrival - media;
+        while self.window.back().is_some_and(|w| w.2 >= offset) {
+            self.window.pop_back();
+        }
+        self.window.push_back((self.seen, arrival, offset));
+        while self.window.len() > DRIFT_WINDOW_MAX
+            || self.window.front().is_some_and(|w| {
+                w.0 + DRIFT_WINDOW_SAMPLES <= self.seen && w.1 + DRIFT_WINDOW_MS < arrival
+            })
+        {
+            self.window.pop_front();
+        }
+        let delay = self.window.front().map_or(offset, |w| w.2) - self.base;
+        // Positive: samples arrive later than they did, for their timestamps; the media clock
+        // is slow and the track's timeline behind.
+        let drift = delay - self.reference;
+        if !self.settled {
+            self.reference = delay;
+            self.settled = arrival - self.first_arrival >= DRIFT_WINDOW_MS
+                && self.seen >= DRIFT_WINDOW_SAMPLES;
+        } else if drift.abs() > MAX_DRIFT_MS {
+            self.reference = delay;
+        } else if drift.abs() > i128::from(DRIFT_MS) {
+            self.base += drift;
+            self.catching_up |= drift < 0;
+            self.re_anchors += 1;
+        }
+        let raw = u64::try_from((self.base + media).max(0)).unwrap_or(0);
+        let t = match self.last {
+            Some(last) if self.catching_up && raw <= last => last.saturating_add(1),
+            _ => {
+                self.catching_up = false;
+                raw
+            }
+        };
+        self.last = Some(t);
+        t
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct FragmentRules {
@@ -111,8 +228,10 @@ pub struct Fragmenter {
     rules: FragmentRules,
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
-    /// Per track: producer-clock ms minus media-clock ms at the track's first sample.
-    base: BTreeMap<bool, i128>,
+    /// Per track (video first): media clock to timeline.
+    clocks: [Option<TrackClock>; 2],
+    /// The audio track's last timestamp.
+    last_audio: Option<u64>,
     current: Option<Building>,
     /// The fragment was closed by a bound: wait for a keyframe.
     closed: bool,
@@ -127,7 +246,8 @@ impl Fragmenter {
             rules,
             sps: None,
             pps: None,
-            base: BTreeMap::new(),
+            clocks: [None, None],
+            last_audio: None,
             current: None,
             closed: false,
             last_video_gap: 0,
@@ -143,12 +263,21 @@ impl Fragmenter {
     /// The sample's time on the session's timeline (epoch ms of the producer clock).
     fn timeline_ms(&mut self, s: &Sample) -> u64 {
         let media = i128::from(ms(s.media_time).min(u64::MAX >> 2));
-        let producer = i128::from(epoch_ms(s.producer_time));
-        let base = *self
-            .base
-            .entry(s.track == TrackKind::Video)
-            .or_insert(producer - media);
-        u64::try_from((base + media).max(0)).unwrap_or(0)
+        let arrival = i128::from(epoch_ms(s.arrival_time));
+        let slot = usize::from(s.track != TrackKind::Video);
+        self.clocks[slot]
+            .get_or_insert_with(|| {
+                TrackClock::new(media, i128::from(epoch_ms(s.producer_time)), arrival)
+            })
+            .timeline_ms(media, arrival)
+    }
+
+    /// Times a track was re-anchored (video, audio).
+    #[cfg(test)]
+    fn re_anchors(&self) -> [u64; 2] {
+        self.clocks
+            .each_ref()
+            .map(|c| c.as_ref().map_or(0, |c| c.re_anchors))
     }
 
     /// Takes one sample; returns the fragments it completed (zero or one).
@@ -250,7 +379,14 @@ impl Fragmenter {
         } else {
             t
         };
-        self.add(mkv::AUDIO_TRACK, t, true, s.data);
+        // Strictly after the track's previous block: late packets clamped to the start are
+        // then 1 ms apart rather than on one timestamp.
+        let t = self
+            .last_audio
+            .map_or(t, |last| t.max(last.saturating_add(1)));
+        if self.add(mkv::AUDIO_TRACK, t, true, s.data) {
+            self.last_audio = Some(t);
+        }
         // Audio alone never closes a fragment: the next video frame does.
     }
 

@@ -82,6 +82,27 @@ fn run(rules: FragmentRules, samples: &[S]) -> (Shape, Vec<(DropReason, u64)>, V
 
 /// The IDs of a Cluster's children (a minimal EBML reader for the tests).
 fn cluster_children(cluster: &[u8]) -> Vec<u32> {
+    cluster_elements(cluster)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// (track, timeline ms) of a fragment's blocks, in the order written.
+fn fragment_blocks(f: &NewFragment) -> Vec<(u64, u64)> {
+    cluster_elements(&f.bytes[f.cluster_offset as usize..])
+        .into_iter()
+        .filter(|(id, _)| *id == 0xA3)
+        .map(|(_, body)| {
+            let rel = i16::from_be_bytes([body[1], body[2]]);
+            let t = f.producer_ms.checked_add_signed(i64::from(rel)).unwrap();
+            (u64::from(body[0] & 0x7F), t)
+        })
+        .collect()
+}
+
+/// The (ID, body) of a Cluster's children.
+fn cluster_elements(cluster: &[u8]) -> Vec<(u32, &[u8])> {
     fn vint(b: &[u8]) -> (usize, u64) {
         let len = b[0].leading_zeros() as usize + 1;
         let mut v = u64::from(b[0]) & (0xFF >> len);
@@ -99,8 +120,9 @@ fn cluster_children(cluster: &[u8]) -> Vec<u32> {
             .iter()
             .fold(0u32, |a, b| (a << 8) | u32::from(*b));
         let (n, size) = vint(&cluster[at + id_len..]);
-        ids.push(id);
-        at += id_len + n + size as usize;
+        let body = at + id_len + n;
+        ids.push((id, &cluster[body..body + size as usize]));
+        at = body + size as usize;
     }
     ids
 }
@@ -193,4 +215,217 @@ fn video_only_recordings_have_no_audio_track() {
     let (shape, _, out) = run(rules, &[S::K(0), S::A(5), S::V(33)]);
     assert_eq!(shape, [(0, 2, 66)]);
     assert!(!out[0].bytes.windows(6).any(|w| w == b"A_OPUS"));
+}
+
+#[test]
+fn late_audio_clamped_to_the_start_keeps_one_timestamp_per_packet() {
+    use S::*;
+    let mut f = Fragmenter::new(FragmentRules::default());
+    let mut out = Vec::new();
+    for s in [K(0), K(1000), A(900), A(920), A(940), A(1001), V(1033)] {
+        out.extend(f.push(sample(s)));
+    }
+    out.extend(f.finish());
+    let audio: Vec<u64> = out
+        .iter()
+        .flat_map(fragment_blocks)
+        .filter(|b| b.0 == mkv::AUDIO_TRACK)
+        .map(|b| b.1 - T0)
+        .collect();
+    assert_eq!(audio, [1000, 1001, 1002, 1003]);
+}
+
+/// Where a simulated sender's producer time comes from.
+#[derive(Clone, Copy, Debug)]
+enum Producer {
+    /// No sender reports: the arrival time.
+    Arrival,
+    /// Sender reports that map RTP time onto the sender's wall clock from the first frame on,
+    /// so that producer time follows the media clock, drift included (what the KVS C SDK's
+    /// sender reports amount to when its frame timestamps drift).
+    MediaClock,
+}
+
+/// A simulated session, in arrival order: H.264 at 30 fps (a keyframe every 2 s) and 20 ms
+/// Opus frames for `secs` seconds of real time. Each track's media clock runs at `rate` per
+/// mille of real time: its timestamps advance by one frame duration a frame, its frames are
+/// captured a frame duration times 1000 / `rate` apart (975: a clock 2.5% slow). Every sample
+/// arrives 20 ms plus up to `jitter_ms` (pseudo-random) after its capture, in order within its
+/// track (as the peer's depacketizer hands them over); during `stall` (real ms from, to)
+/// nothing arrives, and what was held arrives in one burst when it ends.
+struct Session {
+    secs: u64,
+    video_rate: u64,
+    audio_rate: u64,
+    producer: Producer,
+    jitter_ms: u64,
+    stall: Option<(u64, u64)>,
+}
+
+impl Session {
+    fn samples(&self) -> Vec<Sample> {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut jitter = move || {
+            // xorshift64: deterministic, no dependency.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % (self.jitter_ms + 1)
+        };
+        let mut out = Vec::new();
+        for (track, rate) in [
+            (TrackKind::Video, self.video_rate),
+            (TrackKind::Audio, self.audio_rate),
+        ] {
+            let mut previous = 0;
+            for i in 0u64.. {
+                let media_us = match track {
+                    // 3000 ticks of the 90 kHz clock a frame.
+                    TrackKind::Video => i * 1_000_000 / 30,
+                    TrackKind::Audio => i * 20_000,
+                };
+                let real_us = media_us * 1000 / rate;
+                if real_us >= self.secs * 1_000_000 {
+                    break;
+                }
+                let mut arrival_us = (real_us + (20 + jitter()) * 1000).max(previous);
+                if let Some((from, to)) = self.stall {
+                    if (from * 1000..to * 1000).contains(&arrival_us) {
+                        arrival_us = to * 1000;
+                    }
+                }
+                previous = arrival_us;
+                let mut s = sample(match (track, i % 60) {
+                    (TrackKind::Video, 0) => S::K(0),
+                    (TrackKind::Video, _) => S::V(0),
+                    (TrackKind::Audio, _) => S::A(0),
+                });
+                let epoch = |us: u64| UNIX_EPOCH + Duration::from_micros(T0 * 1000 + us);
+                s.media_time = Duration::from_micros(media_us);
+                s.arrival_time = epoch(arrival_us);
+                s.producer_time = match self.producer {
+                    Producer::Arrival => s.arrival_time,
+                    Producer::MediaClock => epoch(media_us),
+                };
+                out.push(s);
+            }
+        }
+        // Stable: on a tie the video frame (pushed first) comes first.
+        out.sort_by_key(|s| s.arrival_time);
+        out
+    }
+}
+
+#[test]
+fn track_clocks_that_drift_from_real_time_are_re_anchored() {
+    use Producer::*;
+    let session = |video_rate, audio_rate, producer| Session {
+        secs: 120,
+        video_rate,
+        audio_rate,
+        producer,
+        jitter_ms: 30,
+        stall: None,
+    };
+    // (name, session, whether the tracks are to be re-anchored)
+    let cases = [
+        (
+            "correct clocks with jitter",
+            Session {
+                jitter_ms: 80,
+                ..session(1000, 1000, Arrival)
+            },
+            false,
+        ),
+        (
+            "correct clocks, a 500 ms stall and a burst",
+            Session {
+                stall: Some((60_000, 60_500)),
+                ..session(1000, 1000, Arrival)
+            },
+            false,
+        ),
+        (
+            "correct clocks, sender reports",
+            session(1000, 1000, MediaClock),
+            false,
+        ),
+        (
+            "audio 2.5% slow, no sender reports",
+            session(1000, 975, Arrival),
+            true,
+        ),
+        (
+            "audio 2.5% slow, sender reports on the drifting clock",
+            session(1000, 975, MediaClock),
+            true,
+        ),
+        (
+            "audio 2.5% fast, no sender reports",
+            session(1000, 1025, Arrival),
+            true,
+        ),
+        (
+            "audio 2.5% fast, sender reports on the drifting clock",
+            session(1000, 1025, MediaClock),
+            true,
+        ),
+        (
+            "audio 2.5% slow, 80 ms jitter and a stall",
+            Session {
+                jitter_ms: 80,
+                stall: Some((60_000, 60_700)),
+                ..session(1000, 975, Arrival)
+            },
+            true,
+        ),
+        (
+            "video 2.5% slow, audio correct",
+            session(975, 1000, Arrival),
+            true,
+        ),
+        (
+            "video 2.5% fast, audio correct",
+            session(1025, 1000, Arrival),
+            true,
+        ),
+    ];
+    for (name, session, drifts) in cases {
+        let samples = session.samples();
+        let sent = samples
+            .iter()
+            .filter(|s| s.track == TrackKind::Audio)
+            .count();
+        let mut f = Fragmenter::new(FragmentRules::default());
+        let mut out = Vec::new();
+        for s in samples {
+            out.extend(f.push(s));
+        }
+        out.extend(f.finish());
+        let blocks: Vec<(u64, u64)> = out.iter().flat_map(fragment_blocks).collect();
+        let track = |n| -> Vec<u64> { blocks.iter().filter(|b| b.0 == n).map(|b| b.1).collect() };
+        let (audio, video) = (track(mkv::AUDIO_TRACK), track(mkv::VIDEO_TRACK));
+        let drops = &f.dropped;
+        assert!(
+            audio.len() * 100 >= sent * 99,
+            "{name}: {} of {sent} audio frames kept, dropped {drops:?}",
+            audio.len()
+        );
+        for (kind, t) in [("audio", &audio), ("video", &video)] {
+            if let Some(w) = t.windows(2).find(|w| w[0] >= w[1]) {
+                panic!("{name}: {kind} timestamps not strictly increasing: {w:?}");
+            }
+        }
+        let (a, v) = (audio.last().unwrap(), video.last().unwrap());
+        assert!(
+            a.abs_diff(*v) <= 200,
+            "{name}: audio ends at {a}, video at {v}"
+        );
+        let re_anchors = f.re_anchors();
+        assert_eq!(
+            re_anchors.iter().any(|n| *n > 0),
+            drifts,
+            "{name}: re-anchored (video, audio) {re_anchors:?}"
+        );
+    }
 }
