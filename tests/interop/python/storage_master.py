@@ -54,12 +54,16 @@ class TestPattern(VideoStreamTrack):
 
 
 class Tone(AudioStreamTrack):
-    """A 440 Hz sine, 48 kHz mono, 20 ms frames, paced in real time."""
+    """A 440 Hz sine, 48 kHz mono, 20 ms frames, paced in real time. `clock` scales the RTP
+    clock against real time: 0.975 is a sender whose audio clock runs 2.5% slow, as the KVS C
+    SDK's sample master's does (its RTP timestamps fall behind its video's and the wall
+    clock's)."""
 
-    def __init__(self):
+    def __init__(self, clock=1.0):
         super().__init__()
         self.samples = 0
         self.start = None
+        self.clock = clock
 
     async def recv(self):
         if self.start is None:
@@ -73,7 +77,7 @@ class Tone(AudioStreamTrack):
         frame = AudioFrame(format="s16", layout="mono", samples=n)
         frame.planes[0].update(pcm)
         frame.sample_rate = 48000
-        frame.pts = self.samples
+        frame.pts = int(self.samples * self.clock)
         frame.time_base = fractions.Fraction(1, 48000)
         self.samples += n
         return frame
@@ -84,8 +88,9 @@ def b64json(obj):
 
 
 class Master:
-    def __init__(self, ws_url):
+    def __init__(self, ws_url, audio_clock=1.0):
         self.ws_url = ws_url
+        self.audio_clock = audio_clock
         self.offers = []
         self.errors = []
         self.pcs = {}
@@ -157,7 +162,7 @@ class Master:
                         if c.mimeType == "video/H264"]
                 t.setCodecPreferences(h264)
             elif t.kind == "audio":
-                t.sender.replaceTrack(Tone())
+                t.sender.replaceTrack(Tone(self.audio_clock))
                 t.direction = "sendonly"
         await pc.setLocalDescription(await pc.createAnswer())
         await ws.send(json.dumps({

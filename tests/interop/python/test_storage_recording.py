@@ -43,9 +43,11 @@ def get_media(server, kv, stream_name, selector):
     return resp["Payload"].read()
 
 
-def test_a_recorded_session_reads_back_as_h264_and_opus(server, kv, name, tmp_path):
+def bound_channel(server, kv, name, retention_hours):
+    """A channel recording into a new stream: (channel ARN, stream ARN, the storage client on
+    its WEBRTC endpoint, the master's WebSocket URL)."""
     channel = kv.create_signaling_channel(ChannelName=name)["ChannelARN"]
-    stream = kv.create_stream(StreamName=name, DataRetentionInHours=2)["StreamARN"]
+    stream = kv.create_stream(StreamName=name, DataRetentionInHours=retention_hours)["StreamARN"]
     kv.update_media_storage_configuration(
         ChannelARN=channel, MediaStorageConfiguration={"StreamARN": stream, "Status": "ENABLED"})
     eps = kv.get_signaling_channel_endpoint(
@@ -55,6 +57,11 @@ def test_a_recorded_session_reads_back_as_h264_and_opus(server, kv, name, tmp_pa
     by = {e["Protocol"]: e["ResourceEndpoint"] for e in eps}
     storage = server.client(service="kinesis-video-webrtc-storage", endpoint_url=by["WEBRTC"])
     ws = by["WSS"].rstrip("/") + "/?" + urllib.parse.urlencode({"X-Amz-ChannelARN": channel})
+    return channel, stream, storage, ws
+
+
+def test_a_recorded_session_reads_back_as_h264_and_opus(server, kv, name, tmp_path):
+    channel, stream, storage, ws = bound_channel(server, kv, name, 2)
 
     fragments0 = metric(server, "kvs_media_fragments_total") or 0
     master = Master(ws)
@@ -115,3 +122,46 @@ def test_a_recorded_session_reads_back_as_h264_and_opus(server, kv, name, tmp_pa
     rest = get_media(server, kv, name, {"StartSelectorType": "FRAGMENT_NUMBER", "AfterFragmentNumber": first})
     assert 0 < len(rest) < len(body)
     assert first.encode() not in rest.split(b"AWS_KINESISVIDEO_CONTINUATION_TOKEN")[0]
+
+
+@pytest.mark.parametrize("audio_clock", [0.975, 1.025])
+def test_audio_from_a_sender_whose_audio_clock_drifts_is_all_recorded(server, kv, name, tmp_path, audio_clock):
+    """The KVS C SDK's sample master sends Opus whose RTP clock runs ~2.5% slow against its
+    video and the wall clock. Its audio must still be recorded whole, in step with the video
+    (the recording re-anchors a drifting track, docs/webrtc-ingestion.md), not dropped once it
+    falls behind; and a clock running fast must not run ahead."""
+    seconds = 20.0
+    channel, _, storage, ws = bound_channel(server, kv, name, 1)
+    audio0 = metric(server, r'kvs_storage_samples_received_total\{track="audio"\}') or 0
+    master = Master(ws, audio_clock=audio_clock)
+    master.start()
+    try:
+        storage.join_storage_session(channelArn=channel)
+        wait_for("the first keyframe", lambda: (metric(server, "kvs_storage_video_keyframes_total") or 0) >= 1)
+        time.sleep(seconds)
+        assert master.errors == []
+    finally:
+        master.stop()
+    wait_for("the session to end", lambda: (metric(server, "kvs_storage_sessions_active") or 0) == 0, timeout=15)
+    received = (metric(server, r'kvs_storage_samples_received_total\{track="audio"\}') or 0) - audio0
+
+    path = tmp_path / "drift.mkv"
+    path.write_bytes(get_media(server, kv, name, {"StartSelectorType": "EARLIEST"}))
+    probe = ffprobe(path)
+    index = {s["codec_name"]: s["index"] for s in probe["streams"]}
+    assert sorted(index) == ["h264", "opus"], probe["streams"]
+
+    def times(codec):
+        return [float(p["pts_time"]) for p in probe["packets"]
+                if p["stream_index"] == index[codec] and p.get("pts_time") not in (None, "N/A")]
+    audio, video = times("opus"), times("h264")
+    # Every Opus packet received from the first keyframe on is kept (the ones before the first
+    # keyframe cannot be: a fragment starts on one), ...
+    assert received >= (seconds - 1) * 50, received
+    assert len(audio) >= 0.97 * (max(video) - min(video)) * 50, (len(audio), received, max(video) - min(video))
+    # ... in order, none on the same instant, ...
+    assert all(b > a for a, b in zip(audio, audio[1:])), "audio timestamps not increasing"
+    # ... and in step with the video at the end as at the start.
+    assert abs(max(audio) - max(video)) <= 0.4, (max(audio), max(video))
+    assert abs(min(audio) - min(video)) <= 0.4, (min(audio), min(video))
+
