@@ -1,6 +1,7 @@
 //! The behaviour every [`FragmentStore`] backend must show, one test per case. A backend's tests
 //! invoke [`crate::fragment_store_conformance!`] with an expression making a fresh, empty store
-//! (it may `.await`); the macro expands to one `#[tokio::test]` per case.
+//! (it may `.await`), or a [`Made`] when the store needs something kept alive and cleaned up
+//! after the case (a temporary directory); the macro expands to one `#[tokio::test]` per case.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,6 +11,45 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::store::*;
+
+/// A store made for one case, and what is dropped after it (e.g. a [`TempDir`] removing the
+/// store's directory).
+pub struct Made {
+    pub store: Arc<dyn FragmentStore>,
+    pub keep: Option<TempDir>,
+}
+
+impl<S: FragmentStore + 'static> From<Arc<S>> for Made {
+    fn from(store: Arc<S>) -> Self {
+        Self { store, keep: None }
+    }
+}
+
+/// A directory removed (with what it holds) when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A new, unique path under the system's temporary directory (not created).
+    pub fn new(prefix: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let name = format!("{prefix}-{}-{nanos}", std::process::id());
+        Self(std::env::temp_dir().join(name))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&self.0) {
+                // A test's teardown failure is a failure, not a leak.
+                panic!("cannot remove {}: {e}", self.0.display());
+            }
+        }
+    }
+}
 
 #[macro_export]
 macro_rules! fragment_store_conformance {
@@ -27,8 +67,9 @@ macro_rules! fragment_store_conformance {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let store: ::std::sync::Arc<dyn $crate::store::FragmentStore> = $make.await;
-                $crate::conformance::$case(store).await;
+                let made: $crate::conformance::Made = $make.await.into();
+                $crate::conformance::$case(::std::sync::Arc::clone(&made.store)).await;
+                drop(made);
             }
         )*
     };

@@ -39,15 +39,14 @@ mod conformance_memory {
 #[cfg(test)]
 mod conformance_disk {
     use std::sync::Arc;
+
+    use crate::conformance::{Made, TempDir};
     crate::fragment_store_conformance!(async {
-        let dir = std::env::temp_dir().join(format!(
-            "kvs-media-conf-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        Arc::new(crate::LocalFragmentStore::disk(&dir).expect("temp dir"))
+        let dir = TempDir::new("kvs-media-conf");
+        let store = Arc::new(crate::LocalFragmentStore::disk(&dir.0).expect("temp dir"));
+        Made {
+            store,
+            keep: Some(dir),
+        }
     });
 }
