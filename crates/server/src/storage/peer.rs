@@ -42,6 +42,9 @@ use super::{StorageSessions, VIEWER_TTL};
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
 /// The soonest a keyframe is asked for again when a viewer connects or asks for one.
 const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(300);
+/// Polls in a row while frames are being forwarded before the loop looks at its inputs again
+/// (it polls again at once then).
+const FLUSH_ROUNDS: usize = 4;
 /// Datagrams waiting between the socket readers and the loop. Overflow policy: the newest is
 /// dropped (UDP media tolerates loss; RTCP feedback repairs video).
 const DATAGRAM_QUEUE: usize = 1024;
@@ -292,9 +295,21 @@ impl Peer<'_> {
 
     /// Polls every leg until str0m names its next deadline, and acts on what they report:
     /// the master's frames recorded and forwarded to the viewers, the talking viewer's audio
-    /// forwarded to the master, keyframes asked for. The earliest deadline (now, when
-    /// something was forwarded, so it goes out at once).
+    /// forwarded to the master, keyframes asked for; again while something was forwarded, so
+    /// it goes out at once and no event is left unread. The earliest deadline.
     async fn poll(&mut self, master: &mut Leg, sockets: &Sockets) -> Instant {
+        for _ in 0..FLUSH_ROUNDS {
+            let (deadline, wrote) = self.poll_once(master, sockets).await;
+            if !wrote {
+                return deadline;
+            }
+            // What was forwarded goes out on the next poll, now (which may report more).
+        }
+        Instant::now()
+    }
+
+    /// One poll of every leg, every event acted on; whether anything was forwarded.
+    async fn poll_once(&mut self, master: &mut Leg, sockets: &Sockets) -> (Instant, bool) {
         let now_millis = self.clock.now_millis();
         let mut events = Vec::new();
         let mut deadline = master.poll(sockets, now_millis, &mut events);
@@ -334,21 +349,10 @@ impl Peer<'_> {
         if want_keyframe {
             self.keyframe(master, KEYFRAME_MIN_GAP);
         }
-        if wrote {
-            // What was written goes out on the next poll, now.
-            deadline = deadline.min(master.poll(sockets, now_millis, &mut Vec::new()));
-            for v in &mut self.viewers {
-                let mut events = Vec::new();
-                deadline = deadline.min(v.leg.poll(sockets, now_millis, &mut events));
-                // Frames from a viewer between two polls: its audio waits for the next one
-                // only if it raced this flush; rare and harmless, so it is dropped.
-                drop(events);
-            }
-        }
         for d in frames {
             self.frame(*d, master).await;
         }
-        deadline
+        (deadline, wrote)
     }
 
     /// One master frame to every connected viewer leg; video only from a keyframe on.
