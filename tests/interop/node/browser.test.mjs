@@ -10,7 +10,6 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { chromium } from 'playwright-core';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import {
   KinesisVideoClient,
@@ -20,9 +19,9 @@ import {
 } from '@aws-sdk/client-kinesis-video';
 import { KinesisVideoSignalingClient, GetIceServerConfigCommand } from '@aws-sdk/client-kinesis-video-signaling';
 import { startServer, CREDS } from './server.mjs';
+import { launchChromium, openPage } from './browser-kit.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const BUNDLE = join(HERE, 'node_modules', 'amazon-kinesis-video-streams-webrtc', 'dist', 'kvs-webrtc.min.js');
 const IP = process.env.KVS_NETNS_IP;
 const REGION = 'us-east-1';
 let server;
@@ -33,16 +32,7 @@ before(async () => {
   assert.ok(IP, 'run through run-browser.sh (a network namespace with KVS_NETNS_IP)');
   server = await startServer(['--tls-listen', `${IP}:0`, '--go-away-grace', '2s'], { listen: `${IP}:0` });
   ca = readFileSync(join(server.dataDir, 'tls', 'ca.pem'));
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--ignore-certificate-errors',
-      '--disable-features=WebRtcHideLocalIpsWithMdns',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -70,27 +60,7 @@ async function prepare(name) {
   return { kv, ChannelARN, master, viewer, iceServers };
 }
 
-async function page(logs, who) {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
-  const p = await ctx.newPage();
-  p.on('console', (m) => logs.push(`[${who}] ${m.type()}: ${m.text()}`));
-  p.on('pageerror', (e) => logs.push(`[${who}] pageerror: ${e.message}`));
-  // A secure context (the SDK's signer needs crypto.subtle): a page of the server's own
-  // https origin.
-  // Chromium may report ERR_NETWORK_CHANGED once while the namespace's fresh veth settles:
-  // a transient of the test network, not of the server, so the navigation is retried (bounded).
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await p.goto(`${server.tlsEndpoint}/health`);
-      break;
-    } catch (e) {
-      if (attempt >= 5 || !String(e.message).includes('ERR_NETWORK_CHANGED')) throw e;
-      await new Promise((r) => setTimeout(r, 200 * attempt));
-    }
-  }
-  await p.addScriptTag({ path: BUNDLE });
-  return p;
-}
+const page = (logs, who) => openPage(browser, server, logs, who);
 
 // Runs in the master page: answers every viewer, echoes on the data channel.
 function runMaster({ arn, wss, region, creds, iceServers, policy }) {

@@ -12,7 +12,6 @@ import { execFileSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { chromium } from 'playwright-core';
 import {
   KinesisVideoClient,
   CreateSignalingChannelCommand,
@@ -22,6 +21,7 @@ import {
   ListSignalingChannelsCommand,
 } from '@aws-sdk/client-kinesis-video';
 import { startServer } from './server.mjs';
+import { gotoSettled, launchChromium } from './browser-kit.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ART = join(HERE, 'artifacts');
@@ -43,15 +43,7 @@ before(async () => {
   mkdirSync(ART, { recursive: true });
   open = await startServer(['--tls-listen', `${IP}:0`, '--go-away-grace', '2s', '--allow-open-non-loopback'], { listen: `${IP}:0`, credentials: null });
   creds = await startServer(['--tls-listen', `${IP}:0`], { listen: `${IP}:0`, credentials: TWO_ACCOUNTS });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--ignore-certificate-errors', '--disable-features=WebRtcHideLocalIpsWithMdns',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -77,13 +69,7 @@ async function context(opts = {}) {
     async page(url, who = 'page') {
       const p = await ctx.newPage();
       watch(p, who);
-      // Chromium may report ERR_NETWORK_CHANGED once while the namespace's fresh veth settles.
-      for (let attempt = 1; ; attempt++) {
-        try { await p.goto(url); break; } catch (e) {
-          if (attempt >= 5 || !String(e.message).includes('ERR_NETWORK_CHANGED')) throw e;
-          await new Promise((r) => setTimeout(r, 200 * attempt));
-        }
-      }
+      await gotoSettled(p, url);
       return p;
     },
     async done() {

@@ -17,6 +17,7 @@ ip link set kvs1 up
 ip route add default via 192.0.2.11 dev kvs0 2>/dev/null || ip route add default dev kvs0
 export KVS_NETNS_IP=192.0.2.10
 # browser.test.mjs: calls through the official SDK bundle; console.test.mjs: the web console;
-# storage.test.mjs: a Chromium master recorded by JoinStorageSession. Arguments: run only those.
-if [[ $# -eq 0 ]]; then set -- browser.test.mjs console.test.mjs storage.test.mjs; fi
+# storage.test.mjs: a Chromium master recorded by JoinStorageSession; storage-viewer.test.mjs: a
+# Chromium viewer joined through the storage session. Arguments: run only those.
+if [[ $# -eq 0 ]]; then set -- browser.test.mjs console.test.mjs storage.test.mjs storage-viewer.test.mjs; fi
 exec node --test --test-concurrency=1 --test-timeout=180000 "$@"
