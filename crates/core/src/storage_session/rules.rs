@@ -317,7 +317,8 @@ mod tests {
     #[test]
     fn viewer_legs_end_like_the_session_in_the_masters_place() {
         let l = SessionLimits::default();
-        let cases: Vec<(&str, fn(&mut ViewerFacts), Option<ViewerEnd>)> = vec![
+        type Case = (&'static str, fn(&mut ViewerFacts), Option<ViewerEnd>);
+        let cases: Vec<Case> = vec![
             ("fresh", |_| {}, None),
             ("gone", |f| f.viewer_present = false, Some(ViewerEnd::Left)),
             ("no answer yet", |f| f.now_millis = 30_999, None),
