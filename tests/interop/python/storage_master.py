@@ -54,13 +54,15 @@ class TestPattern(VideoStreamTrack):
 
 
 class Tone(AudioStreamTrack):
-    """A 440 Hz sine, 48 kHz mono, 20 ms frames, paced in real time. `clock` scales the RTP
+    """A sine of `hz` (440 Hz: the master's; a viewer's voice has its own pitch, so the master
+    can tell whose audio it gets), 48 kHz mono, 20 ms frames, paced in real time. `clock` scales the RTP
     clock against real time: 0.975 is a sender whose audio clock runs 2.5% slow, as the KVS C
     SDK's sample master's does (its RTP timestamps fall behind its video's and the wall
     clock's)."""
 
-    def __init__(self, clock=1.0):
+    def __init__(self, clock=1.0, hz=440):
         super().__init__()
+        self.hz = hz
         self.samples = 0
         self.start = None
         self.clock = clock
@@ -72,7 +74,7 @@ class Tone(AudioStreamTrack):
         if wait > 0:
             await asyncio.sleep(wait)
         n = 960
-        pcm = struct.pack(f"<{n}h", *(int(8000 * math.sin(2 * math.pi * 440 * (i + self.samples) / 48000))
+        pcm = struct.pack(f"<{n}h", *(int(8000 * math.sin(2 * math.pi * self.hz * (i + self.samples) / 48000))
                                        for i in range(n)))
         frame = AudioFrame(format="s16", layout="mono", samples=n)
         frame.planes[0].update(pcm)
@@ -198,34 +200,6 @@ def wait_for(what, check, timeout=40.0):
 # --- JoinStorageSessionAsViewer (test_storage_viewers.py, storage_viewer.py) ---------------------
 # Added for the viewer tests; nothing above changes.
 import collections  # noqa: E402
-
-
-class ToneAt(AudioStreamTrack):
-    """A sine of `hz`, 48 kHz mono, 20 ms frames, paced in real time (a viewer's voice: each
-    viewer its own pitch, so the master can tell whose audio it gets)."""
-
-    def __init__(self, hz):
-        super().__init__()
-        self.hz = hz
-        self.samples = 0
-        self.start = None
-
-    async def recv(self):
-        if self.start is None:
-            self.start = time.time()
-        wait = self.start + self.samples / 48000 - time.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        n = 960
-        pcm = struct.pack(f"<{n}h", *(int(8000 * math.sin(2 * math.pi * self.hz * (i + self.samples) / 48000))
-                                       for i in range(n)))
-        frame = AudioFrame(format="s16", layout="mono", samples=n)
-        frame.planes[0].update(pcm)
-        frame.sample_rate = 48000
-        frame.pts = self.samples
-        frame.time_base = fractions.Fraction(1, 48000)
-        self.samples += n
-        return frame
 
 
 def pcm_of(frame):

@@ -36,7 +36,7 @@ from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from storage_master import ToneAt, b64json, pcm_of
+from storage_master import Tone, b64json, pcm_of
 
 
 def presign_viewer_url(wss_endpoint, channel_arn, client_id, key="AKIDEXAMPLE",
@@ -229,7 +229,7 @@ class Viewer:
                 t.direction = "recvonly"
             elif t.kind == "audio":
                 if self.send_audio:
-                    t.sender.replaceTrack(ToneAt(self.send_audio))
+                    t.sender.replaceTrack(Tone(hz=self.send_audio))
                     t.direction = "sendrecv"
                 else:
                     t.direction = "recvonly"

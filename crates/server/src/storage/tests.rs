@@ -98,15 +98,18 @@ async fn fixture_with(hub: HubConfig) -> Fixture {
 
 impl Fixture {
     async fn master(&self) -> (Registration, mpsc::Receiver<Event>) {
+        self.connect(Role::Master).await
+    }
+
+    async fn viewer(&self, id: &str) -> (Registration, mpsc::Receiver<Event>) {
+        self.connect(Role::Viewer(id.into())).await
+    }
+
+    async fn connect(&self, role: Role) -> (Registration, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel(64);
         let reg = self
             .app
-            .connect(
-                &self.ns,
-                &self.channel,
-                Role::Master,
-                Arc::new(ChannelSink(tx)),
-            )
+            .connect(&self.ns, &self.channel, role, Arc::new(ChannelSink(tx)))
             .await
             .unwrap();
         reg.activate().await;
@@ -125,43 +128,33 @@ impl Fixture {
             .await
     }
 
-    async fn viewer(&self, id: &str) -> (Registration, mpsc::Receiver<Event>) {
-        let (tx, rx) = mpsc::channel(64);
-        let reg = self
-            .app
-            .connect(
-                &self.ns,
-                &self.channel,
-                Role::Viewer(id.into()),
-                Arc::new(ChannelSink(tx)),
-            )
-            .await
-            .unwrap();
-        reg.activate().await;
-        (reg, rx)
-    }
-
     async fn viewer_ended(&self, reason: ViewerEnd, n: u64) {
-        let m = self.sessions.metrics();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while m.viewer_ended_with(reason) < n {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no {n} viewer legs ended with {reason:?}"));
+        let m = Arc::clone(self.sessions.metrics());
+        until(
+            &format!("{n} viewer legs ended with {reason:?}"),
+            move || m.viewer_ended_with(reason) >= n,
+        )
+        .await;
     }
 
     async fn ended(&self, reason: EndReason, n: u64) {
-        let m = self.sessions.metrics();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while m.ended_with(reason) < n {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        let m = Arc::clone(self.sessions.metrics());
+        until(&format!("{n} sessions ended with {reason:?}"), move || {
+            m.ended_with(reason) >= n
         })
-        .await
-        .unwrap_or_else(|_| panic!("no {n} sessions ended with {reason:?}"));
+        .await;
     }
+}
+
+/// Waits (at most 10 s) for `done`.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not reached: {what}"));
 }
 
 /// The next SDP_OFFER the master receives: its sender.
