@@ -157,8 +157,9 @@ async fn until(what: &str, done: impl Fn() -> bool) {
     .unwrap_or_else(|_| panic!("not reached: {what}"));
 }
 
-/// The next SDP_OFFER the master receives: its sender.
-async fn offer(rx: &mut mpsc::Receiver<Event>) -> String {
+/// The next SDP_OFFER a connection receives: its sender (the master receives the peer's
+/// ClientId; a joined viewer none, as from the master).
+async fn offer(rx: &mut mpsc::Receiver<Event>) -> Option<String> {
     loop {
         let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
@@ -168,7 +169,7 @@ async fn offer(rx: &mut mpsc::Receiver<Event>) -> String {
             if m.action == Action::SdpOffer {
                 let sdp = super::signal::answer_sdp(&m.payload);
                 assert_eq!(sdp, None, "an offer, not an answer");
-                return m.sender.unwrap();
+                return m.sender;
             }
         }
     }
@@ -179,9 +180,9 @@ async fn the_most_recent_join_wins_and_the_master_leaving_ends_it() {
     let f = fixture().await;
     let (master, mut rx) = f.master().await;
     let first = f.join().await.unwrap();
-    assert_eq!(offer(&mut rx).await, first.client_id);
+    assert_eq!(offer(&mut rx).await, Some(first.client_id));
     let second = f.join().await.unwrap();
-    assert_eq!(offer(&mut rx).await, second.client_id);
+    assert_eq!(offer(&mut rx).await, Some(second.client_id));
     f.ended(EndReason::Superseded, 1).await;
     let listed = f.sessions.list().await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -200,7 +201,7 @@ async fn no_answer_within_the_timeout_ends_it() {
     let f = fixture().await;
     let (_master, mut rx) = f.master().await;
     f.join().await.unwrap();
-    offer(&mut rx).await;
+    assert!(offer(&mut rx).await.is_some(), "from the peer");
     f.clock.advance(Duration::from_secs(29));
     // A few checks happen meanwhile; none may end it.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -248,21 +249,6 @@ async fn the_peer_counts_toward_the_viewer_limit() {
     f.join().await.unwrap();
 }
 
-/// The next SDP_OFFER a viewer receives: its sender (the storage peer's offer has none).
-async fn viewer_offer(rx: &mut mpsc::Receiver<Event>) -> Option<String> {
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if let Event::Message(m) = event {
-            if m.action == Action::SdpOffer {
-                return m.sender;
-            }
-        }
-    }
-}
-
 fn to_master(action: Action, payload: &str) -> ClientMessage {
     ClientMessage {
         action,
@@ -279,17 +265,13 @@ async fn a_viewer_whose_leg_fails_frees_its_place_and_talks_to_the_master_again(
     let f = fixture().await;
     let (_master, mut master_rx) = f.master().await;
     f.join().await.unwrap();
-    offer(&mut master_rx).await;
+    assert!(offer(&mut master_rx).await.is_some(), "from the peer");
     let (viewer, mut viewer_rx) = f.viewer("v1").await;
     f.sessions
         .join_viewer(f.channel.as_str(), "v1")
         .await
         .unwrap();
-    assert_eq!(
-        viewer_offer(&mut viewer_rx).await,
-        None,
-        "as from the master"
-    );
+    assert_eq!(offer(&mut viewer_rx).await, None, "as from the master");
     assert_eq!(f.sessions.metrics().viewers_active(), 1);
     let members = f.sessions.viewers(f.channel.as_str()).await.unwrap();
     assert_eq!(members.len(), 1);
@@ -344,7 +326,7 @@ async fn three_viewers_at_most_and_a_departure_frees_a_place() {
     let f = fixture().await;
     let (_master, mut master_rx) = f.master().await;
     f.join().await.unwrap();
-    offer(&mut master_rx).await;
+    assert!(offer(&mut master_rx).await.is_some(), "from the peer");
     let mut viewers = Vec::new();
     for id in ["a", "b", "c"] {
         let (reg, mut rx) = f.viewer(id).await;
@@ -352,7 +334,7 @@ async fn three_viewers_at_most_and_a_departure_frees_a_place() {
             .join_viewer(f.channel.as_str(), id)
             .await
             .unwrap();
-        viewer_offer(&mut rx).await;
+        offer(&mut rx).await;
         viewers.push((reg, rx));
     }
     let (_d, _d_rx) = f.viewer("d").await;
