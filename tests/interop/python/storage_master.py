@@ -85,6 +85,32 @@ class Tone(AudioStreamTrack):
         return frame
 
 
+def send_as_master(pc, audio, audio_direction):
+    """A master's answer to the storage peer's offer (set as the remote description): the test
+    pattern as H.264, `audio` in `audio_direction`."""
+    for t in pc.getTransceivers():
+        if t.kind == "video":
+            t.sender.replaceTrack(TestPattern())
+            t.direction = "sendonly"
+            h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs
+                    if c.mimeType == "video/H264"]
+            t.setCodecPreferences(h264)
+        elif t.kind == "audio":
+            t.sender.replaceTrack(audio)
+            t.direction = audio_direction
+
+
+async def add_candidate(pc, body):
+    """An ICE_CANDIDATE payload (decoded) added to `pc`."""
+    c = candidate_from_sdp(body["candidate"].split(":", 1)[1])
+    c.sdpMid = body.get("sdpMid")
+    c.sdpMLineIndex = body.get("sdpMLineIndex")
+    try:
+        await pc.addIceCandidate(c)
+    except ValueError:
+        pass  # already known from the offer's SDP (end-of-candidates)
+
+
 def b64json(obj):
     return base64.b64encode(json.dumps(obj).encode()).decode()
 
@@ -141,13 +167,7 @@ class Master:
                 elif msg.get("messageType") == "ICE_CANDIDATE" and body and body.get("candidate"):
                     pc = self.pcs.get(sender)
                     if pc is not None:
-                        c = candidate_from_sdp(body["candidate"].split(":", 1)[1])
-                        c.sdpMid = body.get("sdpMid")
-                        c.sdpMLineIndex = body.get("sdpMLineIndex")
-                        try:
-                            await pc.addIceCandidate(c)
-                        except ValueError:
-                            pass  # already known from the offer's SDP (end-of-candidates)
+                        await add_candidate(pc, body)
             except Exception as e:
                 self.errors.append(repr(e))
 
@@ -156,16 +176,7 @@ class Master:
         pc = RTCPeerConnection()
         self.pcs[sender] = pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        for t in pc.getTransceivers():
-            if t.kind == "video":
-                t.sender.replaceTrack(TestPattern())
-                t.direction = "sendonly"
-                h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs
-                        if c.mimeType == "video/H264"]
-                t.setCodecPreferences(h264)
-            elif t.kind == "audio":
-                t.sender.replaceTrack(Tone(self.audio_clock))
-                t.direction = "sendonly"
+        send_as_master(pc, Tone(self.audio_clock), "sendonly")
         await pc.setLocalDescription(await pc.createAnswer())
         await ws.send(json.dumps({
             "action": "SDP_ANSWER",
@@ -316,16 +327,8 @@ class TalkbackMaster(Master):
         self.pcs[sender] = pc
         pc.on("track", lambda track: asyncio.ensure_future(self._consume(sender, track)))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        for t in pc.getTransceivers():
-            if t.kind == "video":
-                t.sender.replaceTrack(TestPattern())
-                t.direction = "sendonly"
-                h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs
-                        if c.mimeType == "video/H264"]
-                t.setCodecPreferences(h264)
-            elif t.kind == "audio":
-                t.sender.replaceTrack(Tone())
-                t.direction = "sendrecv"  # and-ed with the offer's: sendonly against a recvonly offer
+        # sendrecv is and-ed with the offer's direction: sendonly against a recvonly offer.
+        send_as_master(pc, Tone(), "sendrecv")
         await pc.setLocalDescription(await pc.createAnswer())
         await ws.send(json.dumps({
             "action": "SDP_ANSWER",

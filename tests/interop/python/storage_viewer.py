@@ -31,12 +31,11 @@ import urllib.parse
 import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
-from aiortc.sdp import candidate_from_sdp
 from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from storage_master import Tone, b64json, pcm_of
+from storage_master import Tone, add_candidate, b64json, pcm_of
 
 
 def presign_viewer_url(wss_endpoint, channel_arn, client_id, key="AKIDEXAMPLE",
@@ -180,7 +179,7 @@ class Viewer:
                         if self.pc is None:
                             self._early.append(msg["body"])
                         else:
-                            await self._add_candidate(self.pc, msg["body"])
+                            await add_candidate(self.pc, msg["body"])
                 except Exception as e:
                     self.errors.append(repr(e))
         except websockets.ConnectionClosed as e:
@@ -188,15 +187,6 @@ class Viewer:
             return
         self.closed_code = ws.close_code
 
-    @staticmethod
-    async def _add_candidate(pc, body):
-        c = candidate_from_sdp(body["candidate"].split(":", 1)[1])
-        c.sdpMid = body.get("sdpMid")
-        c.sdpMLineIndex = body.get("sdpMLineIndex")
-        try:
-            await pc.addIceCandidate(c)
-        except ValueError:
-            pass
 
     async def _consume(self, track):
         try:
@@ -222,7 +212,7 @@ class Viewer:
         pc.on("track", lambda track: asyncio.ensure_future(self._consume(track)))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         for body in self._early:
-            await self._add_candidate(pc, body)
+            await add_candidate(pc, body)
         self._early = []
         for t in pc.getTransceivers():
             if t.kind == "video":
